@@ -1,0 +1,115 @@
+"""Harness for pgmart's end-to-end tests: real PostgreSQL 15 clusters, started here with pgmart
+preloaded, owned by the `postgres` OS user (initdb refuses root), each on its own port and socket
+directory, torn down after the test module."""
+
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+_ports = itertools.count(56000 + (os.getpid() % 400) * 10)
+
+
+def run_as_postgres(*args, check=True, **kw):
+    cmd = ["runuser", "-u", "postgres", "--", *args]
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster with pgmart in shared_preload_libraries."""
+
+    def __init__(self, name, settings=None, preload=True, basebackup_of=None):
+        self.dir = tempfile.mkdtemp(prefix=f"pgmart-{name}-")
+        os.chmod(self.dir, 0o777)
+        self.data = os.path.join(self.dir, "data")
+        self.port = next(_ports)
+        self.log = os.path.join(self.dir, "server.log")
+        conf = {
+            "port": self.port,
+            "unix_socket_directories": f"'{self.dir}'",
+            "listen_addresses": "''",
+            "max_worker_processes": 16,
+            "pgmart.naptime": "'1s'",
+            "log_min_messages": "log",
+            "fsync": "off",
+        }
+        if preload:
+            conf["shared_preload_libraries"] = "'pgmart'"
+        conf.update(settings or {})
+        if basebackup_of is None:
+            run_as_postgres(f"{PGBIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        else:
+            run_as_postgres(f"{PGBIN}/pg_basebackup", "-h", basebackup_of.dir, "-p", str(basebackup_of.port),
+                            "-U", "postgres", "-D", self.data, "-R", "-X", "stream")
+            conf["primary_conninfo"] = f"'host={basebackup_of.dir} port={basebackup_of.port} user=postgres'"
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+        self.start()
+
+    def start(self):
+        run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+
+    def stop(self, mode="fast", check=True):
+        return run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop", check=check)
+
+    def reload(self):
+        run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "reload")
+
+    def destroy(self):
+        self.stop(mode="immediate", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def set(self, name, value):
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(f"{name} = {value}\n")
+
+    def connect(self, dbname="postgres", user="postgres", autocommit=True):
+        return psycopg.connect(host=self.dir, port=self.port, dbname=dbname, user=user, autocommit=autocommit)
+
+    def sql(self, query, params=None, dbname="postgres", user="postgres"):
+        """Run one statement in its own autocommit connection; return all rows (or None)."""
+        with self.connect(dbname, user) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def one(self, query, params=None, dbname="postgres", user="postgres"):
+        rows = self.sql(query, params, dbname, user)
+        return rows[0][0] if rows else None
+
+    def createdb(self, name, extension=True):
+        self.sql(f'CREATE DATABASE "{name}"')
+        if extension:
+            self.sql("CREATE EXTENSION pgmart", dbname=name)
+
+    def server_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+
+def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    c = Cluster(request.module.__name__.split(".")[-1])
+    yield c
+    c.destroy()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bench: a benchmark against an anchor (make bench), not run by make test")

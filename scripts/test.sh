@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test: Rust unit tests and #[pg_test] (cargo pgrx test), then the end-to-end tests under
+# pg_test/ against clusters the harness starts itself with pgmart preloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export USER="${USER:-root}"
+export CARGO_PGRX_TEST_RUNAS="${CARGO_PGRX_TEST_RUNAS:-postgres}"
+
+# initdb refuses root: the test cluster's data directory belongs to postgres.
+mkdir -p target/test-pgdata
+chown -R postgres: target/test-pgdata
+chmod o+rx target . 2>/dev/null || true
+
+echo "== unit tests and #[pg_test] =="
+cargo pgrx test pg15
+
+echo "== install into the system PostgreSQL 15 =="
+cargo pgrx install --pg-config /usr/bin/pg_config >/dev/null
+
+echo "== end-to-end tests (pg_test/) =="
+.venv/bin/python -m pytest pg_test -q -m "not bench" -p no:cacheprovider

@@ -1,0 +1,31 @@
+-- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
+
+CREATE FUNCTION pgmart._job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pgmart._wake_scheduler();
+    RETURN NULL;
+END $$;
+CREATE TRIGGER job_changed AFTER INSERT OR UPDATE OF schedule, timezone, enabled, next_run_at ON pgmart.job
+    FOR EACH STATEMENT EXECUTE FUNCTION pgmart._job_changed();
+
+COMMENT ON FUNCTION pgmart.schedule_sql IS
+  'Schedule a SQL statement to run as its owner (the caller, or run_as) on an interval or cron schedule in a time zone; returns the job id.';
+COMMENT ON FUNCTION pgmart.refresh_due IS
+  'Run every due pgmart job the caller may act as, each in a subtransaction with lock_timeout; one row per job run.';
+COMMENT ON FUNCTION pgmart.run_job IS 'Run one job now, whatever its schedule, and record the run.';
+COMMENT ON FUNCTION pgmart.pause_job IS 'Disable a job; it keeps its history and can be resumed.';
+COMMENT ON FUNCTION pgmart.resume_job IS 'Enable a paused job; it next runs at its next scheduled time.';
+COMMENT ON FUNCTION pgmart.alter_job IS 'Change a job''s schedule, time zone, retries, backoff, enabled flag, name or (sql jobs) command.';
+COMMENT ON FUNCTION pgmart.drop_job IS 'Delete a sql job and its history.';
+COMMENT ON FUNCTION pgmart._wake_scheduler IS 'Internal: wake this database''s pgmart scheduler when the transaction commits.';
+COMMENT ON FUNCTION pgmart._wake_launcher IS 'Internal: wake the pgmart launcher when the transaction commits.';
+COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the scheduler after a job change.';
+
+DO $$
+BEGIN
+    IF current_setting('shared_preload_libraries') !~ '(^|[ ,])pgmart($|[ ,])' THEN
+        RAISE NOTICE 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
+    END IF;
+END $$;
+
+SELECT pgmart._wake_launcher();

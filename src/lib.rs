@@ -1,0 +1,42 @@
+//! pgmart: a dependable analytics stack inside PostgreSQL. See DESIGN.md for the architecture:
+//! every scheduled thing is a job; each capability is one module with pure planning code, an
+//! executor and thin SQL-facing functions.
+
+use pgrx::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pg_module_magic!();
+
+pub mod alerts;
+pub mod error;
+pub mod guc;
+pub mod jobs;
+pub mod sql;
+pub mod worker;
+
+/// True when pgmart was loaded through shared_preload_libraries (so its workers are running).
+pub static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+#[allow(non_snake_case)]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        PRELOADED.store(true, Ordering::Relaxed);
+        worker::launcher::register();
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pgmart'", "max_worker_processes = 16"]
+    }
+}
