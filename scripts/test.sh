@@ -7,8 +7,9 @@ export USER="${USER:-root}"
 export CARGO_PGRX_TEST_RUNAS="${CARGO_PGRX_TEST_RUNAS:-postgres}"
 
 # initdb refuses root: the test cluster's data directory belongs to postgres.
-mkdir -p target/test-pgdata
-chown -R postgres: target/test-pgdata
+T="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$T/test-pgdata"
+chown -R postgres: "$T/test-pgdata"
 chmod o+rx target . 2>/dev/null || true
 
 echo "== unit tests and #[pg_test] =="

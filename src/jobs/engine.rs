@@ -144,17 +144,17 @@ pub fn recover_interrupted() -> u64 {
     })
 }
 
-/// Claim every due job `caller` may act as, locking the rows until the caller's transaction ends.
-pub fn claim_due_for_session(caller: &str) -> Vec<Job> {
-    recover_interrupted();
+/// Claim the next due job `caller` may act as (skipping those in `done`), locking its row until
+/// the caller's transaction ends. Claiming one at a time lets concurrent callers share the work.
+pub fn claim_next_for_session(caller: &str, done: &[i64]) -> Option<Job> {
     sql::as_catalog_owner(|| {
-        sql::rows::<Job>(
+        sql::row::<Job>(
             &format!(
                 "{JOB_SELECT} WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
-                   AND pg_catalog.pg_has_role($1::name, owner, 'MEMBER') \
-                 ORDER BY next_run_at, job_id FOR UPDATE SKIP LOCKED"
+                   AND pg_catalog.pg_has_role($1::name, owner, 'MEMBER') AND job_id <> ALL($2) \
+                 ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ),
-            &[caller.into()],
+            &[caller.into(), done.to_vec().into()],
         )
     })
 }
@@ -346,12 +346,14 @@ fn record(
 pub fn refresh_due() -> Vec<RunReport> {
     let caller = sql::current_role();
     crate::jobs::history::prune();
-    let jobs = claim_due_for_session(&caller);
+    recover_interrupted();
     let run_by = format!("session {} ({})", unsafe { pg_sys::MyProcPid }, caller);
-    jobs.iter()
-        .map(|job| {
-            let run_id = start_run(job, &run_by);
-            execute(job, run_id, Trigger::Schedule)
-        })
-        .collect()
+    let mut done: Vec<i64> = vec![];
+    let mut reports = vec![];
+    while let Some(job) = claim_next_for_session(&caller, &done) {
+        done.push(job.job_id);
+        let run_id = start_run(&job, &run_by);
+        reports.push(execute(&job, run_id, Trigger::Schedule));
+    }
+    reports
 }
