@@ -188,17 +188,33 @@ pub fn register(m: NewMetric) -> i32 {
     sql::exec("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgmart.metric:' || $1))", &[m.name.into()]);
 
     // Plan the expression and filter as the caller: they must be an aggregate and a boolean.
-    let count = sql::subtransaction(|| {
-        sql::one::<i64>(
-            &format!("SELECT count(*) FROM (SELECT (({expr}))::numeric AS value FROM {source_sql} AS m WHERE false) q"),
+    #[derive(Deserialize)]
+    struct Probe {
+        rows: i32,
+        typ: Option<String>,
+    }
+    let probe_q = sql::subtransaction(|| {
+        sql::row::<Probe>(
+            &format!(
+                "SELECT coalesce(pg_catalog.jsonb_array_length(pg_catalog.jsonb_agg(q.value)), 0) AS rows, min(q.typ) AS typ \
+                   FROM (SELECT (({expr}))::numeric AS value, pg_catalog.pg_typeof(({expr}))::text AS typ \
+                           FROM {source_sql} AS m WHERE false) q"
+            ),
             &[],
         )
     })
-    .unwrap_or_else(|c| fragment_error("expression", &expr, c).raise());
-    if count != Some(1) {
+    .unwrap_or_else(|c| fragment_error("expression", &expr, c).raise())
+    .expect("probe row");
+    if probe_q.rows != 1 {
         PgMartError::invalid("metric expression is not an aggregate")
             .detail(format!("expression: {expr}"))
             .hint("Use an aggregate over the source's columns, e.g. sum(amount), count(*), count(DISTINCT customer_id).")
+            .raise();
+    }
+    let typ = probe_q.typ.unwrap_or_default();
+    if !["smallint", "integer", "bigint", "numeric", "real", "double precision"].contains(&typ.as_str()) {
+        PgMartError::invalid(format!("metric expression yields {typ}, not a number"))
+            .detail(format!("expression: {expr}"))
             .raise();
     }
     if let Some(f) = &filter {
@@ -225,12 +241,12 @@ pub fn register(m: NewMetric) -> i32 {
         );
         let deps = sql::rows::<Dep>(
             &format!(
-                "SELECT DISTINCT d.refobjid::bigint AS relid, d.refobjid::regclass::text AS relname, a.attname::text AS attname \
+                "SELECT DISTINCT d.refobjid::bigint AS relid, d.refobjid::regclass::text AS relname, a.attname::text AS attname, a.attnum \
                    FROM pg_catalog.pg_rewrite r \
                    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
                         AND d.refclassid = 'pg_catalog.pg_class'::regclass \
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0 \
-                  WHERE r.ev_class = '{probe}'::regclass AND d.refobjid <> '{probe}'::regclass"
+                  WHERE r.ev_class = '{probe}'::regclass AND d.refobjid <> '{probe}'::regclass ORDER BY 1, 4"
             ),
             &[],
         );
