@@ -29,6 +29,7 @@ struct SourceInfo {
     owned: bool,
     nspname: String,
     relname: String,
+    qualified: String,
 }
 
 /// A catalog row.
@@ -75,7 +76,10 @@ impl Stored {
     }
 }
 
-const STORED_SELECT: &str = "SELECT name, version, source::oid::bigint AS source_oid, source::text AS source, expression, \
+const STORED_SELECT: &str = "SELECT name, version, source::oid::bigint AS source_oid, \
+     coalesce((SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                WHERE c.oid = source), source::oid::text) AS source, expression, \
      filter, time_column::text AS time_column, time_kind, dimensions, grain, owner, description, normalized, \
      registered_by::text AS registered_by, deprecated_at IS NOT NULL AS deprecated, replaced_by FROM pgmart.metric";
 
@@ -144,7 +148,8 @@ pub fn register(m: NewMetric) -> i32 {
     let (expr, filter) = plan_checks(&m);
     let src = sql::row::<SourceInfo>(
         "SELECT c.relkind::text AS relkind, pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned, \
-                n.nspname::text AS nspname, c.relname::text AS relname \
+                n.nspname::text AS nspname, c.relname::text AS relname, \
+                pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
         &[m.source.into()],
     )
@@ -162,8 +167,9 @@ pub fn register(m: NewMetric) -> i32 {
     // Time column and dimensions: real columns; the time column a date or timestamp.
     let col_type = |col: &str| {
         sql::one::<String>(
-            "SELECT pg_catalog.format_type(pg_catalog.getbasetype(atttypid), NULL) FROM pg_catalog.pg_attribute \
-              WHERE attrelid = $1 AND attname = $2::name AND attnum > 0 AND NOT attisdropped",
+            "SELECT pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, NULL) \
+               FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+              WHERE a.attrelid = $1 AND a.attname = $2::name AND a.attnum > 0 AND NOT a.attisdropped",
             &[m.source.into(), col.into()],
         )
     };
@@ -270,7 +276,7 @@ pub fn register(m: NewMetric) -> i32 {
 
     let new_def = Definition {
         name: m.name.into(),
-        source: source_sql.clone(),
+        source: src.qualified.clone(),
         expression: expr.clone(),
         filter: filter.clone(),
         time_column: m.time_column.into(),
@@ -463,9 +469,10 @@ pub fn values_sql(
     let b = sql::row::<Bounds>(
         "SELECT pg_catalog.isfinite($1::timestamptz) AND pg_catalog.isfinite($2::timestamptz) AS finite, \
                 $1::timestamptz < $2::timestamptz AS ordered, \
-                coalesce(extract(epoch FROM $2::timestamptz - $1::timestamptz)::float8, 0) AS seconds, \
-                pg_catalog.to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS from_text, \
-                pg_catalog.to_char($2::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS to_text",
+                CASE WHEN pg_catalog.isfinite($1::timestamptz) AND pg_catalog.isfinite($2::timestamptz) \
+                     THEN extract(epoch FROM $2::timestamptz - $1::timestamptz)::float8 ELSE 0 END AS seconds, \
+                coalesce(pg_catalog.to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', '') AS from_text, \
+                coalesce(pg_catalog.to_char($2::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', '') AS to_text",
         &[from_ts.into(), to_ts.into()],
     )
     .expect("bounds");
