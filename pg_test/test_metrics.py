@@ -2,10 +2,12 @@
 uses (naming the metric), renames keep it working, and a BI-only role can read metrics and their
 values (under its own row-level security) but cannot register metrics."""
 
+import subprocess
+
 import psycopg
 import pytest
 
-from conftest import Cluster
+from conftest import Cluster, PGBIN
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +102,31 @@ def test_bi_role_reads_metrics_but_cannot_register(cluster):
             "SELECT * FROM pgmart.metric_values('order_amount', '2024-06-01 00:00+00', '2024-06-02 00:00+00')").fetchall()
     assert len(rows) == 1
     assert any("order_count" in n for n in notices), notices
+
+
+def test_metrics_survive_pg_dump_and_restore(cluster):
+    cluster.createdb("dumpsrc")
+    d = dict(dbname="dumpsrc")
+    cluster.sql("CREATE TABLE visits (at timestamptz, ms int, page text)", **d)
+    cluster.sql("INSERT INTO visits VALUES ('2024-07-01 10:00+00', 100, 'a'), ('2024-07-01 11:00+00', 300, 'b')", **d)
+    cluster.sql("SELECT pgmart.register_metric('avg_ms', 'visits', 'avg(ms)', 'at', 'web', 'Mean load time', '{page}')", **d)
+    cluster.sql("SELECT pgmart.register_metric('avg_ms', 'visits', 'avg(ms)', 'at', 'web', 'Mean load time (ms)', '{page}')", **d)
+    out = subprocess.run(
+        [f"{PGBIN}/pg_dump", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "dumpsrc"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    cluster.sql("CREATE DATABASE dumpdst")
+    r = subprocess.run(
+        [f"{PGBIN}/psql", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "dumpdst",
+         "-v", "ON_ERROR_STOP=1", "-q"],
+        input=out, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    t = dict(dbname="dumpdst")
+    assert cluster.sql("SELECT name, version, description FROM pgmart.metrics", **t) == [
+        ("avg_ms", 2, "Mean load time (ms)")]
+    assert cluster.one("SELECT count(*) FROM pgmart.metric_versions WHERE name = 'avg_ms'", **t) == 2
+    assert float(cluster.one(
+        "SELECT value FROM pgmart.metric_values('avg_ms', '2024-07-01 00:00+00', '2024-07-02 00:00+00')", **t)) == 200.0
+    with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+        cluster.sql("ALTER TABLE visits DROP COLUMN ms", **t)
