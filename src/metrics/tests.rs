@@ -257,5 +257,9 @@ mod tests {
         Spi::run("SELECT pgmart.drop_metric('ren_paid')").unwrap();
         Spi::run("ALTER TABLE m_ren2 DROP COLUMN state").unwrap();
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.metrics WHERE name = 'ren_paid'"), Some(0));
+        // DROP ... CASCADE removes the protection view: the metric then says so clearly.
+        Spi::run("DROP TABLE m_ren2 CASCADE").unwrap();
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values('ren_days', '2024-01-01', '2024-01-15')"), "55000");
+        Spi::run("SELECT pgmart.drop_metric('ren_days')").unwrap();
     }
 }
