@@ -196,6 +196,12 @@ mod tests {
                FROM pgmart.metric_values('dst_amount', '2024-03-01 00:00+01', '2024-05-01 00:00+02', grain => 'month', timezone => 'Europe/Berlin')",
         );
         assert_eq!(months, "2024-03-01 00=7,2024-04-01 00=8");
+        // In a half-hour zone, hour buckets start at local full hours (xx:30 UTC).
+        let kolkata = text(
+            "SELECT string_agg(to_char(bucket AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY bucket) \
+               FROM pgmart.metric_values('dst_amount', '2024-03-30 22:00+00', '2024-03-31 00:30+00', grain => 'hour', timezone => 'Asia/Kolkata')",
+        );
+        assert_eq!(kolkata, "21:30,22:30,23:30");
     }
 
     #[pg_test]
