@@ -117,6 +117,7 @@ pub struct Outcome {
     pub job_id: Option<i64>,
     pub triggered_by: String,
     pub started_epoch: f64,
+    pub finished_epoch: f64,
     pub duration_ms: f64,
     pub rows_after: Option<i64>,
     pub method: Option<Method>,
@@ -159,7 +160,7 @@ pub fn record(o: &Outcome) {
         sql::exec(
             "INSERT INTO pgmart.refresh_history (view_oid, view_name, job_id, triggered_by, started_at, finished_at, \
                     duration_ms, rows_after, method, status, sqlstate, error, run_by) \
-             VALUES ($1::int8::oid, $2, $3, $4, to_timestamp($5), to_timestamp($5) + make_interval(secs => $6 / 1000.0), \
+             VALUES ($1::int8::oid, $2, $3, $4, to_timestamp($5), to_timestamp($12), \
                      round($6::numeric, 3), $7, $8, $9, $10, $11, session_user)",
             &[
                 o.view_oid.into(),
@@ -173,20 +174,20 @@ pub fn record(o: &Outcome) {
                 o.status.into(),
                 o.sqlstate.clone().into(),
                 o.error.clone().into(),
+                o.finished_epoch.into(),
             ],
         );
         if o.status != "skipped" {
             sql::exec(
                 "UPDATE pgmart.refresh_view SET last_status = $2, last_method = coalesce($3, last_method), \
                         last_refreshed_at = CASE WHEN $2 = 'succeeded' \
-                            THEN to_timestamp($4) + make_interval(secs => $5 / 1000.0) ELSE last_refreshed_at END \
+                            THEN to_timestamp($4) ELSE last_refreshed_at END \
                   WHERE view = $1::int8::oid",
                 &[
                     o.view_oid.into(),
                     o.status.into(),
                     o.method.map(|m| m.as_str()).into(),
                     o.started_epoch.into(),
-                    o.duration_ms.into(),
                 ],
             );
         }
@@ -218,6 +219,7 @@ pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id:
         job_id,
         triggered_by: triggered_by.to_string(),
         started_epoch,
+        finished_epoch: started_epoch,
         duration_ms: 0.0,
         rows_after: None,
         method: None,
@@ -258,6 +260,7 @@ pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id:
         sql::as_catalog_owner(|| sql::one::<i64>(&format!("SELECT count(*) FROM {}", info.qname), &[]))
     });
     o.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    o.finished_epoch = now_epoch();
     match r {
         Ok(rows) => {
             o.status = "succeeded";
