@@ -5,7 +5,7 @@ CREATE TABLE pgmart.refresh_view (
     job_id            bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
     view              regclass NOT NULL UNIQUE,
     view_name         text NOT NULL,
-    concurrently      boolean,
+    use_concurrently  boolean,  -- NULL: CONCURRENTLY when possible
     freshness_slo     interval CHECK (freshness_slo > '0'::interval),
     period_s          float8 NOT NULL CHECK (period_s > 0),
     owner             name NOT NULL,

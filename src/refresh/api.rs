@@ -91,7 +91,7 @@ fn schedule_refresh(
                 ],
             );
             sql::exec(
-                "UPDATE pgmart.refresh_view SET concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
+                "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
                   WHERE job_id = $1",
                 &[job.job_id.into(), concurrently.into(), freshness_slo.into(), period.into(), info.qname.as_str().into()],
             );
@@ -135,7 +135,7 @@ fn schedule_refresh(
     });
     sql::as_catalog_owner(|| {
         sql::exec(
-            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, concurrently, freshness_slo, period_s, owner) \
+            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s, owner) \
              VALUES ($1, $2::int8::oid, $3, $4, $5, $6, $7)",
             &[
                 job_id.into(),

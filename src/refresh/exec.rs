@@ -49,14 +49,16 @@ pub struct Registered {
     pub owner: String,
     pub last_epoch: Option<f64>,
     pub enabled: bool,
-    pub due_or_running: bool,
+    pub running: bool,
+    pub next_in_s: Option<f64>,
     pub exists: bool,
 }
 
-const REGISTERED: &str = "SELECT r.job_id, r.view::oid::int8 AS view_oid, r.view_name, r.concurrently, \
+const REGISTERED: &str = "SELECT r.job_id, r.view::oid::int8 AS view_oid, r.view_name, r.use_concurrently AS concurrently, \
         extract(epoch FROM r.freshness_slo)::float8 AS slo_s, r.period_s, r.owner::text AS owner, \
         extract(epoch FROM r.last_refreshed_at)::float8 AS last_epoch, j.enabled, \
-        (j.enabled AND (j.next_run_at <= clock_timestamp() OR j.running_pid IS NOT NULL)) AS due_or_running, \
+        j.running_pid IS NOT NULL AS running, \
+        extract(epoch FROM j.next_run_at - clock_timestamp())::float8 AS next_in_s, \
         EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.view AND c.relkind = 'm') AS exists \
    FROM pgmart.refresh_view r JOIN pgmart.job j USING (job_id)";
 
@@ -363,16 +365,18 @@ pub fn run_job(job: &Job) -> Value {
         return json!({"message": format!("{} no longer exists; refresh job disabled", reg.view_name)});
     }
     let all_edges = edges();
-    // Upstream first: if a scheduled upstream view is due too (or refreshing now), its run will
-    // refresh this view after it; do not refresh it before (or twice).
+    // Upstream first: if a scheduled upstream view is due too (or within a moment, or refreshing
+    // now), its run refreshes this view after it; do not refresh it before (or twice).
     let ancestors = plan::ancestors(&all_edges, reg.view_oid);
     if !ancestors.is_empty() {
         let me = sql::current_role();
+        let grace = plan::defer_window_s(reg.period_s);
         if let Some(up) = all_registered().into_iter().find(|r| {
             r.job_id != reg.job_id
                 && ancestors.contains(&r.view_oid)
                 && r.exists
-                && r.due_or_running
+                && r.enabled
+                && (r.running || r.next_in_s.is_some_and(|s| s <= grace))
                 && sql::can_act_as(&me, &r.owner)
         }) {
             return json!({"message": format!("deferred: upstream {} is due and refreshes {} after it", up.view_name, reg.view_name),

@@ -132,6 +132,12 @@ pub fn is_stale(age_s: f64, slo_s: Option<f64>, period_s: f64) -> bool {
     age_s > slo_s.unwrap_or(2.0 * period_s)
 }
 
+/// How soon an upstream job must be due for a downstream job to leave its refresh to it: jobs
+/// registered together fall due milliseconds apart, and should still run as one chain.
+pub fn defer_window_s(period_s: f64) -> f64 {
+    (period_s / 2.0).min(2.0)
+}
+
 /// The job name for a view's refresh job.
 pub fn job_name(qualified: &str) -> String {
     format!("refresh {qualified}")
@@ -213,5 +219,7 @@ mod tests {
         assert_eq!(refresh_sql("\"s\".\"v\"", Method::Concurrent), "REFRESH MATERIALIZED VIEW CONCURRENTLY \"s\".\"v\"");
         assert_eq!(refresh_sql("s.v", Method::Plain), "REFRESH MATERIALIZED VIEW s.v");
         assert_eq!(job_name("public.v"), "refresh public.v");
+        assert_eq!(defer_window_s(3600.0), 2.0);
+        assert_eq!(defer_window_s(1.0), 0.5);
     }
 }

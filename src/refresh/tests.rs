@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.refresh_view WHERE view = 'su_a'::regclass"), Some(1));
         assert_eq!(one::<String>(&format!("SELECT schedule FROM pgmart.jobs WHERE job_id = {id1}")).as_deref(), Some("1 hour"));
         assert_eq!(
-            one::<String>("SELECT concurrently::text || ' ' || freshness_slo::text || ' ' || period_s FROM pgmart.refresh_view WHERE view = 'su_a'::regclass").as_deref(),
+            one::<String>("SELECT use_concurrently::text || ' ' || freshness_slo::text || ' ' || period_s FROM pgmart.refresh_view WHERE view = 'su_a'::regclass").as_deref(),
             Some("false 02:00:00 3600")
         );
     }
