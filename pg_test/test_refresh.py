@@ -142,6 +142,8 @@ def test_bi_role_reads_freshness_and_nothing_else(cluster):
     # pgmart.jobs is granted to PUBLIC but shows only the jobs of roles one belongs to: none.
     assert cluster.one("SELECT count(*) FROM pgmart.jobs", user="bi") == 0
     assert cluster.one("SELECT count(*) FROM pgmart.job_runs", user="bi") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.refresh_runs", user="bi") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.refresh_runs") > 0
     for table in ["pgmart.job", "pgmart.job_run", "pgmart.refresh_view", "pgmart.refresh_history", "pgmart.alerts",
                   "mv_a", "sales"]:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

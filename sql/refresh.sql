@@ -56,3 +56,13 @@ SELECT coalesce(pg_catalog.format('%I.%I', n.nspname, c.relname), r.view_name) A
   LEFT JOIN pg_catalog.pg_class c ON c.oid = r.view
   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace;
 COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: last successful refresh, age, SLO, stale flag, last status, owner.';
+
+-- Refresh history for the owners of the views (like pgmart.job_runs: each role sees its own).
+CREATE VIEW pgmart.refresh_runs AS
+SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
+       h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
+  FROM pgmart.refresh_history h
+  JOIN pg_catalog.pg_class c ON c.oid = h.view_oid
+ WHERE pg_catalog.pg_has_role(c.relowner, 'MEMBER');
+COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of the materialized views you own (pruned after pgmart.history_retention).';
+GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
