@@ -163,18 +163,15 @@ pub fn claim_next_for_session(caller: &str, done: &[i64]) -> Option<Job> {
 /// transaction. Returns the job and its `running` run id.
 pub fn claim_one_for_worker() -> Option<(Job, i64)> {
     sql::as_catalog_owner(|| {
-        let job = sql::row::<Job>(
-            &format!(
-                "WITH c AS (SELECT job_id FROM pgmart.job \
-                             WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
-                             ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED), \
-                      u AS (UPDATE pgmart.job j SET running_pid = pg_backend_pid(), running_since = clock_timestamp() \
-                              FROM c WHERE j.job_id = c.job_id RETURNING j.*) \
-                 {} FROM u",
-                JOB_SELECT.trim_end_matches(" FROM pgmart.job")
-            ),
+        let job_id = sql::one::<i64>(
+            "UPDATE pgmart.job SET running_pid = pg_backend_pid(), running_since = clock_timestamp() \
+              WHERE job_id = (SELECT job_id FROM pgmart.job \
+                               WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
+                               ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING job_id",
             &[],
         )?;
+        let job = sql::row::<Job>(&format!("{JOB_SELECT} WHERE job_id = $1"), &[job_id.into()])?;
         let run_id = start_run(&job, "pgmart scheduler");
         Some((job, run_id))
     })
