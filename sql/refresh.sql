@@ -40,7 +40,7 @@ COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refres
 -- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
 -- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles.
 CREATE VIEW pgmart.freshness AS
-SELECT coalesce(pg_catalog.format('%I.%I', n.nspname, c.relname), r.view_name) AS object,
+SELECT CASE WHEN c.oid IS NULL THEN r.view_name ELSE pg_catalog.format('%I.%I', n.nspname, c.relname) END AS object,
        'materialized_view'::text AS kind,
        r.last_refreshed_at,
        now() - r.last_refreshed_at AS age,
