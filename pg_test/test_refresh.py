@@ -52,6 +52,10 @@ def test_worker_refreshes_the_chain_upstream_first(cluster):
     for earlier, later in zip(rows, rows[1:]):
         assert earlier[3] <= later[2], (earlier, later)  # each finished before the next started
     assert [r[5] for r in rows] == ["schedule", "after public.mv_a", "after public.mv_a"]
+    # mv_a is populated and has a unique index: the worker refreshed it CONCURRENTLY (which needs
+    # temporary tables, so it must run outside the job's security-restricted mode).
+    assert cluster.sql("SELECT view_name, method FROM pgmart.refresh_history ORDER BY refresh_id") == [
+        ("public.mv_a", "concurrent"), ("public.mv_b", "plain"), ("public.mv_c", "plain")]
     runs = cluster.sql("SELECT j.target, r.status, r.details->>'message' FROM pgmart.job_runs r JOIN pgmart.jobs j USING (job_id) "
                        "WHERE j.kind = 'refresh' ORDER BY r.run_id")
     assert [r[0] for r in runs] == ["public.mv_c", "public.mv_b", "public.mv_a"], runs

@@ -145,6 +145,15 @@ mod tests {
         // An unscheduled view can be refreshed too; only the caller's own views.
         run("CREATE MATERIALIZED VIEW rn_solo AS SELECT 1 AS x");
         assert_eq!(one::<String>("SELECT status FROM pgmart.refresh_now('rn_solo')").as_deref(), Some("succeeded"));
+        // Names that need quoting.
+        run(r#"CREATE SCHEMA "Rn Schema""#);
+        run(r#"CREATE MATERIALIZED VIEW "Rn Schema"."Odd ""View""" AS SELECT 1 AS x"#);
+        run(r#"CREATE UNIQUE INDEX ON "Rn Schema"."Odd ""View""" (x)"#);
+        run(r#"SELECT pgmart.schedule_refresh('"Rn Schema"."Odd ""View"""', '1 hour')"#);
+        assert_eq!(
+            one::<String>(r#"SELECT view_name || ':' || status || ':' || method FROM pgmart.refresh_now('"Rn Schema"."Odd ""View"""')"#).as_deref(),
+            Some(r#""Rn Schema"."Odd ""View""":succeeded:concurrent"#)
+        );
     }
 
     #[pg_test]
