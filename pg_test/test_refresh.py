@@ -176,3 +176,30 @@ def test_registrations_survive_pg_dump_and_restore(cluster):
     assert [g[0] for g in got] == ["public.mv_a", "public.mv_b", "public.mv_c", "public.mv_ratio"], got
     rows = cluster.sql("SELECT view_name, status FROM pgmart.refresh_now('mv_a')", dbname="restored")
     assert rows == [("public.mv_a", "succeeded"), ("public.mv_b", "succeeded"), ("public.mv_c", "succeeded")]
+
+
+def test_a_refresh_waiting_for_a_lock_gives_up_after_lock_timeout(cluster):
+    cluster.sql("CREATE MATERIALIZED VIEW mv_locked AS SELECT 1 AS x")
+    job = cluster.one("SELECT pgmart.schedule_refresh('mv_locked', '1 hour', max_retries => 1)")
+    cluster.sql("ALTER SYSTEM SET pgmart.lock_timeout = '300ms'")
+    cluster.reload()
+    time.sleep(0.5)
+    with cluster.connect(autocommit=False) as holder:
+        holder.execute("SELECT * FROM mv_locked")  # holds ACCESS SHARE until rollback
+        cluster.sql("UPDATE pgmart.job SET next_run_at = now() - interval '1 s' WHERE job_id = %s", (job,))
+        wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND status <> 'running'", (job,)) >= 1,
+                 timeout=20, what="the refresh to give up")
+        holder.rollback()
+    assert cluster.sql("SELECT status, sqlstate FROM pgmart.job_runs WHERE job_id = %s ORDER BY run_id LIMIT 1", (job,)) == [
+        ("retrying", "55P03")]
+    assert cluster.sql("SELECT status, sqlstate FROM pgmart.refresh_history WHERE view_name = 'public.mv_locked'") == [
+        ("failed", "55P03")]
+    cluster.sql("ALTER SYSTEM RESET pgmart.lock_timeout")
+    cluster.reload()
+
+
+def test_refresh_history_is_pruned_by_age(cluster):
+    cluster.sql("UPDATE pgmart.refresh_history SET started_at = now() - interval '400 days' WHERE view_name = 'public.mv_locked'")
+    cluster.sql("SELECT * FROM pgmart.refresh_due()")
+    assert cluster.one("SELECT count(*) FROM pgmart.refresh_history WHERE view_name = 'public.mv_locked'") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.refresh_history") > 0
