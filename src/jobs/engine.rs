@@ -37,6 +37,14 @@ pub struct Job {
     pub enabled: bool,
 }
 
+impl Job {
+    /// This run's attempt within its scheduled occurrence: 1 for a fresh run, 2.. for retries.
+    /// Each scheduled occurrence gets its own `max_retries` retries.
+    pub fn attempt(&self) -> i32 {
+        self.consecutive_failures % (self.max_retries + 1) + 1
+    }
+}
+
 pub const JOB_SELECT: &str = "SELECT job_id, name, kind, target, schedule, timezone, owner::text AS owner, \
      max_retries, extract(epoch FROM retry_backoff)::float8 AS retry_backoff_s, consecutive_failures, \
      config, extract(epoch FROM next_run_at)::float8 AS next_run_epoch, enabled FROM pgmart.job";
@@ -213,7 +221,7 @@ pub fn start_run(job: &Job, run_by: &str) -> i64 {
         sql::one::<i64>(
             "INSERT INTO pgmart.job_run (job_id, status, attempt, run_by, pid) \
              VALUES ($1, 'running', $2, $3, pg_backend_pid()) RETURNING run_id",
-            &[job.job_id.into(), (job.consecutive_failures + 1).into(), run_by.into()],
+            &[job.job_id.into(), job.attempt().into(), run_by.into()],
         )
         .expect("run id")
     })
@@ -290,7 +298,7 @@ fn record(
             );
         }
         Err(caught) => {
-            let attempt = job.consecutive_failures + 1;
+            let attempt = job.attempt();
             let retry = trigger == Trigger::Schedule && attempt <= job.max_retries;
             let (status, next) = if retry {
                 let backoff = (job.retry_backoff_s * 2f64.powi(attempt - 1)).min(86400.0);
