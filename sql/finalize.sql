@@ -40,3 +40,10 @@ BEGIN
 END $$;
 
 SELECT pgmart._wake_launcher();
+
+-- refresh
+COMMENT ON FUNCTION pgmart.schedule_refresh IS
+  'Refresh a materialized view on an interval or cron schedule (in a time zone) as a job, after its scheduled upstream views; concurrently NULL picks CONCURRENTLY when possible; registering a view again updates it. Returns the job id.';
+COMMENT ON FUNCTION pgmart.unschedule_refresh IS 'Stop refreshing a materialized view on a schedule (its refresh history is kept).';
+COMMENT ON FUNCTION pgmart.refresh_now IS
+  'Refresh a materialized view now, then its scheduled downstream views in dependency order, each once; records every refresh and returns one row per view.';

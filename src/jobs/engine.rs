@@ -250,6 +250,7 @@ pub fn execute(job: &Job, run_id: i64, trigger: Trigger) -> RunReport {
                 sql::as_role(owner, true, || crate::jobs::kinds::run(job))
             });
             unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+            crate::refresh::exec::flush_pending(); // a failed refresh's history/alerts, after the rollback
             r
         }
     };

@@ -1,0 +1,206 @@
+//! SQL-facing refresh functions: thin wrappers over `exec` and `plan`.
+
+use super::exec::{self, Outcome, ViewInfo};
+use super::plan;
+use crate::error::{OrRaise, PgMartError};
+use crate::jobs::api::{job_for_caller, register, NewJob};
+use crate::jobs::engine;
+use crate::sql;
+use chrono::Utc;
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::PgRelation;
+use serde_json::json;
+
+/// The materialized view behind a regclass argument, checked: it is one (42809) and the caller
+/// may act as its owner (42501). The relation is closed again (its lock is kept), so that REFRESH
+/// does not find it in use by this session.
+fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
+    let oid = i64::from(u32::from(view.oid()));
+    drop(view);
+    let info = exec::view_info(oid).unwrap_or_else(|| PgMartError::undefined_table("relation does not exist").raise());
+    if info.relkind != "m" {
+        PgMartError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{}\" is not a materialized view", info.qname),
+        )
+        .hint(format!("pgmart.{what} works on materialized views (CREATE MATERIALIZED VIEW)."))
+        .raise();
+    }
+    let caller = sql::current_role();
+    if !sql::can_act_as(&caller, &info.owner) {
+        PgMartError::privilege(format!(
+            "role \"{caller}\" may not {} materialized view {} owned by \"{}\"",
+            if what == "refresh_now" { "refresh" } else { "schedule" },
+            info.qname,
+            info.owner
+        ))
+        .detail("Only the owner of a materialized view (or a member of its owning role) may refresh it.")
+        .raise();
+    }
+    info
+}
+
+#[pg_extern(volatile)]
+#[allow(clippy::too_many_arguments)]
+fn schedule_refresh(
+    view: PgRelation,
+    schedule: &str,
+    concurrently: default!(Option<bool>, "NULL"),
+    freshness_slo: default!(Option<Interval>, "NULL"),
+    timezone: default!(&str, "'UTC'"),
+    max_retries: default!(i32, 3),
+    retry_backoff: default!(&str, "'1 minute'"),
+) -> i64 {
+    let info = checked_view(view, "schedule_refresh");
+    let period = exec::approx_period(schedule, timezone).or_raise();
+    if let Some(slo) = freshness_slo {
+        if slo.months() < 0 || slo.days() < 0 || slo.micros() < 0 || (slo.months() == 0 && slo.days() == 0 && slo.micros() == 0) {
+            PgMartError::invalid("freshness_slo must be a positive interval").raise();
+        }
+    }
+    if !(0..=100).contains(&max_retries) {
+        PgMartError::invalid("max_retries must be between 0 and 100").raise();
+    }
+    let backoff_ok = sql::subtransaction(|| {
+        sql::one::<bool>("SELECT $1::text::interval >= '0'::interval", &[retry_backoff.into()]).unwrap_or(false)
+    });
+    if !matches!(backoff_ok, Ok(true)) {
+        PgMartError::invalid(format!("invalid retry_backoff \"{retry_backoff}\": give a non-negative interval")).raise();
+    }
+    // Asking for CONCURRENTLY when it cannot work fails now, not at 3 a.m.
+    plan::choose_method(concurrently, info.populated, info.has_unique, &info.qname).or_raise();
+
+    if let Some(existing) = exec::registered_by_view(info.oid) {
+        let job = job_for_caller(existing.job_id);
+        let (s, tz) = engine::validate(schedule, timezone).or_raise();
+        let next = engine::first_run(&s, &tz, Utc::now()).or_raise();
+        sql::as_catalog_owner(|| {
+            sql::exec(
+                "UPDATE pgmart.job SET schedule = $2, timezone = $3, max_retries = $4, retry_backoff = $5::interval, \
+                        enabled = true, consecutive_failures = 0, next_run_at = to_timestamp($6), target = $7 \
+                  WHERE job_id = $1",
+                &[
+                    job.job_id.into(),
+                    schedule.trim().into(),
+                    timezone.trim().into(),
+                    max_retries.into(),
+                    retry_backoff.into(),
+                    (next.timestamp_micros() as f64 / 1e6).into(),
+                    info.qname.as_str().into(),
+                ],
+            );
+            sql::exec(
+                "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
+                  WHERE job_id = $1",
+                &[job.job_id.into(), concurrently.into(), freshness_slo.into(), period.into(), info.qname.as_str().into()],
+            );
+        });
+        notice!(
+            "materialized view {} was already scheduled (job {}); its schedule and settings were updated",
+            info.qname,
+            job.job_id
+        );
+        return job.job_id;
+    }
+
+    let caller = sql::current_role();
+    // A registration left behind by a dropped view of the same name gives way to this one.
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "DELETE FROM pgmart.job j USING pgmart.refresh_view r \
+              WHERE r.job_id = j.job_id AND r.view_name = $1 \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.view)",
+            &[info.qname.as_str().into()],
+        )
+    });
+    let mut name = plan::job_name(&info.qname);
+    let taken = sql::as_catalog_owner(|| {
+        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name = $1)", &[name.as_str().into()])
+    });
+    if taken == Some(true) {
+        name = format!("{name} ({})", info.oid);
+    }
+    let job_id = register(NewJob {
+        name: &name,
+        kind: "refresh",
+        target: Some(&info.qname),
+        schedule,
+        timezone,
+        owner: &caller,
+        config: json!({ "view": info.qname }),
+        max_retries,
+        retry_backoff: Some(retry_backoff),
+        start_at: None,
+    });
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s, owner) \
+             VALUES ($1, $2::int8::oid, $3, $4, $5, $6, $7)",
+            &[
+                job_id.into(),
+                info.oid.into(),
+                info.qname.as_str().into(),
+                concurrently.into(),
+                freshness_slo.into(),
+                period.into(),
+                caller.as_str().into(),
+            ],
+        )
+    });
+    job_id
+}
+
+#[pg_extern(volatile)]
+fn unschedule_refresh(view: PgRelation) {
+    let oid = i64::from(u32::from(view.oid()));
+    let name = format!("{}.{}", view.namespace(), view.name());
+    drop(view);
+    let Some(reg) = exec::registered_by_view(oid) else {
+        PgMartError::undefined_object(format!("materialized view {name} is not scheduled for refresh"))
+            .hint("pgmart.freshness lists the scheduled views.")
+            .raise()
+    };
+    job_for_caller(reg.job_id);
+    crate::jobs::api::delete_job(reg.job_id);
+}
+
+#[pg_extern(volatile)]
+fn refresh_now(
+    view: PgRelation,
+) -> TableIterator<
+    'static,
+    (
+        name!(view_name, String),
+        name!(triggered_by, String),
+        name!(method, Option<String>),
+        name!(status, String),
+        name!(rows_after, Option<i64>),
+        name!(duration_ms, f64),
+        name!(error, Option<String>),
+    ),
+> {
+    if sql::in_recovery() {
+        PgMartError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "cannot refresh a materialized view on a standby",
+        )
+        .raise();
+    }
+    let info = checked_view(view, "refresh_now");
+    let out: Vec<Outcome> = exec::refresh_now(info.oid);
+    for o in out.iter().filter(|o| o.status != "succeeded") {
+        warning!("refresh of {} {}: {}", o.view_name, o.status, o.error.clone().unwrap_or_default());
+    }
+    TableIterator::new(out.into_iter().map(|o| {
+        (
+            o.view_name,
+            o.triggered_by,
+            o.method.map(|m| m.as_str().to_string()),
+            o.status.to_string(),
+            o.rows_after,
+            o.duration_ms,
+            o.error,
+        )
+    }))
+}

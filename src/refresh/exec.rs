@@ -1,0 +1,452 @@
+//! Runs refresh plans through SPI: reads the dependency graph from pg_depend/pg_rewrite, refreshes
+//! views (each in its own subtransaction), records history, keeps `pgmart.refresh_view` current,
+//! raises alerts, and runs the `refresh` job kind.
+
+use super::plan::{self, Id, Method};
+use crate::error::{PgMartError, Result};
+use crate::jobs::engine::Job;
+use crate::sql;
+use pgrx::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+/// A materialized view as the catalog describes it now.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ViewInfo {
+    pub oid: Id,
+    pub qname: String,
+    pub populated: bool,
+    pub owner: String,
+    pub has_unique: bool,
+    pub relkind: String,
+}
+
+pub fn view_info(oid: Id) -> Option<ViewInfo> {
+    sql::row::<ViewInfo>(
+        "SELECT c.oid::int8 AS oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname, \
+                c.relispopulated AS populated, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner, \
+                c.relkind::text AS relkind, \
+                EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                         WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate \
+                           AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts > 0) AS has_unique \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE c.oid = $1::int8::oid",
+        &[oid.into()],
+    )
+}
+
+/// A registered view with its job's state.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registered {
+    pub job_id: i64,
+    pub view_oid: Id,
+    pub view_name: String,
+    pub concurrently: Option<bool>,
+    pub slo_s: Option<f64>,
+    pub period_s: f64,
+    pub owner: String,
+    pub last_epoch: Option<f64>,
+    pub enabled: bool,
+    pub running: bool,
+    pub next_in_s: Option<f64>,
+    pub exists: bool,
+}
+
+const REGISTERED: &str = "SELECT r.job_id, r.view::oid::int8 AS view_oid, r.view_name, r.use_concurrently AS concurrently, \
+        extract(epoch FROM r.freshness_slo)::float8 AS slo_s, r.period_s, r.owner::text AS owner, \
+        extract(epoch FROM r.last_refreshed_at)::float8 AS last_epoch, j.enabled, \
+        j.running_pid IS NOT NULL AS running, \
+        extract(epoch FROM j.next_run_at - clock_timestamp())::float8 AS next_in_s, \
+        EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.view AND c.relkind = 'm') AS exists \
+   FROM pgmart.refresh_view r JOIN pgmart.job j USING (job_id)";
+
+pub fn all_registered() -> Vec<Registered> {
+    sql::as_catalog_owner(|| sql::rows::<Registered>(REGISTERED, &[]))
+}
+
+pub fn registered_by_job(job_id: i64) -> Option<Registered> {
+    sql::as_catalog_owner(|| sql::row::<Registered>(&format!("{REGISTERED} WHERE r.job_id = $1"), &[job_id.into()]))
+}
+
+pub fn registered_by_view(oid: Id) -> Option<Registered> {
+    sql::as_catalog_owner(|| {
+        sql::row::<Registered>(&format!("{REGISTERED} WHERE r.view = $1::int8::oid"), &[oid.into()])
+    })
+}
+
+#[derive(Deserialize)]
+struct Edge {
+    upstream: Id,
+    downstream: Id,
+}
+
+/// Which materialized views read which: `(upstream, downstream)`, through plain views, from the
+/// rewrite rules' dependencies.
+pub fn edges() -> Vec<(Id, Id)> {
+    sql::rows::<Edge>(
+        "WITH RECURSIVE reads(mv, rel) AS ( \
+             SELECT r.ev_class, d.refobjid \
+               FROM pg_catalog.pg_rewrite r \
+               JOIN pg_catalog.pg_class m ON m.oid = r.ev_class AND m.relkind = 'm' \
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+                                          AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+              WHERE d.refobjid <> r.ev_class \
+             UNION \
+             SELECT reads.mv, d.refobjid \
+               FROM reads \
+               JOIN pg_catalog.pg_class v ON v.oid = reads.rel AND v.relkind = 'v' \
+               JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid \
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
+                                          AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+              WHERE d.refobjid <> r.ev_class) \
+         SELECT DISTINCT reads.rel::int8 AS upstream, reads.mv::int8 AS downstream \
+           FROM reads JOIN pg_catalog.pg_class c ON c.oid = reads.rel AND c.relkind = 'm' \
+          WHERE reads.rel <> reads.mv",
+        &[],
+    )
+    .into_iter()
+    .map(|e| (e.upstream, e.downstream))
+    .collect()
+}
+
+/// One refresh's outcome (a row of `refresh_history` and of `refresh_now()`).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub view_oid: Id,
+    pub view_name: String,
+    pub job_id: Option<i64>,
+    pub triggered_by: String,
+    pub started_epoch: f64,
+    pub finished_epoch: f64,
+    pub duration_ms: f64,
+    pub rows_after: Option<i64>,
+    pub method: Option<Method>,
+    pub status: &'static str,
+    pub sqlstate: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Writes that must survive the rollback of a failed job run: the engine calls
+/// [`flush_pending`] right after the job's subtransaction.
+enum Pending {
+    History(Outcome),
+    Alert { view: String, severity: &'static str, payload: Value, key: String },
+}
+
+thread_local! {
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Write what a failed refresh job left to record (called by the engine after each job run).
+pub fn flush_pending() {
+    let items: Vec<Pending> = PENDING.with(|p| p.borrow_mut().drain(..).collect());
+    for item in items {
+        match item {
+            Pending::History(o) => record(&o),
+            Pending::Alert { view, severity, payload, key } => {
+                crate::alerts::raise_health("refresh", &view, severity, Some(&view), payload, &key);
+            }
+        }
+    }
+}
+
+fn now_epoch() -> f64 {
+    sql::one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8", &[]).unwrap_or(0.0)
+}
+
+/// Insert the history row and, for a registered view, update its last refresh state.
+pub fn record(o: &Outcome) {
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "INSERT INTO pgmart.refresh_history (view_oid, view_name, job_id, triggered_by, started_at, finished_at, \
+                    duration_ms, rows_after, method, status, sqlstate, error, run_by) \
+             VALUES ($1::int8::oid, $2, $3, $4, to_timestamp($5), to_timestamp($12), \
+                     round($6::numeric, 3), $7, $8, $9, $10, $11, session_user)",
+            &[
+                o.view_oid.into(),
+                o.view_name.as_str().into(),
+                o.job_id.into(),
+                o.triggered_by.as_str().into(),
+                o.started_epoch.into(),
+                o.duration_ms.into(),
+                o.rows_after.into(),
+                o.method.map(|m| m.as_str()).into(),
+                o.status.into(),
+                o.sqlstate.clone().into(),
+                o.error.clone().into(),
+                o.finished_epoch.into(),
+            ],
+        );
+        if o.status != "skipped" {
+            sql::exec(
+                "UPDATE pgmart.refresh_view SET last_status = $2, last_method = coalesce($3, last_method), \
+                        last_refreshed_at = CASE WHEN $2 = 'succeeded' \
+                            THEN to_timestamp($4) ELSE last_refreshed_at END \
+                  WHERE view = $1::int8::oid",
+                &[
+                    o.view_oid.into(),
+                    o.status.into(),
+                    o.method.map(|m| m.as_str()).into(),
+                    o.started_epoch.into(),
+                ],
+            );
+        }
+    });
+}
+
+/// Run `f` as the current user but outside the security-restricted mode the engine runs jobs in:
+/// REFRESH ... CONCURRENTLY needs temporary tables, and REFRESH itself switches to the view's owner
+/// and restricts the view's own query. Must run inside a subtransaction (abort restores the user).
+fn unrestricted<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        let mut user: pg_sys::Oid = pg_sys::InvalidOid;
+        let mut sec: i32 = 0;
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+        pg_sys::SetUserIdAndSecContext(user, sec & !(pg_sys::SECURITY_RESTRICTED_OPERATION as i32));
+        let r = f();
+        pg_sys::SetUserIdAndSecContext(user, sec);
+        r
+    }
+}
+
+/// Refresh one view now (in its own subtransaction) and describe what happened. Records nothing.
+pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id: Option<i64>) -> Outcome {
+    let started_epoch = now_epoch();
+    let t0 = std::time::Instant::now();
+    let mut o = Outcome {
+        view_oid: oid,
+        view_name: String::new(),
+        job_id,
+        triggered_by: triggered_by.to_string(),
+        started_epoch,
+        finished_epoch: started_epoch,
+        duration_ms: 0.0,
+        rows_after: None,
+        method: None,
+        status: "failed",
+        sqlstate: None,
+        error: None,
+    };
+    let info = match view_info(oid) {
+        Some(i) if i.relkind == "m" => i,
+        _ => {
+            o.view_name = registered_by_view(oid).map(|r| r.view_name).unwrap_or_else(|| oid.to_string());
+            o.sqlstate = Some("42P01".into());
+            o.error = Some("the materialized view no longer exists".into());
+            return o;
+        }
+    };
+    o.view_name = info.qname.clone();
+    let me = sql::current_role();
+    if !sql::can_act_as(&me, &info.owner) {
+        o.status = "skipped";
+        o.sqlstate = Some("42501".into());
+        o.error = Some(format!("role \"{me}\" may not refresh {} (owned by \"{}\")", info.qname, info.owner));
+        return o;
+    }
+    let method = match plan::choose_method(requested, info.populated, info.has_unique, &info.qname) {
+        Ok(m) => m,
+        Err(e) => {
+            o.sqlstate = Some(crate::error::sqlstate_text(e.code));
+            o.error = Some(e.message);
+            o.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            return o;
+        }
+    };
+    o.method = Some(method);
+    let stmt = plan::refresh_sql(&info.qname, method);
+    let r = sql::subtransaction(|| {
+        unrestricted(|| sql::exec(&stmt, &[]));
+        sql::as_catalog_owner(|| sql::one::<i64>(&format!("SELECT count(*) FROM {}", info.qname), &[]))
+    });
+    o.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    o.finished_epoch = now_epoch();
+    match r {
+        Ok(rows) => {
+            o.status = "succeeded";
+            o.rows_after = rows;
+        }
+        Err(c) => {
+            o.sqlstate = Some(c.sqlstate);
+            o.error = Some(c.message);
+        }
+    }
+    o
+}
+
+fn failed_alert(o: &Outcome) -> Pending {
+    Pending::Alert {
+        view: o.view_name.clone(),
+        severity: "high",
+        payload: json!({
+            "problem": "refresh failed", "view": o.view_name, "triggered_by": o.triggered_by,
+            "sqlstate": o.sqlstate, "error": o.error,
+        }),
+        key: format!("refresh_failed:{}", o.view_oid),
+    }
+}
+
+fn write(p: Pending) {
+    PENDING.with(|q| q.borrow_mut().push(p));
+    flush_pending();
+}
+
+/// Refresh the scheduled views downstream of `root`, in order, each once; record each.
+fn refresh_downstream(root: Id, root_name: &str, edges: &[(Id, Id)]) -> Vec<Outcome> {
+    let regs = all_registered();
+    let scheduled: BTreeSet<Id> = regs.iter().filter(|r| r.exists && r.enabled).map(|r| r.view_oid).collect();
+    let order = plan::refresh_order(edges, &[root], &scheduled);
+    let mut out = vec![];
+    for v in order.into_iter().filter(|&v| v != root) {
+        let reg = regs.iter().find(|r| r.view_oid == v).expect("scheduled");
+        let o = refresh_one(v, reg.concurrently, &format!("after {root_name}"), Some(reg.job_id));
+        record(&o);
+        if o.status == "failed" {
+            write(failed_alert(&o));
+        }
+        out.push(o);
+    }
+    out
+}
+
+/// `pgmart.refresh_now(view)`: refresh the view, then its scheduled downstream views.
+pub fn refresh_now(oid: Id) -> Vec<Outcome> {
+    let reg = registered_by_view(oid);
+    let o = refresh_one(oid, reg.as_ref().and_then(|r| r.concurrently), "refresh_now", reg.as_ref().map(|r| r.job_id));
+    record(&o);
+    let ok = o.status == "succeeded";
+    let name = o.view_name.clone();
+    if o.status == "failed" && reg.is_some() {
+        write(failed_alert(&o));
+    }
+    let mut out = vec![o];
+    if ok {
+        out.extend(refresh_downstream(oid, &name, &edges()));
+    }
+    out
+}
+
+fn raise_again(o: &Outcome) -> ! {
+    let code = o.sqlstate.as_deref().map(sqlstate_code).unwrap_or(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR);
+    PgMartError::new(code, format!("refresh of {} failed: {}", o.view_name, o.error.clone().unwrap_or_default()))
+        .raise()
+}
+
+/// The error code of a five-character SQLSTATE (inverse of `error::sqlstate_text`).
+pub fn sqlstate_code(s: &str) -> pgrx::PgSqlErrorCode {
+    let mut code: i32 = 0;
+    for (i, ch) in s.bytes().take(5).enumerate() {
+        code |= (((ch as i32) - ('0' as i32)) & 0x3F) << (6 * i);
+    }
+    pgrx::PgSqlErrorCode::from(code)
+}
+
+/// The `refresh` job kind. Runs as the job's owner inside the engine's subtransaction.
+pub fn run_job(job: &Job) -> Value {
+    let Some(reg) = registered_by_job(job.job_id) else {
+        PgMartError::undefined_object(format!("job {} has no registered materialized view", job.job_id)).raise()
+    };
+    if !reg.exists {
+        // The view was dropped: disable the job once, with an alert, instead of failing forever.
+        sql::as_catalog_owner(|| {
+            sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job.job_id.into()]);
+            sql::exec("UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id = $1", &[job.job_id.into()]);
+        });
+        crate::alerts::raise_health(
+            "refresh",
+            &reg.view_name,
+            "medium",
+            Some(&reg.view_name),
+            json!({"problem": "materialized view dropped; its refresh job was disabled", "job_id": job.job_id}),
+            &format!("refresh_dropped:{}", job.job_id),
+        );
+        return json!({"message": format!("{} no longer exists; refresh job disabled", reg.view_name)});
+    }
+    let all_edges = edges();
+    // Upstream first: if a scheduled upstream view is due too (or within a moment, or refreshing
+    // now), its run refreshes this view after it; do not refresh it before (or twice).
+    let ancestors = plan::ancestors(&all_edges, reg.view_oid);
+    if !ancestors.is_empty() {
+        let me = sql::current_role();
+        let grace = plan::defer_window_s(reg.period_s);
+        if let Some(up) = all_registered().into_iter().find(|r| {
+            r.job_id != reg.job_id
+                && ancestors.contains(&r.view_oid)
+                && r.exists
+                && r.enabled
+                && (r.running || r.next_in_s.is_some_and(|s| s <= grace))
+                && sql::can_act_as(&me, &r.owner)
+        }) {
+            return json!({"message": format!("deferred: upstream {} is due and refreshes {} after it", up.view_name, reg.view_name),
+                          "deferred_to": up.job_id});
+        }
+    }
+    // Already refreshed since this run fell due (by an upstream chain or refresh_now): done.
+    if let (Some(last), Some(due)) = (reg.last_epoch, job.next_run_epoch) {
+        if last >= due {
+            return json!({"message": format!("{} was already refreshed after this run fell due", reg.view_name)});
+        }
+    }
+    let stale = {
+        let age = now_epoch() - reg.last_epoch.unwrap_or(f64::NAN);
+        (!age.is_nan() && plan::is_stale(age, reg.slo_s, reg.period_s)).then(|| Pending::Alert {
+            view: reg.view_name.clone(),
+            severity: "medium",
+            payload: json!({"problem": "stale", "view": reg.view_name, "age_s": age,
+                            "slo_s": reg.slo_s, "period_s": reg.period_s}),
+            key: format!("refresh_stale:{}", reg.view_oid),
+        })
+    };
+    let o = refresh_one(reg.view_oid, reg.concurrently, "schedule", Some(job.job_id));
+    if o.status != "succeeded" {
+        // The engine rolls this run back; these writes are made after it (flush_pending).
+        let alert = failed_alert(&o);
+        PENDING.with(|q| {
+            let mut q = q.borrow_mut();
+            q.push(Pending::History(o.clone()));
+            q.push(alert);
+            q.extend(stale);
+        });
+        raise_again(&o);
+    }
+    if let Some(s) = stale {
+        write(s);
+    }
+    record(&o);
+    let down = refresh_downstream(reg.view_oid, &o.view_name, &all_edges);
+    let mut msg = format!(
+        "refreshed {} ({}, {} rows, {:.0} ms)",
+        o.view_name,
+        o.method.map(|m| m.as_str()).unwrap_or(""),
+        o.rows_after.unwrap_or(0),
+        o.duration_ms
+    );
+    if !down.is_empty() {
+        let parts: Vec<String> = down.iter().map(|d| format!("{} {}", d.view_name, d.status)).collect();
+        msg.push_str(&format!(" then {}", parts.join(", ")));
+    }
+    json!({
+        "message": msg,
+        "refreshed": std::iter::once(&o).chain(down.iter())
+            .map(|x| json!({"view": x.view_name, "status": x.status, "rows": x.rows_after,
+                            "method": x.method.map(|m| m.as_str()), "duration_ms": x.duration_ms}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The approximate period of a schedule in seconds: the interval's length, or the gap between the
+/// next two cron matches.
+pub fn approx_period(schedule_text: &str, timezone: &str) -> Result<f64> {
+    use crate::jobs::schedule::Schedule;
+    let (s, tz) = crate::jobs::engine::validate(schedule_text, timezone)?;
+    Ok(match s {
+        Schedule::Every(e) => e.approx_seconds(),
+        Schedule::Cron(c) => {
+            let n1 = crate::jobs::schedule::next_cron(&c, &tz, chrono::Utc::now())?;
+            let n2 = crate::jobs::schedule::next_cron(&c, &tz, n1)?;
+            ((n2 - n1).num_milliseconds() as f64 / 1000.0).max(1.0)
+        }
+    })
+}
