@@ -18,6 +18,7 @@ pub mod worker;
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
+extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
