@@ -2,7 +2,14 @@
 
 use super::exec;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgOid, PgRelation};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    static JSON_PLANS: RefCell<HashMap<pg_sys::Oid, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
 
 #[pg_extern(volatile)]
 #[allow(clippy::too_many_arguments)]
@@ -55,13 +62,22 @@ fn _alert_fire<'a>(
         pgrx::spi::quote_identifier(trigger.table_name().unwrap_or_default())
     );
     let Some(new) = trigger.new() else { return Ok(None) };
-    let row = unsafe {
-        let reltype = pg_sys::get_rel_type_id(relid);
-        let arg = pgrx::datum::DatumWithOid::new(new, reltype);
-        crate::sql::one::<pgrx::JsonB>("SELECT pg_catalog.to_jsonb($1)", &[arg])
-    };
-    let row = row.map(|j| j.0).unwrap_or(serde_json::Value::Null);
-    exec::raise_rule(rule_id, &table, row);
+    // The row becomes JSON with the writer's privileges (a user-defined cast to json runs as its
+    // writer, never as the catalog owner), through a plan kept per row type.
+    let reltype = unsafe { pg_sys::get_rel_type_id(relid) };
+    let arg = unsafe { pgrx::datum::DatumWithOid::new(new, reltype) };
+    let row: Option<String> = Spi::connect(|c| {
+        JSON_PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(&reltype) {
+                let stmt = c.prepare("SELECT pg_catalog.to_jsonb($1)::text", &[PgOid::from(reltype)])?.keep();
+                plans.insert(reltype, stmt);
+            }
+            c.select(plans.get(&reltype).unwrap(), Some(1), &[arg])?.first().get::<String>(1)
+        })
+    })
+    .unwrap_or_else(|e| error!("pgmart: cannot read the row for an alert: {e}"));
+    exec::raise_rule(rule_id, &table, row.as_deref().unwrap_or("null"));
     Ok(None)
 }
 

@@ -7,7 +7,8 @@ use crate::error::{OrRaise, PgMartError};
 use crate::guc;
 use crate::sql;
 use pgrx::prelude::*;
-use pgrx::{PgList, PgSqlErrorCode};
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgList, PgOid, PgSqlErrorCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -178,15 +179,10 @@ pub fn add_rule(r: NewRule) -> i64 {
 #[derive(Deserialize)]
 struct RuleRow {
     rule_id: i64,
-    name: String,
-    target: String,
-    severity: String,
-    channel: String,
-    payload_columns: Option<Vec<String>>,
     owner: String,
 }
 
-const RULE_COLUMNS: &str = "rule_id, name, target, severity, channel, payload_columns, owner::text AS owner";
+const RULE_COLUMNS: &str = "rule_id, owner::text AS owner";
 
 pub fn drop_rule(name: &str) {
     let rule: RuleRow = sql::as_catalog_owner(|| {
@@ -262,28 +258,64 @@ fn notify_direct(channel: &str, payload: &str) {
     }
 }
 
-/// The row trigger's work for one matching row: write the alert, then notify (or count it for the
-/// statement's summary once the statement passed `pgmart.alert_notify_limit`).
-pub fn raise_rule(rule_id: i64, table: &str, row: Value) -> Option<i64> {
-    let rule: RuleRow = sql::as_catalog_owner(|| {
-        sql::row(&format!("SELECT {RULE_COLUMNS} FROM pgmart.alert_rules WHERE rule_id = $1"), &[rule_id.into()])
-    })?;
-    let payload = plan::shape_payload(row, rule.payload_columns.as_deref());
-    let id = sql::as_catalog_owner(|| {
-        sql::one::<i64>(
-            "INSERT INTO pgmart.alerts (source_kind, source_name, severity, target, payload) \
-             VALUES ('rule', $1, $2, $3, $4) RETURNING alert_id",
-            &[rule.name.as_str().into(), rule.severity.as_str().into(), rule.target.as_str().into(), pgrx::JsonB(payload.clone()).into()],
-        )
+/// Write one rule alert (as the catalog owner) and build its notification, in one statement with
+/// a plan kept for the session: the rule's name, severity, target and payload columns are read
+/// from the catalog, so a rule change applies at once.
+const RAISE_RULE: &str = "\
+WITH r AS (SELECT name, severity, target, channel, payload_columns FROM pgmart.alert_rules WHERE rule_id = $1), \
+     a AS (INSERT INTO pgmart.alerts (source_kind, source_name, severity, target, payload) \
+           SELECT 'rule', r.name, r.severity, r.target, \
+                  CASE WHEN r.payload_columns IS NULL THEN $2::jsonb \
+                       ELSE coalesce((SELECT pg_catalog.jsonb_object_agg(k, $2::jsonb -> k) \
+                                        FROM pg_catalog.unnest(r.payload_columns) k WHERE $2::jsonb ? k), '{}'::jsonb) END \
+             FROM r \
+           RETURNING alert_id, source_name, severity, target, payload) \
+SELECT a.alert_id, r.name, r.channel, \
+       pg_catalog.jsonb_build_object('alert_id', a.alert_id, 'source_kind', 'rule', 'rule', a.source_name, \
+              'severity', a.severity, 'target', a.target, 'table', $3::text, 'payload', a.payload)::text \
+  FROM a, r";
+
+thread_local! {
+    static RAISE_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
+
+/// The row trigger's work for one matching row (`row` is its `to_jsonb` text): write the alert,
+/// then notify it, or count it for the statement's summary once the statement passed
+/// `pgmart.alert_notify_limit`.
+pub fn raise_rule(rule_id: i64, table: &str, row: &str) -> Option<i64> {
+    let (id, rule, channel, message) = sql::as_catalog_owner(|| {
+        Spi::connect_mut(|c| {
+            RAISE_PLAN.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.is_none() {
+                    let types = [pg_sys::INT8OID, pg_sys::TEXTOID, pg_sys::TEXTOID].map(PgOid::from);
+                    *p = Some(c.prepare_mut(RAISE_RULE, &types)?.keep());
+                }
+                let plan = p.as_ref().unwrap();
+                let t = c.update(plan, None, &[rule_id.into(), row.into(), table.into()])?;
+                if t.is_empty() {
+                    return Ok::<_, pgrx::spi::Error>(None);
+                }
+                let t = t.first();
+                Ok(Some((
+                    t.get::<i64>(1)?.unwrap_or_default(),
+                    t.get::<String>(2)?.unwrap_or_default(),
+                    t.get::<String>(3)?.unwrap_or_default(),
+                    t.get::<String>(4)?.unwrap_or_default(),
+                )))
+            })
+        })
+        .unwrap_or_else(|e| error!("pgmart: cannot raise alert: {e}"))
     })?;
     hook_transaction();
     let limit = guc::ALERT_NOTIFY_LIMIT.get().max(1) as u64;
-    if THROTTLE.with(|t| t.borrow_mut().offer(&rule.channel, limit, id, &rule.name)) {
-        let message = json!({
-            "alert_id": id, "source_kind": "rule", "rule": rule.name, "severity": rule.severity,
-            "target": rule.target, "table": table, "payload": payload,
-        });
-        notify::send(&rule.channel, &message);
+    if THROTTLE.with(|t| t.borrow_mut().offer(&channel, limit, id, &rule)) {
+        if message.len() <= notify::MAX_PAYLOAD {
+            notify_direct(&channel, &message);
+        } else {
+            let v: Value = serde_json::from_str(&message).unwrap_or_else(|_| json!({"alert_id": id}));
+            notify_direct(&channel, &notify::fit(&v, notify::MAX_PAYLOAD));
+        }
     }
     Some(id)
 }
@@ -292,7 +324,7 @@ pub fn raise_rule(rule_id: i64, table: &str, row: Value) -> Option<i64> {
 /// limit, and start the next statement from zero.
 pub fn flush_statement() {
     for (channel, msg) in THROTTLE.with(|t| t.borrow_mut().drain()) {
-        notify::send(&channel, &msg);
+        notify_direct(&channel, &notify::fit(&msg, notify::MAX_PAYLOAD));
     }
 }
 
