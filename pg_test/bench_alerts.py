@@ -15,7 +15,7 @@ import pytest
 from conftest import Cluster
 
 ROWS = 1_000_000
-ROUNDS = 5
+ROUNDS = 7
 COND = "signal_name = 'risk_flag' AND signal_value = 'high'"
 # 1 row in 2000 (0.05%) matches; many more match one half of the condition.
 FILL = f"""

@@ -200,3 +200,22 @@ def test_rules_survive_pg_dump_and_restore(cluster, tmp_path):
     cluster.sql("INSERT INTO s VALUES (1, 'high'), (2, 'low')", dbname="dump_dst")
     assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'dump_rule'", dbname="dump_dst") == 1
     cluster.sql("SELECT pgmart.drop_alert_rule('dump_rule')", dbname="dump_dst")
+
+
+def test_a_statement_rolled_back_to_a_savepoint_leaves_no_counts_behind(cluster):
+    signals_table(cluster, "sig_s")
+    cluster.sql("SELECT pgmart.add_alert_rule('risk_s', 'sig_s', $$signal_value = 'high'$$, channel => 'risk_s')")
+    cluster.sql("CREATE FUNCTION fail_on_10() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.conversation_id = 10 THEN RAISE EXCEPTION 'boom'; END IF; RETURN NULL; END $$")
+    cluster.sql("CREATE TRIGGER zz_fail AFTER INSERT ON sig_s FOR EACH ROW EXECUTE FUNCTION fail_on_10()")
+    with listener(cluster, "risk_s") as l, cluster.connect(autocommit=False) as w:
+        w.execute("SET pgmart.alert_notify_limit = 3")
+        w.execute("SAVEPOINT s")
+        with pytest.raises(Exception):
+            w.execute("INSERT INTO sig_s SELECT g, 'risk_flag', 'high', 1 FROM generate_series(1, 12) g")
+        w.execute("ROLLBACK TO SAVEPOINT s")
+        w.execute("INSERT INTO sig_s SELECT g, 'risk_flag', 'high', 1 FROM generate_series(100, 101) g")
+        w.commit()
+        got = heard(l, timeout=1.5)
+    assert sorted(m["payload"]["conversation_id"] for m in got) == [100, 101], got
+    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'risk_s'") == 2

@@ -232,6 +232,11 @@ fn hook_transaction() {
         }
         HOOKED.with(|h| *h.borrow_mut() = false);
     });
+    // A statement that failed inside a savepoint never reached its statement trigger: forget its
+    // counts (its alerts and notifications were rolled back with it).
+    pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |_, _| {
+        THROTTLE.with(|t| *t.borrow_mut() = plan::Throttle::default());
+    });
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
         THROTTLE.with(|t| *t.borrow_mut() = plan::Throttle::default());
         HOOKED.with(|h| *h.borrow_mut() = false);
