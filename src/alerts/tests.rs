@@ -282,4 +282,33 @@ mod tests {
         }
         assert_eq!(alerts_of("ar_r11"), 1);
     }
+
+    #[pg_test]
+    fn a_table_owner_without_superuser_manages_rules_on_their_own_table() {
+        run("CREATE ROLE ar_owner12");
+        run("GRANT USAGE ON SCHEMA pgmart TO ar_owner12");
+        run("GRANT CREATE ON SCHEMA public TO ar_owner12");
+        run("GRANT SELECT ON pgmart.open_alerts TO ar_owner12");
+        // Someone else's rule: its alerts are not shown to ar_owner12.
+        signals("ar_sig12");
+        run("SELECT pgmart.add_alert_rule('ar_other12', 'ar_sig12', $$signal_value = 'high'$$)");
+        run("INSERT INTO ar_sig12 VALUES (1, 'risk_flag', 'high', 1)");
+        run("SET LOCAL ROLE ar_owner12");
+        let r = sql::subtransaction(|| {
+            Spi::run("CREATE TABLE ar_own12 (id int, level text)").unwrap();
+            Spi::run("SELECT pgmart.add_alert_rule('ar_r12', 'ar_own12', $$level = 'high'$$, severity => 'medium')").unwrap();
+            Spi::run("INSERT INTO ar_own12 VALUES (1, 'high'), (2, 'low')").unwrap();
+            let mine = Spi::get_one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'ar_r12'").unwrap();
+            let others = Spi::get_one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'ar_other12'").unwrap();
+            let acked = Spi::get_one::<bool>("SELECT bool_and(pgmart.ack_alert(alert_id)) FROM pgmart.open_alerts WHERE source_name = 'ar_r12'").unwrap();
+            Spi::run("SELECT pgmart.drop_alert_rule('ar_r12')").unwrap();
+            (mine, others, acked)
+        });
+        let other_drop = sqlstate_of("SELECT pgmart.drop_alert_rule('ar_other12')");
+        run("RESET ROLE");
+        assert_eq!(r.map_err(|c| c.message), Ok((Some(1), Some(0), Some(true))));
+        assert_eq!(other_drop, "42501");
+        assert_eq!(alerts_of("ar_r12"), 1);
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.alert_rules WHERE name = 'ar_r12'"), Some(0));
+    }
 }
