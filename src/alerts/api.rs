@@ -77,7 +77,11 @@ fn _alert_fire<'a>(
         })
     })
     .unwrap_or_else(|e| error!("pgmart: cannot read the row for an alert: {e}"));
-    exec::raise_rule(rule_id, &table, row.as_deref().unwrap_or("null"));
+    // Batch to the end of the statement only where this table's own statement trigger will run.
+    let batch = unsafe {
+        !trigger.trigger().tgisclone && !(*(*trigger.trigger_data().tg_relation).rd_rel).relispartition
+    };
+    exec::on_row(rule_id, &table, row.unwrap_or_else(|| "null".into()), batch);
     Ok(None)
 }
 

@@ -227,6 +227,9 @@ fn hook_transaction() {
         return;
     }
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, || {
+        // Safety net: rows whose statement trigger did not run (it was disabled) are written now.
+        let pending = PENDING.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        raise_rules(pending);
         for (channel, msg) in THROTTLE.with(|t| t.borrow_mut().drain()) {
             notify_direct(&channel, &notify::fit(&msg, notify::MAX_PAYLOAD));
         }
@@ -234,10 +237,12 @@ fn hook_transaction() {
     });
     // A statement that failed inside a savepoint never reached its statement trigger: forget its
     // counts (its alerts and notifications were rolled back with it).
-    pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |_, _| {
+    pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |aborted, _| {
         THROTTLE.with(|t| *t.borrow_mut() = plan::Throttle::default());
+        PENDING.with(|q| q.borrow_mut().retain(|p| p.subxact < aborted));
     });
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
+        PENDING.with(|q| q.borrow_mut().clear());
         THROTTLE.with(|t| *t.borrow_mut() = plan::Throttle::default());
         HOOKED.with(|h| *h.borrow_mut() = false);
     });
@@ -263,71 +268,114 @@ fn notify_direct(channel: &str, payload: &str) {
     }
 }
 
-/// Write one rule alert (as the catalog owner) and build its notification, in one statement with
-/// a plan kept for the session: the rule's name, severity, target and payload columns are read
-/// from the catalog, so a rule change applies at once.
-const RAISE_RULE: &str = "\
-WITH r AS (SELECT name, severity, target, channel, payload_columns FROM pgmart.alert_rules WHERE rule_id = $1), \
-     a AS (INSERT INTO pgmart.alerts (source_kind, source_name, severity, target, payload) \
-           SELECT 'rule', r.name, r.severity, r.target, \
-                  CASE WHEN r.payload_columns IS NULL THEN $2::jsonb \
-                       ELSE coalesce((SELECT pg_catalog.jsonb_object_agg(k, $2::jsonb -> k) \
-                                        FROM pg_catalog.unnest(r.payload_columns) k WHERE $2::jsonb ? k), '{}'::jsonb) END \
-             FROM r \
-           RETURNING alert_id, source_name, severity, target, payload) \
-SELECT a.alert_id, r.name, r.channel, \
-       pg_catalog.jsonb_build_object('alert_id', a.alert_id, 'source_kind', 'rule', 'rule', a.source_name, \
-              'severity', a.severity, 'target', a.target, 'table', $3::text, 'payload', a.payload)::text \
-  FROM a, r";
+/// Write rule alerts (as the catalog owner) and build their notifications, in one statement with a
+/// plan kept for the session. The rule's name, severity, target, channel and payload columns are
+/// read from the catalog, so a rule change applies at once. Ids are drawn first so each message
+/// can be paired with its alert; rows come back in the order they were given.
+const RAISE_RULES: &str = "\
+WITH i AS MATERIALIZED ( \
+    SELECT pg_catalog.nextval('pgmart.alerts_alert_id_seq'::pg_catalog.regclass) AS alert_id, u.n, u.tbl, \
+           r.name, r.severity, r.target, r.channel, \
+           CASE WHEN r.payload_columns IS NULL THEN u.row::jsonb \
+                ELSE coalesce((SELECT pg_catalog.jsonb_object_agg(k, u.row::jsonb -> k) \
+                                 FROM pg_catalog.unnest(r.payload_columns) k WHERE u.row::jsonb ? k), '{}'::jsonb) END AS payload \
+      FROM ROWS FROM (pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) \
+           WITH ORDINALITY AS u(rule_id, row, tbl, n) \
+      JOIN pgmart.alert_rules r ON r.rule_id = u.rule_id \
+     ORDER BY u.n), \
+     a AS (INSERT INTO pgmart.alerts (alert_id, source_kind, source_name, severity, target, payload) \
+           SELECT alert_id, 'rule', name, severity, target, payload FROM i ORDER BY n) \
+SELECT i.alert_id, i.name, i.channel, \
+       pg_catalog.jsonb_build_object('alert_id', i.alert_id, 'source_kind', 'rule', 'rule', i.name, \
+              'severity', i.severity, 'target', i.target, 'table', i.tbl, 'payload', i.payload)::text \
+  FROM i ORDER BY i.n";
+
+/// A matching row waiting for the end of its statement.
+struct Pending {
+    rule_id: i64,
+    table: String,
+    row: String,
+    subxact: pg_sys::SubTransactionId,
+}
 
 thread_local! {
     static RAISE_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The row trigger's work for one matching row (`row` is its `to_jsonb` text): write the alert,
-/// then notify it, or count it for the statement's summary once the statement passed
-/// `pgmart.alert_notify_limit`.
-pub fn raise_rule(rule_id: i64, table: &str, row: &str) -> Option<i64> {
-    let (id, rule, channel, message) = sql::as_catalog_owner(|| {
+/// The row trigger's work for one matching row (`row` is its `to_jsonb` text). When the rule's
+/// statement trigger is sure to run at the end of this statement (`batch`), the row waits there
+/// and all of the statement's alerts are written by one INSERT; otherwise (a partition, or a
+/// trigger cloned onto one, where the statement may target another table) it is written now.
+pub fn on_row(rule_id: i64, table: &str, row: String, batch: bool) {
+    hook_transaction();
+    let p = Pending {
+        rule_id,
+        table: table.to_string(),
+        row,
+        subxact: unsafe { pg_sys::GetCurrentSubTransactionId() },
+    };
+    if batch {
+        PENDING.with(|q| q.borrow_mut().push(p));
+    } else {
+        raise_rules(vec![p]);
+    }
+}
+
+/// Write `items` as alerts, then notify each (or count it for the statement's summary once the
+/// statement passed `pgmart.alert_notify_limit`). Returns the alert ids.
+fn raise_rules(items: Vec<Pending>) -> Vec<i64> {
+    if items.is_empty() {
+        return vec![];
+    }
+    let ids: Vec<i64> = items.iter().map(|p| p.rule_id).collect();
+    let rows: Vec<String> = items.iter().map(|p| p.row.clone()).collect();
+    let tables: Vec<String> = items.into_iter().map(|p| p.table).collect();
+    let raised: Vec<(i64, String, String, String)> = sql::as_catalog_owner(|| {
         Spi::connect_mut(|c| {
             RAISE_PLAN.with(|p| {
                 let mut p = p.borrow_mut();
                 if p.is_none() {
-                    let types = [pg_sys::INT8OID, pg_sys::TEXTOID, pg_sys::TEXTOID].map(PgOid::from);
-                    *p = Some(c.prepare_mut(RAISE_RULE, &types)?.keep());
+                    let types = [pg_sys::INT8ARRAYOID, pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID].map(PgOid::from);
+                    *p = Some(c.prepare_mut(RAISE_RULES, &types)?.keep());
                 }
                 let plan = p.as_ref().unwrap();
-                let t = c.update(plan, None, &[rule_id.into(), row.into(), table.into()])?;
-                if t.is_empty() {
-                    return Ok::<_, pgrx::spi::Error>(None);
+                let t = c.update(plan, None, &[ids.into(), rows.into(), tables.into()])?;
+                let mut out = Vec::with_capacity(t.len());
+                for r in t {
+                    out.push((
+                        r.get::<i64>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<String>(3)?.unwrap_or_default(),
+                        r.get::<String>(4)?.unwrap_or_default(),
+                    ));
                 }
-                let t = t.first();
-                Ok(Some((
-                    t.get::<i64>(1)?.unwrap_or_default(),
-                    t.get::<String>(2)?.unwrap_or_default(),
-                    t.get::<String>(3)?.unwrap_or_default(),
-                    t.get::<String>(4)?.unwrap_or_default(),
-                )))
+                Ok::<_, pgrx::spi::Error>(out)
             })
         })
-        .unwrap_or_else(|e| error!("pgmart: cannot raise alert: {e}"))
-    })?;
-    hook_transaction();
+        .unwrap_or_else(|e| error!("pgmart: cannot raise alerts: {e}"))
+    });
     let limit = guc::ALERT_NOTIFY_LIMIT.get().max(1) as u64;
-    if THROTTLE.with(|t| t.borrow_mut().offer(&channel, limit, id, &rule)) {
-        if message.len() <= notify::MAX_PAYLOAD {
-            notify_direct(&channel, &message);
-        } else {
-            let v: Value = serde_json::from_str(&message).unwrap_or_else(|_| json!({"alert_id": id}));
-            notify_direct(&channel, &notify::fit(&v, notify::MAX_PAYLOAD));
+    let mut out = Vec::with_capacity(raised.len());
+    for (id, rule, channel, message) in raised {
+        if THROTTLE.with(|t| t.borrow_mut().offer(&channel, limit, id, &rule)) {
+            if message.len() <= notify::MAX_PAYLOAD {
+                notify_direct(&channel, &message);
+            } else {
+                let v: Value = serde_json::from_str(&message).unwrap_or_else(|_| json!({"alert_id": id}));
+                notify_direct(&channel, &notify::fit(&v, notify::MAX_PAYLOAD));
+            }
         }
+        out.push(id);
     }
-    Some(id)
+    out
 }
 
-/// End of a statement on a table with rules: send one summary per channel that went over the
-/// limit, and start the next statement from zero.
+/// End of a statement on a table with rules: write the statement's waiting alerts, send one
+/// summary per channel that went over the limit, and start the next statement from zero.
 pub fn flush_statement() {
+    let pending = PENDING.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    raise_rules(pending);
     for (channel, msg) in THROTTLE.with(|t| t.borrow_mut().drain()) {
         notify_direct(&channel, &notify::fit(&msg, notify::MAX_PAYLOAD));
     }
