@@ -219,3 +219,14 @@ def test_a_statement_rolled_back_to_a_savepoint_leaves_no_counts_behind(cluster)
         got = heard(l, timeout=1.5)
     assert sorted(m["payload"]["conversation_id"] for m in got) == [100, 101], got
     assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'risk_s'") == 2
+
+
+def test_alerts_are_written_at_commit_even_if_the_statement_trigger_was_disabled(cluster):
+    signals_table(cluster, "sig_x")
+    rule = cluster.one("SELECT pgmart.add_alert_rule('risk_x', 'sig_x', $$signal_value = 'high'$$, channel => 'risk_x')")
+    cluster.sql(f"ALTER TABLE sig_x DISABLE TRIGGER pgmart_alert_{rule}_stmt")
+    with listener(cluster, "risk_x") as l:
+        cluster.sql("INSERT INTO sig_x SELECT g, 'risk_flag', 'high', 1 FROM generate_series(1, 3) g")
+        got = heard(l, timeout=1.5)
+    assert sorted(m["payload"]["conversation_id"] for m in got) == [1, 2, 3]
+    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'risk_x'") == 3

@@ -229,7 +229,11 @@ fn hook_transaction() {
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, || {
         // Safety net: rows whose statement trigger did not run (it was disabled) are written now.
         let pending = PENDING.with(|q| std::mem::take(&mut *q.borrow_mut()));
-        raise_rules(pending);
+        if !pending.is_empty() {
+            unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+            raise_rules(pending);
+            unsafe { pg_sys::PopActiveSnapshot() };
+        }
         for (channel, msg) in THROTTLE.with(|t| t.borrow_mut().drain()) {
             notify_direct(&channel, &notify::fit(&msg, notify::MAX_PAYLOAD));
         }
