@@ -257,7 +257,7 @@ unsafe extern "C-unwind" {
     fn pg_notify_fmgr(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
 }
 
-/// `pg_notify` without SPI (used at pre-commit, when no more queries should run).
+/// `pg_notify` called directly (no SPI): cheap per alert, and usable at pre-commit.
 fn notify_direct(channel: &str, payload: &str) {
     let (Ok(ch), Ok(pl)) = (CString::new(channel), CString::new(payload)) else { return };
     unsafe {
