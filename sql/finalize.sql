@@ -47,3 +47,10 @@ COMMENT ON FUNCTION pgmart.schedule_refresh IS
 COMMENT ON FUNCTION pgmart.unschedule_refresh IS 'Stop refreshing a materialized view on a schedule (its refresh history is kept).';
 COMMENT ON FUNCTION pgmart.refresh_now IS
   'Refresh a materialized view now, then its scheduled downstream views in dependency order, each once; records every refresh and returns one row per view.';
+-- alerts
+COMMENT ON FUNCTION pgmart.add_alert_rule IS
+  'Raise an alert (a row in pgmart.alerts, then NOTIFY channel) for every row inserted (or, with on_update, updated to match) into target that satisfies condition; returns the rule id.';
+COMMENT ON FUNCTION pgmart.drop_alert_rule IS 'Drop an alert rule and its triggers; its alerts stay in pgmart.alerts.';
+COMMENT ON FUNCTION pgmart.ack_alert IS 'Acknowledge an open alert with an optional note; false if it was already acknowledged.';
+COMMENT ON FUNCTION pgmart._alert_fire IS 'Internal: row trigger of alert rules (runs only for rows matching the rule''s WHEN condition).';
+COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert rules; sends the summary of alerts over pgmart.alert_notify_limit.';

@@ -2,7 +2,12 @@
 //! a `NOTIFY` whose JSON payload always carries the alert id. Health alerts from the engine and the
 //! capabilities come through [`raise_health`]; an identical open alert is not raised twice.
 
+pub mod api;
+pub mod exec;
 pub mod notify;
+pub mod plan;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
 
 use crate::sql;
 use serde_json::{json, Value};

@@ -10,6 +10,7 @@ const HISTORY: &[(&str, &str, &str)] = &[
     ("pgmart.job_run", "started_at", "status <> 'running'"),
     ("pgmart.alerts", "raised_at", "acked_at IS NOT NULL"),
     ("pgmart.refresh_history", "started_at", "true"),
+    ("pgmart.alerts", "acked_at", "acked_at IS NOT NULL"),
 ];
 
 /// Delete history older than `pgmart.history_retention`. Only one session prunes at a time; the

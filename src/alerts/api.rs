@@ -1,0 +1,95 @@
+//! Thin SQL-facing wrappers for alert rules (see docs/alerts.md).
+
+use super::exec;
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgOid, PgRelation};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    static JSON_PLANS: RefCell<HashMap<pg_sys::Oid, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+#[pg_extern(volatile)]
+#[allow(clippy::too_many_arguments)]
+fn add_alert_rule(
+    name: &str,
+    target: PgRelation,
+    condition: &str,
+    severity: default!(&str, "'high'"),
+    channel: default!(&str, "'pgmart_alerts'"),
+    payload_columns: default!(Option<Vec<String>>, "NULL"),
+    on_update: default!(bool, false),
+) -> i64 {
+    exec::add_rule(exec::NewRule {
+        name,
+        target: target.oid(),
+        condition,
+        severity,
+        channel,
+        payload_columns,
+        on_update,
+    })
+}
+
+#[pg_extern(volatile)]
+fn drop_alert_rule(name: &str) {
+    exec::drop_rule(name)
+}
+
+#[pg_extern(volatile)]
+fn ack_alert(alert_id: i64, note: default!(Option<&str>, "NULL")) -> bool {
+    exec::ack(alert_id, note)
+}
+
+/// Row trigger of every alert rule (AFTER INSERT / UPDATE ... WHEN (<condition>)): runs only for
+/// matching rows. The row is turned into JSON as the writing user; the alert is written as
+/// pgmart's catalog owner, so writers need no privilege on pgmart.alerts.
+#[pg_trigger]
+fn _alert_fire<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+    let rule_id: i64 = trigger
+        .extra_args()
+        .ok()
+        .and_then(|a| a.first().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| error!("pgmart._alert_fire needs the rule id as its argument"));
+    let relid = trigger.relid().unwrap_or_else(|e| error!("pgmart: {e}"));
+    let table = format!(
+        "{}.{}",
+        pgrx::spi::quote_identifier(trigger.table_schema().unwrap_or_default()),
+        pgrx::spi::quote_identifier(trigger.table_name().unwrap_or_default())
+    );
+    let Some(new) = trigger.new() else { return Ok(None) };
+    // The row becomes JSON with the writer's privileges (a user-defined cast to json runs as its
+    // writer, never as the catalog owner), through a plan kept per row type.
+    let reltype = unsafe { pg_sys::get_rel_type_id(relid) };
+    let arg = unsafe { pgrx::datum::DatumWithOid::new(new, reltype) };
+    let row: Option<String> = Spi::connect(|c| {
+        JSON_PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(&reltype) {
+                let stmt = c.prepare("SELECT pg_catalog.to_jsonb($1)::text", &[PgOid::from(reltype)])?.keep();
+                plans.insert(reltype, stmt);
+            }
+            c.select(plans.get(&reltype).unwrap(), Some(1), &[arg])?.first().get::<String>(1)
+        })
+    })
+    .unwrap_or_else(|e| error!("pgmart: cannot read the row for an alert: {e}"));
+    // Batch to the end of the statement only where this table's own statement trigger will run.
+    let batch = unsafe {
+        !trigger.trigger().tgisclone && !(*(*trigger.trigger_data().tg_relation).rd_rel).relispartition
+    };
+    exec::on_row(rule_id, &table, row.unwrap_or_else(|| "null".into()), batch);
+    Ok(None)
+}
+
+/// Statement trigger of every alert rule: summarises what went over the per-statement limit.
+#[pg_trigger]
+fn _alert_flush<'a>(
+    _trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+    exec::flush_statement();
+    Ok(None)
+}
