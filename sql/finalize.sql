@@ -29,3 +29,13 @@ BEGIN
 END $$;
 
 SELECT pgmart._wake_launcher();
+
+-- checks
+COMMENT ON FUNCTION pgmart.add_check IS
+  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
+COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
+COMMENT ON FUNCTION pgmart.run_checks IS
+  'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';
+COMMENT ON FUNCTION pgmart._sample_add IS 'Internal: transition function of pgmart._sample (keeps at most 5 values).';
+COMMENT ON FUNCTION pgmart._sample_merge IS 'Internal: combine function of pgmart._sample.';
+COMMENT ON AGGREGATE pgmart._sample(jsonb) IS 'Internal: a sample of at most 5 failing keys or values.';

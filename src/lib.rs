@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pg_module_magic!();
 
 pub mod alerts;
+pub mod checks;
 pub mod error;
 pub mod guc;
 pub mod jobs;
@@ -18,6 +19,7 @@ pub mod worker;
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
+extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

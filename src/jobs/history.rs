@@ -9,6 +9,7 @@ use crate::sql;
 const HISTORY: &[(&str, &str, &str)] = &[
     ("pgmart.job_run", "started_at", "status <> 'running'"),
     ("pgmart.alerts", "raised_at", "acked_at IS NOT NULL"),
+    ("pgmart.check_results", "run_at", "true"),
 ];
 
 /// Delete history older than `pgmart.history_retention`. Only one session prunes at a time; the
