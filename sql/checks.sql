@@ -41,22 +41,3 @@ COMMENT ON TABLE pgmart.check_results IS 'Every result of every pgmart check run
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
-
--- A bounded sample of failing keys or values (at most 5), usable in parallel scans.
-CREATE FUNCTION pgmart._sample_add(s jsonb, v jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ SELECT CASE WHEN pg_catalog.jsonb_array_length(s) >= 5 THEN s ELSE s || pg_catalog.jsonb_build_array(v) END $$;
-
-CREATE FUNCTION pgmart._sample_merge(a jsonb, b jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ SELECT CASE WHEN pg_catalog.jsonb_array_length(a) >= 5 THEN a
-               ELSE (SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::jsonb)
-                       FROM (SELECT x FROM pg_catalog.jsonb_array_elements(a || b) x LIMIT 5) q) END $$;
-
-CREATE AGGREGATE pgmart._sample(jsonb) (
-    SFUNC = pgmart._sample_add,
-    STYPE = jsonb,
-    INITCOND = '[]',
-    COMBINEFUNC = pgmart._sample_merge,
-    PARALLEL = SAFE
-);

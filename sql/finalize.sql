@@ -36,6 +36,3 @@ COMMENT ON FUNCTION pgmart.add_check IS
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 COMMENT ON FUNCTION pgmart.run_checks IS
   'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';
-COMMENT ON FUNCTION pgmart._sample_add IS 'Internal: transition function of pgmart._sample (keeps at most 5 values).';
-COMMENT ON FUNCTION pgmart._sample_merge IS 'Internal: combine function of pgmart._sample.';
-COMMENT ON AGGREGATE pgmart._sample(jsonb) IS 'Internal: a sample of at most 5 failing keys or values.';

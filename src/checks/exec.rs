@@ -298,7 +298,7 @@ pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckR
     let rows = sql::as_catalog_owner(|| {
         sql::rows::<CheckRow>(
             "SELECT check_id, name, target::oid::bigint AS target_oid, \
-                    coalesce(pg_catalog.to_regclass(target::oid::regclass::text)::text, target::oid::text) AS target, \
+                    target::text AS target, \
                     kind, columns, params, severity, where_clause \
                FROM pgmart.\"check\" \
               WHERE ($1::bigint IS NULL OR target::oid = $1::bigint::oid) \

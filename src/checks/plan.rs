@@ -253,22 +253,39 @@ pub fn fail_condition(c: &Check) -> Option<String> {
     }
 }
 
-/// What a failing row contributes to the sample: the failing value, or the row's key.
-fn sample_expr(c: &Check, f: &TableFacts) -> String {
-    match c.kind {
-        Kind::AcceptedValues | Kind::Range => format!("pg_catalog.to_jsonb({})", qi(&c.columns[0])),
-        _ => key_expr(f),
+/// Types with a built-in `min` aggregate (C speed, parallel): samples use them directly.
+const ORDERABLE: &[&str] = &[
+    "smallint", "integer", "bigint", "real", "double precision", "numeric", "text", "character varying",
+    "character", "date", "timestamp without time zone", "timestamp with time zone", "interval",
+    "time without time zone", "money", "inet", "oid",
+];
+
+fn min_arg(col: &str, f: &TableFacts) -> String {
+    let ty = f.columns.iter().find(|(n, _)| n == col).map(|(_, t)| t.as_str()).unwrap_or("");
+    if ORDERABLE.contains(&ty) {
+        qi(col)
+    } else {
+        format!("{}::text", qi(col))
     }
 }
 
-fn key_expr(f: &TableFacts) -> String {
-    if !f.pk.is_empty() {
-        let parts: Vec<String> = f.pk.iter().map(|k| format!("{}, {}", ql(k), qi(k))).collect();
-        format!("pg_catalog.jsonb_build_object({})", parts.join(", "))
+/// What identifies a failing row in the sample: (aggregate argument, key name), or a value.
+/// The sample is the smallest failing key or value (a built-in `min`, so a check with millions of
+/// failing rows costs no more than one with none).
+fn sample_arg(c: &Check, f: &TableFacts) -> (String, Option<String>) {
+    match c.kind {
+        Kind::AcceptedValues | Kind::Range => (min_arg(&c.columns[0], f), None),
+        _ => key_arg(f),
+    }
+}
+
+fn key_arg(f: &TableFacts) -> (String, Option<String>) {
+    if f.pk.len() == 1 {
+        (min_arg(&f.pk[0], f), Some(f.pk[0].clone()))
     } else if f.has_ctid {
-        "pg_catalog.jsonb_build_object('ctid', ctid::text)".to_string()
+        ("ctid".to_string(), Some("ctid".to_string()))
     } else {
-        "'null'::jsonb".to_string()
+        ("NULL::text".to_string(), None)
     }
 }
 
@@ -282,8 +299,8 @@ fn where_sql(w: &Option<String>) -> String {
 /// How to read one check's outcome from the fused statement's JSON result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extract {
-    /// Row-level: `group` object has `n`, `f<id>`, `s<id>`.
-    Row { group: String },
+    /// Row-level: `group` object has `n`, `f<id>`, `s<id>` (smallest failing key or value).
+    Row { group: String, key: Option<String> },
     RowCount { group: String },
     Freshness { group: String },
     /// `u<id>` object: `checked`, `failing`, `dup`.
@@ -320,9 +337,10 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
             match c.kind {
                 Kind::NotNull | Kind::AcceptedValues | Kind::Expression | Kind::Range => {
                     let cond = fail_condition(c).unwrap_or_else(|| "false".into());
+                    let (arg, key) = sample_arg(c, f);
                     cols.push(format!("count(*) FILTER (WHERE {cond}) AS f{}", c.id));
-                    cols.push(format!("pgmart._sample({}) FILTER (WHERE {cond}) AS s{}", sample_expr(c, f), c.id));
-                    items.push((c.id, Extract::Row { group: g.clone() }));
+                    cols.push(format!("min({arg}) FILTER (WHERE {cond}) AS s{}", c.id));
+                    items.push((c.id, Extract::Row { group: g.clone(), key }));
                 }
                 Kind::RowCount => items.push((c.id, Extract::RowCount { group: g.clone() })),
                 Kind::Freshness => {
@@ -358,24 +376,29 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
             Some(w) => format!("({w}) AND {}", nn.join(" AND ")),
             None => nn.join(" AND "),
         };
-        // Surplus rows (rows beyond the first of each duplicated key) by one sorted distinct count;
-        // mode() returns a duplicated key when there is one.
+        // Surplus rows (rows beyond the first of each duplicated key) by one sorted distinct count
+        // (linear on already-ordered keys such as serial ids); only when there are duplicates, the
+        // same statement (same snapshot) finds one with mode().
         let u = format!("u{}", c.id);
         ctes.push(format!(
-            "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing, \
-             pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) AS dup FROM {} WHERE {w})",
-            f.relation
+            "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing FROM {rel} WHERE {w})",
+            rel = f.relation
         ));
-        outputs.push(format!("'{u}', (SELECT pg_catalog.to_jsonb({u}) FROM {u})"));
+        outputs.push(format!(
+            "'{u}', (SELECT pg_catalog.to_jsonb({u}) || pg_catalog.jsonb_build_object('dup', CASE WHEN {u}.failing > 0 THEN \
+             (SELECT pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) FROM {rel} WHERE {w}) END) FROM {u})",
+            rel = f.relation
+        ));
         items.push((c.id, Extract::Unique));
     }
     for c in checks.iter().filter(|c| c.kind == Kind::Relationships) {
         let Some(parent) = parents.get(&c.id) else { continue };
         let col = qi(&c.columns[0]);
+        let arg = min_arg(&c.columns[0], f);
         let field = qi(c.params.get("field").and_then(|v| v.as_str()).unwrap_or(""));
         let r = format!("r{}", c.id);
         ctes.push(format!(
-            "{r} AS (SELECT count(*) AS failing, pgmart._sample(pg_catalog.to_jsonb(c.{col})) AS sample \
+            "{r} AS (SELECT count(*) AS failing, min(c.{arg}) AS lo, max(c.{arg}) AS hi \
              FROM (SELECT * FROM {}{}) c WHERE c.{col} IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{field} = c.{col}))",
             f.relation,
@@ -410,14 +433,17 @@ fn int(v: &Value, k: &str) -> Option<i64> {
 /// Read one check's measurement from the fused result.
 pub fn extract(c: &Check, how: &Extract, result: &Value) -> Measured {
     match how {
-        Extract::Row { group } => {
+        Extract::Row { group, key } => {
             let g = &result[group.as_str()];
-            Measured {
-                failing: int(g, &format!("f{}", c.id)),
-                checked: int(g, "n"),
-                sample: nonnull(g.get(format!("s{}", c.id)).cloned()),
-                verdict: None,
-            }
+            let failing = int(g, &format!("f{}", c.id));
+            let s = g.get(format!("s{}", c.id)).cloned().unwrap_or(Value::Null);
+            let sample = match (failing.unwrap_or(0), key) {
+                (0, _) => serde_json::json!([]),
+                (_, Some(k)) if !s.is_null() => serde_json::json!([{ k.as_str(): s }]),
+                (_, None) => serde_json::json!([s]),
+                _ => serde_json::json!([]),
+            };
+            Measured { failing, checked: int(g, "n"), sample, verdict: None }
         }
         Extract::RowCount { group } => {
             let n = int(&result[group.as_str()], "n").unwrap_or(0);
@@ -464,20 +490,21 @@ pub fn extract(c: &Check, how: &Extract, result: &Value) -> Measured {
         }
         Extract::Relationships { group } => {
             let r = &result[format!("r{}", c.id).as_str()];
+            let mut sample = vec![];
+            for k in ["lo", "hi"] {
+                if let Some(v) = r.get(k).filter(|v| !v.is_null()) {
+                    if !sample.contains(v) {
+                        sample.push(v.clone());
+                    }
+                }
+            }
             Measured {
                 failing: int(r, "failing"),
                 checked: group.as_ref().and_then(|g| int(&result[g.as_str()], "n")),
-                sample: nonnull(r.get("sample").cloned()),
+                sample: Value::Array(sample),
                 verdict: None,
             }
         }
-    }
-}
-
-fn nonnull(v: Option<Value>) -> Value {
-    match v {
-        None | Some(Value::Null) => serde_json::json!([]),
-        Some(v) => v,
     }
 }
 

@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(outcome("ck_nn", "not_null_ck_nn_a"), ("pass".into(), Some(0), Some(50)));
         run("UPDATE ck_nn SET a = NULL WHERE id IN (3, 4)");
         assert_eq!(outcome("ck_nn", "not_null_ck_nn_a"), ("fail".into(), Some(2), Some(50)));
-        assert_eq!(sample("ck_nn", "not_null_ck_nn_a"), serde_json::json!([{"id": 3}, {"id": 4}]));
+        assert_eq!(sample("ck_nn", "not_null_ck_nn_a"), serde_json::json!([{"id": 3}]));
         assert_eq!(outcome("ck_nn", "nn_pct").0, "warn"); // 4% is under 10%, over the default warn_if
         assert_eq!(outcome("ck_nn", "nn_warn").0, "warn");
         // NOT NULL proves b.
@@ -120,7 +120,7 @@ mod tests {
         assert_eq!(outcome("ck_child", "relationships_ck_child_pid").0, "pass");
         run("INSERT INTO ck_child VALUES (4, 9), (5, 9)");
         assert_eq!(outcome("ck_child", "relationships_ck_child_pid"), ("fail".into(), Some(2), Some(5)));
-        assert_eq!(sample("ck_child", "relationships_ck_child_pid"), serde_json::json!([9, 9]));
+        assert_eq!(sample("ck_child", "relationships_ck_child_pid"), serde_json::json!([9]));
         run("CREATE TABLE ck_child2 (pid int REFERENCES ck_parent (id))");
         run("SELECT pgmart.add_check('ck_child2', 'relationships', ARRAY['pid'], '{\"to\": \"ck_parent\", \"field\": \"id\"}')");
         assert!(sample("ck_child2", "relationships_ck_child2_pid")["note"].as_str().unwrap().contains("foreign key"));
@@ -144,7 +144,7 @@ mod tests {
             ("amount > (SELECT 0)", "22023"),
             ("EXISTS (SELECT 1 FROM pg_class)", "22023"),
             ("true; DROP TABLE ck_ex", "22023"),
-            ("true) OR (true", "22023"),
+            ("true) FROM pg_class WHERE (true", "22023"),
             ("nope > 0", "42703"),
             ("count(*) > 0", "22023"),
         ] {
