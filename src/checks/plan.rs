@@ -767,8 +767,10 @@ mod tests {
         let mut parents = BTreeMap::new();
         parents.insert(5, "public.customers".to_string());
         let fused = fuse(&f, &[&a, &b, &c, &d, &e], &parents).unwrap();
-        // Two row scans (two where clauses), one unique pass, one anti-join: one statement.
-        assert_eq!(fused.sql.matches("FROM public.orders").count(), 4, "{}", fused.sql);
+        // Two row scans (two where clauses), one unique pass, one anti-join: one statement (plus a
+        // scan for a duplicate sample that runs only when there are duplicates).
+        assert_eq!(fused.sql.matches("FROM public.orders").count(), 5, "{}", fused.sql);
+        assert!(fused.sql.contains("CASE WHEN u4.failing > 0 THEN"));
         assert!(fused.sql.contains("g0 AS (SELECT count(*) AS n, count(*) FILTER (WHERE (\"customer_id\" IS NULL)) AS f1"));
         assert!(fused.sql.contains("WHERE (day = current_date)"));
         assert!(fused.sql.contains("count(DISTINCT \"id\")"));
