@@ -1,4 +1,5 @@
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
+-- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
 
 CREATE FUNCTION pgmart._job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -24,7 +25,7 @@ COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the sch
 DO $$
 BEGIN
     IF current_setting('shared_preload_libraries') !~ '(^|[ ,])pgmart($|[ ,])' THEN
-        RAISE NOTICE 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
+        RAISE WARNING 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
     END IF;
 END $$;
 
