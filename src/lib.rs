@@ -12,6 +12,7 @@ pub mod checks;
 pub mod error;
 pub mod guc;
 pub mod jobs;
+pub mod metrics;
 pub mod sql;
 pub mod worker;
 
@@ -20,6 +21,7 @@ pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
