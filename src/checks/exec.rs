@@ -257,6 +257,12 @@ fn run_table(oid: i64, rows: &[&CheckRow]) -> Vec<CheckResult> {
         let t0 = std::time::Instant::now();
         let res = run_fused(&fused.sql);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if let Err(e) = &res {
+            // A cancel (statement_timeout, Ctrl-C) or a shutdown stops the whole run, as it should.
+            if e.sqlstate.starts_with("57") {
+                PgMartError::new(pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED, e.message.clone()).raise();
+            }
+        }
         match res {
             Ok(v) => {
                 for (id, how) in &fused.items {
