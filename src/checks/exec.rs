@@ -193,8 +193,18 @@ fn schema_measure(c: &Check, f: &TableFacts) -> std::result::Result<Measured, St
     })
 }
 
+/// Run the fused statement without a row limit: PostgreSQL disables parallel query for any
+/// executor run given a tuple count, which is what a "first row" SPI call passes.
 fn run_fused(sql_text: &str) -> std::result::Result<Value, Caught> {
-    sql::subtransaction(|| sql::one::<pgrx::JsonB>(sql_text, &[]).map(|j| j.0).unwrap_or(Value::Null))
+    sql::subtransaction(|| {
+        Spi::connect(|c| {
+            let t = c.select(sql_text, None, &[])?;
+            t.first().get_one::<pgrx::JsonB>()
+        })
+        .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
+        .map(|j| j.0)
+        .unwrap_or(Value::Null)
+    })
 }
 
 /// Run every check of one table on one snapshot (one statement); isolate failures.
