@@ -36,6 +36,7 @@ struct CheckRow {
     params: Value,
     severity: String,
     where_clause: Option<String>,
+    last_status: Option<String>,
 }
 
 impl CheckRow {
@@ -48,6 +49,7 @@ impl CheckRow {
             params: self.params.clone(),
             severity: self.severity.clone(),
             where_clause: self.where_clause.clone(),
+            expect_failures: self.last_status.as_deref() == Some("fail") || self.last_status.as_deref() == Some("warn"),
         })
     }
     fn result(&self, status: &str, m: Option<&Measured>, ms: f64, message: Option<String>) -> CheckResult {
@@ -315,8 +317,10 @@ pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckR
         sql::rows::<CheckRow>(
             "SELECT check_id, name, target::oid::bigint AS target_oid, \
                     target::text AS target, \
-                    kind, columns, params, severity, where_clause \
-               FROM pgmart.\"check\" \
+                    kind, columns, params, severity, where_clause, \
+                    (SELECT r.status FROM pgmart.check_results r WHERE r.check_id = c.check_id \
+                      ORDER BY r.run_at DESC LIMIT 1) AS last_status \
+               FROM pgmart.\"check\" c \
               WHERE ($1::bigint IS NULL OR target::oid = $1::bigint::oid) \
                 AND ($2::bigint IS NULL OR job_id = $2) \
                 AND ($2::bigint IS NOT NULL OR pg_catalog.pg_has_role($3::name, owner, 'MEMBER') \
@@ -601,6 +605,7 @@ pub fn register(n: NewCheck) -> i64 {
         params: params.clone(),
         severity: n.severity.into(),
         where_clause: n.where_clause.map(String::from),
+        expect_failures: false,
     };
     let mut parents = BTreeMap::new();
     if kind == Kind::Relationships {

@@ -126,6 +126,8 @@ pub struct Check {
     pub params: Value,
     pub severity: String,
     pub where_clause: Option<String>,
+    /// The previous run failed: find a duplicate (unique) in the same pass instead of lazily.
+    pub expect_failures: bool,
 }
 
 /// Catalog facts about the target table, gathered by the executor.
@@ -377,18 +379,28 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
             None => nn.join(" AND "),
         };
         // Surplus rows (rows beyond the first of each duplicated key) by one sorted distinct count
-        // (linear on already-ordered keys such as serial ids); only when there are duplicates, the
-        // same statement (same snapshot) finds one with mode().
+        // (linear on already-ordered keys such as serial ids). A duplicated key for the sample comes
+        // from mode(): in the same pass when the last run found duplicates, else only when there
+        // are some, by a second pass of the same statement (same snapshot).
         let u = format!("u{}", c.id);
-        ctes.push(format!(
-            "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing FROM {rel} WHERE {w})",
-            rel = f.relation
-        ));
-        outputs.push(format!(
-            "'{u}', (SELECT pg_catalog.to_jsonb({u}) || pg_catalog.jsonb_build_object('dup', CASE WHEN {u}.failing > 0 THEN \
-             (SELECT pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) FROM {rel} WHERE {w}) END) FROM {u})",
-            rel = f.relation
-        ));
+        if c.expect_failures {
+            ctes.push(format!(
+                "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing, \
+                 pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) AS dup FROM {rel} WHERE {w})",
+                rel = f.relation
+            ));
+            outputs.push(format!("'{u}', (SELECT pg_catalog.to_jsonb({u}) FROM {u})"));
+        } else {
+            ctes.push(format!(
+                "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing FROM {rel} WHERE {w})",
+                rel = f.relation
+            ));
+            outputs.push(format!(
+                "'{u}', (SELECT pg_catalog.to_jsonb({u}) || pg_catalog.jsonb_build_object('dup', CASE WHEN {u}.failing > 0 THEN \
+                 (SELECT pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) FROM {rel} WHERE {w}) END) FROM {u})",
+                rel = f.relation
+            ));
+        }
         items.push((c.id, Extract::Unique));
     }
     for c in checks.iter().filter(|c| c.kind == Kind::Relationships) {
@@ -697,6 +709,7 @@ mod tests {
             params,
             severity: "error".into(),
             where_clause: w.map(String::from),
+            expect_failures: false,
         }
     }
 
@@ -771,6 +784,11 @@ mod tests {
         // scan for a duplicate sample that runs only when there are duplicates).
         assert_eq!(fused.sql.matches("FROM public.orders").count(), 5, "{}", fused.sql);
         assert!(fused.sql.contains("CASE WHEN u4.failing > 0 THEN"));
+        let mut d2 = d.clone();
+        d2.expect_failures = true;
+        let again = fuse(&f, &[&d2], &parents).unwrap();
+        assert!(again.sql.contains("count(DISTINCT \"id\") AS failing, pg_catalog.to_jsonb(mode()"), "{}", again.sql);
+        assert_eq!(again.sql.matches("FROM public.orders").count(), 1);
         assert!(fused.sql.contains("g0 AS (SELECT count(*) AS n, count(*) FILTER (WHERE (\"customer_id\" IS NULL)) AS f1"));
         assert!(fused.sql.contains("WHERE (day = current_date)"));
         assert!(fused.sql.contains("count(DISTINCT \"id\")"));
