@@ -335,13 +335,21 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
     for (gi, (w, cs)) in groups.iter().enumerate() {
         let g = format!("g{gi}");
         let mut cols = vec!["count(*) AS n".to_string()];
+        // Samples of checks that passed last time are not collected in the scan (one aggregate
+        // less per row each); if one of them fails now, one more pass of the same statement does.
+        let mut lazy: Vec<(i64, String)> = vec![];
         for c in cs {
             match c.kind {
                 Kind::NotNull | Kind::AcceptedValues | Kind::Expression | Kind::Range => {
                     let cond = fail_condition(c).unwrap_or_else(|| "false".into());
                     let (arg, key) = sample_arg(c, f);
                     cols.push(format!("count(*) FILTER (WHERE {cond}) AS f{}", c.id));
-                    cols.push(format!("min({arg}) FILTER (WHERE {cond}) AS s{}", c.id));
+                    let sample = format!("min({arg}) FILTER (WHERE {cond}) AS s{}", c.id);
+                    if c.expect_failures {
+                        cols.push(sample);
+                    } else {
+                        lazy.push((c.id, sample));
+                    }
                     items.push((c.id, Extract::Row { group: g.clone(), key }));
                 }
                 Kind::RowCount => items.push((c.id, Extract::RowCount { group: g.clone() })),
@@ -367,7 +375,20 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
             }
         }
         ctes.push(format!("{g} AS (SELECT {} FROM {}{})", cols.join(", "), f.relation, where_sql(w)));
-        outputs.push(format!("'{g}', (SELECT pg_catalog.to_jsonb({g}) FROM {g})"));
+        if lazy.is_empty() {
+            outputs.push(format!("'{g}', (SELECT pg_catalog.to_jsonb({g}) FROM {g})"));
+        } else {
+            let any: Vec<String> = lazy.iter().map(|(id, _)| format!("{g}.f{id} > 0")).collect();
+            let aggs: Vec<String> = lazy.iter().map(|(_, a)| a.clone()).collect();
+            outputs.push(format!(
+                "'{g}', (SELECT pg_catalog.to_jsonb({g}) || CASE WHEN {} THEN \
+                 (SELECT pg_catalog.to_jsonb(l) FROM (SELECT {} FROM {}{}) l) ELSE '{{}}'::jsonb END FROM {g})",
+                any.join(" OR "),
+                aggs.join(", "),
+                f.relation,
+                where_sql(w)
+            ));
+        }
         group_of.insert(w.clone(), g);
     }
     for c in checks.iter().filter(|c| c.kind == Kind::Unique) {
@@ -780,9 +801,10 @@ mod tests {
         let mut parents = BTreeMap::new();
         parents.insert(5, "public.customers".to_string());
         let fused = fuse(&f, &[&a, &b, &c, &d, &e], &parents).unwrap();
-        // Two row scans (two where clauses), one unique pass, one anti-join: one statement (plus a
-        // scan for a duplicate sample that runs only when there are duplicates).
-        assert_eq!(fused.sql.matches("FROM public.orders").count(), 5, "{}", fused.sql);
+        // Two row scans (two where clauses), one unique pass, one anti-join: one statement (plus
+        // passes for samples that run only when a check that passed last time fails now).
+        assert_eq!(fused.sql.matches("FROM public.orders").count(), 7, "{}", fused.sql);
+        assert!(fused.sql.contains("CASE WHEN g0.f1 > 0 OR g0.f2 > 0 THEN"), "{}", fused.sql);
         assert!(fused.sql.contains("CASE WHEN u4.failing > 0 THEN"));
         let mut d2 = d.clone();
         d2.expect_failures = true;

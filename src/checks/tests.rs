@@ -270,6 +270,20 @@ mod tests {
     }
 
     #[pg_test]
+    fn samples_are_found_whether_or_not_the_last_run_failed() {
+        run("CREATE TABLE ck_lz (id int PRIMARY KEY, a int, s text); INSERT INTO ck_lz SELECT g, g, 'ok' FROM generate_series(1, 10) g");
+        run("SELECT pgmart.add_check('ck_lz', 'not_null', ARRAY['a'])");
+        run("SELECT pgmart.add_check('ck_lz', 'accepted_values', ARRAY['s'], '{\"values\": [\"ok\"]}')");
+        assert_eq!(sample("ck_lz", "not_null_ck_lz_a"), serde_json::json!([]));
+        run("UPDATE ck_lz SET a = NULL, s = 'bad' WHERE id IN (5, 7)");
+        // First failing run: the samples come from the extra pass; then from the shared scan.
+        for _ in 0..2 {
+            assert_eq!(sample("ck_lz", "not_null_ck_lz_a"), serde_json::json!([{"id": 5}]));
+            assert_eq!(sample("ck_lz", "accepted_values_ck_lz_s"), serde_json::json!(["bad"]));
+        }
+    }
+
+    #[pg_test]
     fn callers_need_select_on_the_table() {
         run("CREATE TABLE ck_priv (id int)");
         run("CREATE ROLE ck_nobody");
