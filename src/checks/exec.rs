@@ -37,6 +37,7 @@ struct CheckRow {
     severity: String,
     where_clause: Option<String>,
     last_status: Option<String>,
+    last_sample: Option<Value>,
 }
 
 impl CheckRow {
@@ -50,6 +51,7 @@ impl CheckRow {
             severity: self.severity.clone(),
             where_clause: self.where_clause.clone(),
             expect_failures: self.last_status.as_deref() == Some("fail") || self.last_status.as_deref() == Some("warn"),
+            prev_sample: self.last_sample.clone(),
         })
     }
     fn result(&self, status: &str, m: Option<&Measured>, ms: f64, message: Option<String>) -> CheckResult {
@@ -319,7 +321,9 @@ pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckR
                     target::text AS target, \
                     kind, columns, params, severity, where_clause, \
                     (SELECT r.status FROM pgmart.check_results r WHERE r.check_id = c.check_id \
-                      ORDER BY r.run_at DESC LIMIT 1) AS last_status \
+                      ORDER BY r.run_at DESC LIMIT 1) AS last_status, \
+                    (SELECT r.sample FROM pgmart.check_results r WHERE r.check_id = c.check_id AND r.status <> 'error' \
+                      ORDER BY r.run_at DESC LIMIT 1) AS last_sample \
                FROM pgmart.\"check\" c \
               WHERE ($1::bigint IS NULL OR target::oid = $1::bigint::oid) \
                 AND ($2::bigint IS NULL OR job_id = $2) \
@@ -606,6 +610,7 @@ pub fn register(n: NewCheck) -> i64 {
         severity: n.severity.into(),
         where_clause: n.where_clause.map(String::from),
         expect_failures: false,
+        prev_sample: None,
     };
     let mut parents = BTreeMap::new();
     if kind == Kind::Relationships {

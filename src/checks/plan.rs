@@ -128,6 +128,8 @@ pub struct Check {
     pub where_clause: Option<String>,
     /// The previous run failed: find a duplicate (unique) in the same pass instead of lazily.
     pub expect_failures: bool,
+    /// The sample of the previous run (for `unique`: the duplicated key it found).
+    pub prev_sample: Option<Value>,
 }
 
 /// Catalog facts about the target table, gathered by the executor.
@@ -404,7 +406,23 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
         // from mode(): in the same pass when the last run found duplicates, else only when there
         // are some, by a second pass of the same statement (same snapshot).
         let u = format!("u{}", c.id);
-        if c.expect_failures {
+        if let Some(prev) = reusable_duplicate(c, f) {
+            // The key the previous run reported as duplicated: if it still is (counted in this same
+            // pass, a cheap comparison per row), it is the sample and no sort for mode() is needed.
+            ctes.push(format!(
+                "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing, \
+                 count(*) FILTER (WHERE {key} = {}) AS prev_n FROM {rel} WHERE {w})",
+                ql(&prev.1),
+                rel = f.relation
+            ));
+            outputs.push(format!(
+                "'{u}', (SELECT pg_catalog.to_jsonb({u}) || pg_catalog.jsonb_build_object('dup', CASE \
+                 WHEN {u}.failing > 0 AND {u}.prev_n > 1 THEN {}::jsonb WHEN {u}.failing > 0 THEN \
+                 (SELECT pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) FROM {rel} WHERE {w}) END) FROM {u})",
+                ql(&prev.0.to_string()),
+                rel = f.relation
+            ));
+        } else if c.expect_failures {
             ctes.push(format!(
                 "{u} AS (SELECT count(*) AS checked, count(*) - count(DISTINCT {key}) AS failing, \
                  pg_catalog.to_jsonb(mode() WITHIN GROUP (ORDER BY {key})) AS dup FROM {rel} WHERE {w})",
@@ -447,6 +465,29 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
         sql: format!("WITH {} SELECT pg_catalog.jsonb_build_object({})", ctes.join(", "), outputs.join(", ")),
         items,
     })
+}
+
+/// A previous duplicate sample usable as a literal of the key column's current type:
+/// (the jsonb value, its text).
+fn reusable_duplicate(c: &Check, f: &TableFacts) -> Option<(Value, String)> {
+    if c.columns.len() != 1 {
+        return None;
+    }
+    let v = c.prev_sample.as_ref()?.as_array()?.first()?.clone();
+    let ty = f.columns.iter().find(|(n, _)| n == &c.columns[0]).map(|(_, t)| t.as_str())?;
+    let ok = match ty {
+        "smallint" => v.as_i64().map(|i| i16::try_from(i).is_ok()).unwrap_or(false),
+        "integer" => v.as_i64().map(|i| i32::try_from(i).is_ok()).unwrap_or(false),
+        "bigint" => v.is_i64(),
+        "numeric" => v.is_number(),
+        "text" | "character varying" => v.is_string(),
+        _ => false,
+    };
+    if !ok {
+        return None;
+    }
+    let text = scalar_text(&v)?;
+    Some((v, text))
 }
 
 /// The measured outcome of one check before thresholds are applied.
@@ -731,6 +772,7 @@ mod tests {
             severity: "error".into(),
             where_clause: w.map(String::from),
             expect_failures: false,
+            prev_sample: None,
         }
     }
 
@@ -811,6 +853,14 @@ mod tests {
         let again = fuse(&f, &[&d2], &parents).unwrap();
         assert!(again.sql.contains("count(DISTINCT \"id\") AS failing, pg_catalog.to_jsonb(mode()"), "{}", again.sql);
         assert_eq!(again.sql.matches("FROM public.orders").count(), 1);
+        // The previous duplicate is re-counted in the same pass; mode() only if it was fixed.
+        let f2 = TableFacts { columns: vec![("id".into(), "bigint".into())], ..f.clone() };
+        d2.prev_sample = Some(json!([6]));
+        let reuse = fuse(&f2, &[&d2], &parents).unwrap();
+        assert!(reuse.sql.contains("count(*) FILTER (WHERE \"id\" = '6') AS prev_n"), "{}", reuse.sql);
+        assert!(reuse.sql.contains("WHEN u4.prev_n > 1") || reuse.sql.contains("AND u4.prev_n > 1 THEN '6'::jsonb"), "{}", reuse.sql);
+        d2.prev_sample = Some(json!(["x"]));
+        assert!(!fuse(&f2, &[&d2], &parents).unwrap().sql.contains("prev_n"));
         assert!(fused.sql.contains("g0 AS (SELECT count(*) AS n, count(*) FILTER (WHERE (\"customer_id\" IS NULL)) AS f1"));
         assert!(fused.sql.contains("WHERE (day = current_date)"));
         assert!(fused.sql.contains("count(DISTINCT \"id\")"));

@@ -56,6 +56,12 @@ mod tests {
         // Surplus rows: 2 extra copies of 7, 1 of 8.
         assert_eq!(outcome("ck_u", "unique_ck_u_id"), ("fail".into(), Some(3), Some(103)));
         assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([7]));
+        // The same duplicate again (re-counted in the same pass) ...
+        assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([7]));
+        // ... and once it is fixed, the next one.
+        run("DELETE FROM ck_u WHERE id = 7");
+        assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([8]));
+        run("INSERT INTO ck_u VALUES (7, 1, 1), (7, 1, 1), (7, 1, 1)");
         // Compound keys.
         run("SELECT pgmart.add_check('ck_u', 'unique', ARRAY['a', 'b'])");
         assert_eq!(outcome("ck_u", "unique_ck_u_a_b").0, "fail");
