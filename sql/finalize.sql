@@ -54,3 +54,9 @@ COMMENT ON FUNCTION pgmart.drop_alert_rule IS 'Drop an alert rule and its trigge
 COMMENT ON FUNCTION pgmart.ack_alert IS 'Acknowledge an open alert with an optional note; false if it was already acknowledged.';
 COMMENT ON FUNCTION pgmart._alert_fire IS 'Internal: row trigger of alert rules (runs only for rows matching the rule''s WHEN condition).';
 COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert rules; sends the summary of alerts over pgmart.alert_notify_limit.';
+-- checks
+COMMENT ON FUNCTION pgmart.add_check IS
+  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
+COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
+COMMENT ON FUNCTION pgmart.run_checks IS
+  'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';

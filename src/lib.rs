@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pg_module_magic!();
 
 pub mod alerts;
+pub mod checks;
 pub mod error;
 pub mod guc;
 pub mod jobs;
@@ -22,6 +23,7 @@ pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
 extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

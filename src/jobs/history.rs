@@ -11,6 +11,7 @@ const HISTORY: &[(&str, &str, &str)] = &[
     ("pgmart.alerts", "raised_at", "acked_at IS NOT NULL"),
     ("pgmart.refresh_history", "started_at", "true"),
     ("pgmart.alerts", "acked_at", "acked_at IS NOT NULL"),
+    ("pgmart.check_results", "run_at", "true"),
 ];
 
 /// Delete history older than `pgmart.history_retention`. Only one session prunes at a time; the

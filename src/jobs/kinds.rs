@@ -11,6 +11,7 @@ pub fn run(job: &Job) -> Value {
     match job.kind.as_str() {
         "sql" => crate::jobs::sql_job::run(job),
         "refresh" => crate::refresh::exec::run_job(job),
+        "check_suite" => crate::checks::run_job(job),
         other => PgMartError::state(format!("job kind \"{other}\" is not available in this pgmart build")).raise(),
     }
 }
