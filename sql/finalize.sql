@@ -52,6 +52,9 @@ COMMENT ON FUNCTION pgmart.add_alert_rule IS
   'Raise an alert (a row in pgmart.alerts, then NOTIFY channel) for every row inserted (or, with on_update, updated to match) into target that satisfies condition; returns the rule id.';
 COMMENT ON FUNCTION pgmart.drop_alert_rule IS 'Drop an alert rule and its triggers; its alerts stay in pgmart.alerts.';
 COMMENT ON FUNCTION pgmart.ack_alert IS 'Acknowledge an open alert with an optional note; false if it was already acknowledged.';
+-- The alert triggers' C functions (declared here so they live in schema pgmart).
+CREATE FUNCTION pgmart._alert_fire() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_alert_fire_wrapper';
+CREATE FUNCTION pgmart._alert_flush() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_alert_flush_wrapper';
 COMMENT ON FUNCTION pgmart._alert_fire IS 'Internal: row trigger of alert rules (runs only for rows matching the rule''s WHEN condition).';
 COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert rules; sends the summary of alerts over pgmart.alert_notify_limit.';
 -- checks

@@ -1,5 +1,10 @@
 -- pgmart job catalog: every scheduled thing is a job. This file is the only place its DDL lives.
 
+-- The extension's own schema: created here (the control file names pg_catalog) so that it is a member
+-- of the extension and DROP EXTENSION removes it.
+CREATE SCHEMA pgmart;
+COMMENT ON SCHEMA pgmart IS 'pgmart: metric contracts, partitions, refresh, checks, alerts and the jobs that run them';
+
 CREATE TABLE pgmart.job (
     job_id               bigserial PRIMARY KEY,
     name                 text NOT NULL UNIQUE,

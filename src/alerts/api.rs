@@ -11,7 +11,7 @@ thread_local! {
     static JSON_PLANS: RefCell<HashMap<pg_sys::Oid, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn add_alert_rule(
     name: &str,
@@ -33,12 +33,12 @@ fn add_alert_rule(
     })
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn drop_alert_rule(name: &str) {
     exec::drop_rule(name)
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn ack_alert(alert_id: i64, note: default!(Option<&str>, "NULL")) -> bool {
     exec::ack(alert_id, note)
 }
@@ -46,7 +46,7 @@ fn ack_alert(alert_id: i64, note: default!(Option<&str>, "NULL")) -> bool {
 /// Row trigger of every alert rule (AFTER INSERT / UPDATE ... WHEN (<condition>)): runs only for
 /// matching rows. The row is turned into JSON as the writing user; the alert is written as
 /// pgmart's catalog owner, so writers need no privilege on pgmart.alerts.
-#[pg_trigger]
+#[pg_trigger(sql = false)] // created in sql/finalize.sql, in schema pgmart
 fn _alert_fire<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
@@ -86,7 +86,7 @@ fn _alert_fire<'a>(
 }
 
 /// Statement trigger of every alert rule: summarises what went over the per-statement limit.
-#[pg_trigger]
+#[pg_trigger(sql = false)] // created in sql/finalize.sql, in schema pgmart
 fn _alert_flush<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {

@@ -4,7 +4,7 @@ use crate::checks::exec::{self, NewCheck};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn add_check(
     target: PgRelation,
@@ -30,12 +30,12 @@ fn add_check(
     })
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn drop_check(name: &str) {
     exec::drop(name)
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn run_checks(
     target: default!(Option<PgRelation>, "NULL"),
 ) -> TableIterator<

@@ -131,7 +131,7 @@ pub fn delete_job(job_id: i64) {
     sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.job WHERE job_id = $1", &[job_id.into()]));
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn schedule_sql(
     name: &str,
     command: &str,
@@ -163,7 +163,7 @@ fn schedule_sql(
     })
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn refresh_due() -> TableIterator<
     'static,
     (
@@ -183,7 +183,7 @@ fn refresh_due() -> TableIterator<
     to_rows(engine::refresh_due())
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn run_job(job_id: i64) -> TableIterator<
     'static,
     (
@@ -206,13 +206,13 @@ fn run_job(job_id: i64) -> TableIterator<
     to_rows(vec![engine::execute(&job, run_id, Trigger::Manual)])
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn pause_job(job_id: i64) {
     job_for_caller(job_id);
     sql::as_catalog_owner(|| sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job_id.into()]));
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn resume_job(job_id: i64) {
     let job = job_for_caller(job_id);
     let now = Utc::now();
@@ -227,7 +227,7 @@ fn resume_job(job_id: i64) {
     });
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn alter_job(
     job_id: i64,
@@ -299,7 +299,7 @@ fn alter_job(
     });
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn drop_job(job_id: i64) {
     let job = job_for_caller(job_id);
     if job.kind != "sql" {

@@ -6,7 +6,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn register_metric(
     name: &str,
@@ -34,17 +34,17 @@ fn register_metric(
     })
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn deprecate_metric(name: &str, replaced_by: default!(Option<&str>, "NULL")) {
     exec::deprecate(name, replaced_by)
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn drop_metric(name: &str) {
     exec::drop_metric(name)
 }
 
-#[pg_extern(stable, parallel_unsafe)]
+#[pg_extern(schema = "pgmart", stable, parallel_unsafe)]
 fn metric_sql(
     name: &str,
     from_ts: Option<TimestampWithTimeZone>,

@@ -41,7 +41,7 @@ fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
     info
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn schedule_refresh(
     view: PgRelation,
@@ -151,7 +151,7 @@ fn schedule_refresh(
     job_id
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn unschedule_refresh(view: PgRelation) {
     let oid = i64::from(u32::from(view.oid()));
     let name = format!("{}.{}", view.namespace(), view.name());
@@ -165,7 +165,7 @@ fn unschedule_refresh(view: PgRelation) {
     crate::jobs::api::delete_job(reg.job_id);
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn refresh_now(
     view: PgRelation,
 ) -> TableIterator<

@@ -28,13 +28,13 @@ fn wake(backend_type: &str, this_database_only: bool) {
 }
 
 /// Wake this database's scheduler when the current transaction commits.
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn _wake_scheduler() {
     wake(super::SCHEDULER_TYPE, true);
 }
 
 /// Wake the launcher when the current transaction commits (so a new database is picked up now).
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn _wake_launcher() {
     wake(super::LAUNCHER_TYPE, false);
 }
