@@ -41,3 +41,30 @@ SELECT pgmart.schedule_sql('nightly_cleanup', $$DELETE FROM orders WHERE status 
                            '0 3 * * *', 'Europe/Berlin') AS job_id;
 -- A job that fails: it is retried with backoff, then alerted, without disturbing the others.
 SELECT pgmart.schedule_sql('broken_report', 'SELECT 1 / 0', '1 second', max_retries => 1, retry_backoff => '1 second') AS job_id;
+
+-- Materialized views refreshed on schedules, in dependency order, freshness visible to BI tools.
+CREATE MATERIALIZED VIEW mart_daily_sales AS
+SELECT created_at::date AS day, count(*) AS orders, sum(amount) AS revenue
+  FROM orders WHERE status IN ('paid', 'shipped') GROUP BY 1;
+CREATE UNIQUE INDEX ON mart_daily_sales (day);
+CREATE MATERIALIZED VIEW mart_weekly_sales AS
+SELECT date_trunc('week', day)::date AS week, sum(orders) AS orders, sum(revenue) AS revenue
+  FROM mart_daily_sales GROUP BY 1;
+SELECT pgmart.schedule_refresh('mart_daily_sales', '3 seconds', freshness_slo => '1 minute') AS job_id;
+SELECT pgmart.schedule_refresh('mart_weekly_sales', '3 seconds') AS job_id;
+
+-- Data-quality checks, fused into one scan per table, run by the worker every few seconds.
+SELECT pgmart.add_check('orders', 'unique', ARRAY['id'], schedule => '3 seconds');
+SELECT pgmart.add_check('orders', 'not_null', ARRAY['customer_id', 'created_at'], schedule => '3 seconds');
+SELECT pgmart.add_check('orders', 'accepted_values', ARRAY['status'],
+                        '{"values": ["paid", "shipped", "refunded"]}', severity => 'warn', schedule => '3 seconds');
+SELECT pgmart.add_check('orders', 'expression', params => '{"expression": "amount >= 0"}', schedule => '3 seconds');
+
+-- A metric contract: one owner, one definition, versioned; PostgreSQL refuses to drop its columns.
+SELECT pgmart.register_metric('revenue', 'orders', 'sum(amount) FILTER (WHERE status IN (''paid'', ''shipped''))',
+                              'created_at', 'finance@shop.example', 'Revenue from paid and shipped orders',
+                              dimensions => ARRAY['status']) AS version;
+
+-- A risk rule: refunds over 250 raise a durable alert and a NOTIFY on channel pgmart_alerts.
+SELECT pgmart.add_alert_rule('big_refund', 'orders', $$status = 'refunded' AND amount > 250$$, severity => 'high') AS rule_id;
+INSERT INTO orders VALUES (30001, 7, 'refunded', 299.00, now()), (30002, 8, 'paid', 12.00, now());

@@ -12,3 +12,14 @@ SELECT * FROM daily_revenue ORDER BY day DESC LIMIT 5;
 SELECT alert_id, source_kind, source_name, severity, payload->>'message' AS message FROM pgmart.alerts WHERE acked_at IS NULL;
 \echo '== the scheduler in pg_stat_activity =='
 SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'pgmart%' ORDER BY 1;
+\echo '== pgmart.freshness: what BI tools read =='
+SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch FROM age)::numeric, 1) AS age_s, slo, stale, last_status
+  FROM pgmart.freshness ORDER BY object;
+\echo '== data-quality results, latest run per check (pgmart.check_results) =='
+SELECT DISTINCT ON (name) name, status, failing_rows, checked_rows FROM pgmart.check_results ORDER BY name, run_at DESC;
+\echo '== the revenue metric, last 5 days, evaluated the one registered way =='
+SELECT bucket::date AS day, value FROM pgmart.metric_values('revenue', now() - interval '5 days', now()) ORDER BY bucket DESC;
+\echo '== PostgreSQL protects the metric: ALTER TABLE orders DROP COLUMN amount =='
+\set ON_ERROR_STOP 0
+ALTER TABLE orders DROP COLUMN amount;
+\set ON_ERROR_STOP 1

@@ -17,6 +17,12 @@ pub mod metrics;
 pub mod sql;
 pub mod worker;
 
+/// Declares schema `pgmart` to pgrx so `#[pg_extern(schema = "pgmart")]` resolves. The schema itself
+/// is created first thing by `sql/jobs.sql` (so it is an extension member and DROP EXTENSION removes
+/// it); pgrx's own `CREATE SCHEMA IF NOT EXISTS` is then a no-op.
+#[pg_schema]
+mod pgmart {}
+
 /// True when pgmart was loaded through shared_preload_libraries (so its workers are running).
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
