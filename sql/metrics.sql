@@ -41,8 +41,12 @@ CREATE VIEW pgmart.metrics AS
 SELECT m.name, m.version, m.owner, m.description, m.source::text AS source, m.expression, m.filter,
        m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
        m.replaced_by, m.time_column, m.registered_by,
-       'pgmart_metrics.' || pg_catalog.quote_ident('metric_' || m.name) AS view
-  FROM pgmart.metric m;
+       'pgmart_metrics.' || pg_catalog.quote_ident('metric_' || m.name) AS view,
+       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
+       r.last_refreshed_at AS source_refreshed_at,
+       now() - r.last_refreshed_at AS source_age
+  FROM pgmart.metric m
+  LEFT JOIN pgmart.refresh_view r ON r.view = m.source;
 COMMENT ON VIEW pgmart.metrics IS 'Every registered metric: owner, description, definition, version, grain, deprecation.';
 GRANT SELECT ON pgmart.metrics TO PUBLIC;
 

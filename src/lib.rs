@@ -30,7 +30,7 @@ extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
 extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
-extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -268,4 +268,22 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values('ren_days', '2024-01-01', '2024-01-15')"), "55000");
         Spi::run("SELECT pgmart.drop_metric('ren_days')").unwrap();
     }
+
+    #[pg_test]
+    fn metrics_show_source_freshness_when_pgmart_refreshes_the_source() {
+        Spi::run("CREATE TABLE m_fr_src (amount numeric, at timestamptz)").unwrap();
+        Spi::run("INSERT INTO m_fr_src VALUES (5, '2024-01-01')").unwrap();
+        Spi::run("CREATE MATERIALIZED VIEW m_fr_mv AS SELECT amount, at FROM m_fr_src").unwrap();
+        Spi::run("SELECT pgmart.register_metric('fr_total', 'm_fr_mv', 'sum(amount)', 'at', 'team', 'fresh source')").unwrap();
+        Spi::run("SELECT pgmart.register_metric('fr_plain', 'm_fr_src', 'sum(amount)', 'at', 'team', 'plain source')").unwrap();
+        // Not tracked yet: no freshness known.
+        assert_eq!(one::<bool>("SELECT source_refreshed_at IS NULL FROM pgmart.metrics WHERE name = 'fr_total'"), Some(true));
+        Spi::run("SELECT pgmart.schedule_refresh('m_fr_mv', '1 hour')").unwrap();
+        Spi::run("SELECT * FROM pgmart.refresh_now('m_fr_mv')").unwrap();
+        assert_eq!(
+            one::<bool>("SELECT source_refreshed_at IS NOT NULL AND source_age >= '0'::interval FROM pgmart.metrics WHERE name = 'fr_total'"),
+            Some(true)
+        );
+        assert_eq!(one::<bool>("SELECT source_refreshed_at IS NULL FROM pgmart.metrics WHERE name = 'fr_plain'"), Some(true));
+    }
 }
