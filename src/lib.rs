@@ -15,6 +15,8 @@ pub mod jobs;
 pub mod refresh;
 pub mod metrics;
 pub mod sql;
+#[cfg(any(test, feature = "pg_test"))]
+pub mod testing;
 pub mod worker;
 
 /// Declares schema `pgmart` to pgrx so `#[pg_extern(schema = "pgmart")]` resolves. The schema itself

@@ -7,21 +7,7 @@
 mod tests {
     use crate::sql;
     use pgrx::prelude::*;
-
-    fn sqlstate_of(query: &str) -> String {
-        match sql::subtransaction(|| Spi::run(query)) {
-            Ok(_) => panic!("expected an error from: {query}"),
-            Err(c) => c.sqlstate,
-        }
-    }
-
-    fn one<T: FromDatum + IntoDatum>(q: &str) -> Option<T> {
-        Spi::get_one::<T>(q).unwrap()
-    }
-
-    fn run(q: &str) {
-        Spi::run(q).unwrap()
-    }
+    use crate::testing::{sqlstate_of, one, run};
 
     fn signals(table: &str) {
         run(&format!(

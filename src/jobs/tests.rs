@@ -3,20 +3,8 @@
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use crate::sql;
     use pgrx::prelude::*;
-
-    /// Run `query` expecting an ERROR; return its SQLSTATE.
-    pub fn sqlstate_of(query: &str) -> String {
-        match sql::subtransaction(|| Spi::run(query)) {
-            Ok(_) => panic!("expected an error from: {query}"),
-            Err(c) => c.sqlstate,
-        }
-    }
-
-    fn one<T: FromDatum + IntoDatum>(q: &str) -> Option<T> {
-        Spi::get_one::<T>(q).unwrap()
-    }
+    use crate::testing::{sqlstate_of, one};
 
     fn make_due(name: &str) {
         Spi::run(&format!("UPDATE pgmart.job SET next_run_at = clock_timestamp() - interval '1 second' WHERE name = '{name}'")).unwrap();

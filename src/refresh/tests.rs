@@ -5,21 +5,7 @@
 mod tests {
     use crate::sql;
     use pgrx::prelude::*;
-
-    fn sqlstate_of(query: &str) -> String {
-        match sql::subtransaction(|| Spi::run(query)) {
-            Ok(_) => panic!("expected an error from: {query}"),
-            Err(c) => c.sqlstate,
-        }
-    }
-
-    fn one<T: FromDatum + IntoDatum>(q: &str) -> Option<T> {
-        Spi::get_one::<T>(q).unwrap()
-    }
-
-    fn run(q: &str) {
-        Spi::run(q).unwrap()
-    }
+    use crate::testing::{sqlstate_of, one, run};
 
     /// r_src -> mv <p>_a -> plain view <p>_va -> mv <p>_b -> mv <p>_c
     fn chain(p: &str) {
