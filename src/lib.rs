@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod error;
 pub mod guc;
 pub mod jobs;
+pub mod partitions;
 pub mod sql;
 pub mod worker;
 
@@ -18,6 +19,7 @@ pub mod worker;
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
+extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

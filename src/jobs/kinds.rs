@@ -10,6 +10,7 @@ use serde_json::Value;
 pub fn run(job: &Job) -> Value {
     match job.kind.as_str() {
         "sql" => crate::jobs::sql_job::run(job),
+        "partition_maintenance" => crate::partitions::run_job(job),
         other => PgMartError::state(format!("job kind \"{other}\" is not available in this pgmart build")).raise(),
     }
 }

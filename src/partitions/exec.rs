@@ -1,0 +1,442 @@
+//! Runs partition plans: one catalog query reads every set and its partitions' real bounds, the
+//! planner decides in Rust, and only sets with something to do are touched, each in its own
+//! subtransaction with `lock_timeout`, as the set's owner.
+
+use crate::error::PgMartError;
+use crate::guc;
+use crate::jobs::engine::Job;
+use crate::jobs::schedule::{parse_tz, Every};
+use crate::partitions::plan::{self, ColType, Existing, Plan, SetSpec};
+use crate::sql::{self, quote_identifier, quote_literal};
+use chrono::Utc;
+use pgrx::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+/// Interval parts of `col` as months, days, micros.
+fn iv_parts(col: &str, prefix: &str) -> String {
+    format!(
+        "(date_part('year', {col}) * 12 + date_part('month', {col}))::int4 AS {prefix}months, \
+         date_part('day', {col})::int4 AS {prefix}days, \
+         round((date_part('hour', {col}) * 3600 + date_part('minute', {col}) * 60 + date_part('second', {col})) * 1e6)::int8 AS {prefix}micros"
+    )
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetRow {
+    pub set_id: i64,
+    pub parent: String,
+    pub relname: String,
+    pub nspname: String,
+    pub table_owner: String,
+    pub run_as: String,
+    pub control_column: String,
+    pub column_type: String,
+    pub months: i32,
+    pub days: i32,
+    pub micros: i64,
+    pub premake: i32,
+    pub r_months: Option<i32>,
+    pub r_days: Option<i32>,
+    pub r_micros: Option<i64>,
+    pub retention_mode: String,
+    pub timezone: String,
+    pub anchor_key: Option<i64>,
+    pub default_partition: bool,
+    pub last_status: Option<String>,
+    /// (oid, name, lower epoch text, upper epoch text); bounds NULL for the default partition.
+    pub parts: Vec<(i64, String, Option<String>, Option<String>)>,
+}
+
+fn set_query(filter: &str) -> String {
+    format!(
+        "SELECT s.set_id, s.parent::text AS parent, c.relname::text AS relname, n.nspname::text AS nspname, \
+                o.rolname::text AS table_owner, coalesce(j.owner, o.rolname)::text AS run_as, \
+                s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
+                s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(b.child::int8, b.child_name, b.lower_key::text, b.upper_key::text)), '[]') \
+                   FROM pgmart._partition_bounds(s.parent, s.column_type) b) AS parts \
+           FROM pgmart.partition_set s \
+           JOIN pg_catalog.pg_class c ON c.oid = s.parent \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_roles o ON o.oid = c.relowner \
+           LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
+          WHERE {filter} ORDER BY s.set_id",
+        iv_parts("s.partition_interval", ""),
+        iv_parts("s.retention", "r_")
+    )
+}
+
+/// Load sets matching a SQL condition on `s` (and `j`), as the catalog owner.
+pub fn load_sets(filter: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<SetRow> {
+    sql::as_catalog_owner(|| sql::rows::<SetRow>(&set_query(filter), args))
+}
+
+fn parse_key(t: &Option<String>) -> Option<i64> {
+    let f: f64 = t.as_deref()?.parse().ok()?;
+    Some(if f == f64::INFINITY {
+        i64::MAX
+    } else if f == f64::NEG_INFINITY {
+        i64::MIN
+    } else {
+        (f * 1e6).round() as i64
+    })
+}
+
+impl SetRow {
+    pub fn col(&self) -> ColType {
+        ColType::parse(&self.column_type).unwrap_or(ColType::Timestamptz)
+    }
+    pub fn spec(&self) -> crate::error::Result<SetSpec> {
+        let col = self.col();
+        let grid = plan::grid_for(Every { months: self.months, days: self.days, micros: self.micros }, col)?;
+        let retention = match (self.r_months, self.r_days, self.r_micros) {
+            (Some(m), Some(d), Some(u)) => Some(Every { months: m, days: d, micros: u }),
+            _ => None,
+        };
+        Ok(SetSpec {
+            parent_name: self.relname.clone(),
+            grid,
+            col,
+            tz: parse_tz(&self.timezone)?,
+            premake: self.premake,
+            retention,
+            detach: self.retention_mode == "detach",
+            default_partition: self.default_partition,
+            anchor: self.anchor_key,
+        })
+    }
+    pub fn existing(&self) -> Vec<Existing> {
+        self.parts
+            .iter()
+            .map(|(oid, name, lo, hi)| {
+                let is_default = lo.is_none() && hi.is_none();
+                Existing {
+                    oid: *oid as u32,
+                    name: name.clone(),
+                    lo: parse_key(lo).unwrap_or(i64::MIN),
+                    hi: parse_key(hi).unwrap_or(i64::MAX),
+                    is_default,
+                }
+            })
+            .collect()
+    }
+    fn default_child(&self) -> Option<String> {
+        self.parts.iter().find(|p| p.2.is_none() && p.3.is_none()).map(|p| p.1.clone())
+    }
+}
+
+/// Names already used in the parent's schema that a new partition name could collide with.
+fn taken_names(set: &SetRow) -> HashSet<String> {
+    let prefix: String = set.relname.chars().take(16).collect();
+    sql::rows::<(String,)>(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname = $1 AND left(c.relname, $3) = $2",
+        &[set.nspname.as_str().into(), prefix.as_str().into(), (prefix.chars().count() as i32).into()],
+    )
+    .into_iter()
+    .map(|(n,)| n)
+    .collect()
+}
+
+/// Plan a set; when it has something to create, plan again knowing the names taken.
+pub fn plan_set(set: &SetRow, initial: bool) -> crate::error::Result<Plan> {
+    let spec = set.spec()?;
+    let existing = set.existing();
+    let now = Utc::now();
+    let p = plan::plan(&spec, &existing, now, initial, &HashSet::new())?;
+    if p.create.is_empty() && p.create_default.is_none() {
+        return Ok(p);
+    }
+    plan::plan(&spec, &existing, now, initial, &taken_names(set))
+}
+
+/// The outcome of maintaining one set.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub parent: String,
+    pub status: String,
+    pub created: Vec<String>,
+    pub dropped: Vec<String>,
+    pub detached: Vec<String>,
+    pub rescued_rows: i64,
+    pub notes: Vec<String>,
+    pub message: Option<String>,
+    pub sqlstate: Option<String>,
+}
+
+impl Outcome {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "parent": self.parent, "status": self.status, "created": self.created,
+            "dropped": self.dropped, "detached": self.detached, "rescued_rows": self.rescued_rows,
+            "notes": self.notes, "message": self.message, "sqlstate": self.sqlstate,
+        })
+    }
+    pub fn summary(&self) -> String {
+        let mut parts = vec![];
+        if !self.created.is_empty() {
+            parts.push(format!("created {}", self.created.len()));
+        }
+        if !self.dropped.is_empty() {
+            parts.push(format!("dropped {}", self.dropped.len()));
+        }
+        if !self.detached.is_empty() {
+            parts.push(format!("detached {}", self.detached.len()));
+        }
+        if self.rescued_rows > 0 {
+            parts.push(format!("moved {} rows out of the default partition", self.rescued_rows));
+        }
+        if parts.is_empty() {
+            parts.push("nothing to do".into());
+        }
+        format!("{}: {}", self.parent, parts.join(", "))
+    }
+}
+
+fn qualified(nsp: &str, name: &str) -> String {
+    format!("{}.{}", quote_identifier(nsp), quote_identifier(name))
+}
+
+/// Owner, grants and reloptions for a new partition, as the parent (and newest sibling) have them.
+struct Template {
+    owner_sql: Option<String>,
+    grants: Vec<(String, String)>,
+    reloptions: Option<String>,
+    columns: Vec<String>,
+}
+
+fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
+    #[derive(Deserialize)]
+    struct G {
+        grantee: String,
+        grantable: bool,
+        privs: String,
+    }
+    let grants = sql::rows::<G>(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee, \
+                a.is_grantable AS grantable, string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privs \
+           FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
+           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee \
+          WHERE c.oid = $1::regclass AND a.grantee <> c.relowner GROUP BY 1, 2",
+        &[set.parent.as_str().into()],
+    );
+    let grants = grants
+        .into_iter()
+        .map(|g| (g.privs, format!("{}{}", g.grantee, if g.grantable { " WITH GRANT OPTION" } else { "" })))
+        .collect();
+    let me = sql::current_role();
+    let owner_sql = (me != set.table_owner).then(|| quote_identifier(&set.table_owner));
+    let reloptions = newest_sibling.and_then(|oid| {
+        let opts = sql::rows::<(String, String)>(
+            "SELECT split_part(o, '=', 1), substr(o, strpos(o, '=') + 1) \
+               FROM pg_catalog.pg_class c, unnest(c.reloptions) o WHERE c.oid = $1::int8::oid",
+            &[(oid as i64).into()],
+        );
+        (!opts.is_empty()).then(|| {
+            opts.iter()
+                .map(|(k, v)| format!("{} = {}", quote_identifier(k), quote_literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    });
+    let columns = sql::rows::<(String,)>(
+        "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute \
+          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+        &[set.parent.as_str().into()],
+    )
+    .into_iter()
+    .map(|(c,)| c)
+    .collect();
+    Template { owner_sql, grants, reloptions, columns }
+}
+
+fn finish_table(t: &Template, table: &str) {
+    if let Some(o) = &t.owner_sql {
+        sql::exec(&format!("ALTER TABLE {table} OWNER TO {o}"), &[]);
+    }
+    for (privs, to) in &t.grants {
+        sql::exec(&format!("GRANT {privs} ON TABLE {table} TO {to}"), &[]);
+    }
+    if let Some(r) = &t.reloptions {
+        sql::exec(&format!("ALTER TABLE {table} SET ({r})"), &[]);
+    }
+}
+
+/// Carry out a plan for one set. Runs as the set's owner, inside the caller's subtransaction.
+fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
+    let col = set.col();
+    let ty = col.sql_name();
+    // One lock, taken first and subject to lock_timeout, so the set never waits half-way.
+    sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
+    let existing = set.existing();
+    let newest = existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX).max_by_key(|e| e.lo).map(|e| e.oid);
+    let t = template(set, newest);
+    let default = set.default_child();
+    let column = quote_identifier(&set.control_column);
+    for np in &p.create {
+        let table = qualified(&set.nspname, &np.name);
+        let bounds = format!(
+            "FOR VALUES FROM ({}) TO ({})",
+            quote_literal(&np.lo_literal),
+            quote_literal(&np.hi_literal)
+        );
+        let stray = default.as_ref().is_some_and(|d| {
+            sql::one::<bool>(
+                &format!("SELECT EXISTS (SELECT 1 FROM {d} WHERE {column} >= $1::text::{ty} AND {column} < $2::text::{ty})"),
+                &[np.lo_literal.as_str().into(), np.hi_literal.as_str().into()],
+            )
+            .unwrap_or(false)
+        });
+        if !stray {
+            sql::exec(&format!("CREATE TABLE {table} PARTITION OF {} {bounds}", set.parent), &[]);
+            finish_table(&t, &table);
+        } else {
+            // Default-partition rescue: a standalone table, the rows moved into it, then attached.
+            let d = default.as_ref().unwrap();
+            sql::exec(
+                &format!(
+                    "CREATE TABLE {table} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE \
+                     INCLUDING GENERATED INCLUDING COMMENTS)",
+                    set.parent
+                ),
+                &[],
+            );
+            finish_table(&t, &table);
+            let cols = t.columns.join(", ");
+            let moved = sql::one::<i64>(
+                &format!(
+                    "WITH moved AS (DELETE FROM {d} WHERE {column} >= $1::text::{ty} AND {column} < $2::text::{ty} RETURNING {cols}), \
+                          ins AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM moved RETURNING 1) \
+                     SELECT count(*)::int8 FROM ins"
+                ),
+                &[np.lo_literal.as_str().into(), np.hi_literal.as_str().into()],
+            )
+            .unwrap_or(0);
+            sql::exec(&format!("ALTER TABLE {} ATTACH PARTITION {table} {bounds}", set.parent), &[]);
+            out.rescued_rows += moved;
+            let note = format!(
+                "moved {moved} rows from default partition {d} into new partition {} [{}, {})",
+                np.name, np.lo_literal, np.hi_literal
+            );
+            pgrx::warning!("pgmart: {}: {note}", set.parent);
+            crate::alerts::raise_health(
+                "partition_set",
+                &set.parent,
+                "medium",
+                Some(&set.parent),
+                json!({ "partition": np.name, "rows_moved": moved, "from": np.lo_literal, "to": np.hi_literal,
+                        "message": note }),
+                &format!("partition_default_rows:{}", set.parent),
+            );
+            out.notes.push(note);
+        }
+        out.created.push(np.name.clone());
+    }
+    if let Some(name) = &p.create_default {
+        let table = qualified(&set.nspname, name);
+        sql::exec(&format!("CREATE TABLE {table} PARTITION OF {} DEFAULT", set.parent), &[]);
+        finish_table(&t, &table);
+        out.created.push(name.clone());
+    }
+    for (oid, name) in &p.retire {
+        let child = sql::one::<String>("SELECT $1::int8::oid::regclass::text", &[(*oid as i64).into()]).unwrap_or_default();
+        if set.retention_mode == "detach" {
+            sql::exec(&format!("ALTER TABLE {} DETACH PARTITION {child}", set.parent), &[]);
+            out.detached.push(name.clone());
+        } else {
+            sql::exec(&format!("DROP TABLE {child}"), &[]);
+            out.dropped.push(name.clone());
+        }
+    }
+}
+
+/// Maintain one set: plan, and when there is work, run it in a subtransaction with lock_timeout
+/// as the set's owner. Never raises; the outcome says what happened.
+pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
+    let mut out = Outcome { parent: set.parent.clone(), status: "succeeded".into(), ..Default::default() };
+    let p = match plan_set(set, initial) {
+        Ok(p) => p,
+        Err(e) => {
+            out.status = "failed".into();
+            out.message = Some(e.message.clone());
+            out.sqlstate = Some(crate::error::sqlstate_text(e.code));
+            return out;
+        }
+    };
+    out.notes = p.notes.clone();
+    if p.is_empty() {
+        return out;
+    }
+    let owner = match sql::role_oid(&set.run_as) {
+        Ok(o) => o,
+        Err(e) => {
+            out.status = "failed".into();
+            out.message = Some(e.message);
+            return out;
+        }
+    };
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let mut work = out.clone();
+    let r = sql::subtransaction(|| {
+        sql::set_local("lock_timeout", &format!("{}ms", guc::LOCK_TIMEOUT_MS.get()));
+        sql::as_role(owner, !initial, || apply(set, &p, &mut work));
+        work
+    });
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    match r {
+        Ok(w) => w,
+        Err(c) => {
+            out.status = if c.sqlstate == "55P03" { "skipped".into() } else { "failed".into() };
+            out.message = Some(if c.sqlstate == "55P03" {
+                format!("{}; will retry at the next maintenance", c.message)
+            } else {
+                c.message
+            });
+            out.sqlstate = Some(c.sqlstate);
+            out
+        }
+    }
+}
+
+/// Record a set's outcome in its catalog row (only when something happened or the status changed).
+pub fn record(set: &SetRow, out: &Outcome) {
+    let changed = !(out.created.is_empty() && out.dropped.is_empty() && out.detached.is_empty());
+    if !changed && set.last_status.as_deref() == Some(out.status.as_str()) {
+        return;
+    }
+    let msg = out.message.clone().unwrap_or_else(|| out.summary());
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.partition_set SET last_run_at = clock_timestamp(), last_status = $2, last_message = $3 \
+              WHERE set_id = $1",
+            &[set.set_id.into(), out.status.as_str().into(), msg.as_str().into()],
+        )
+    });
+}
+
+/// The `partition_maintenance` job kind: maintain the job's set; a set that failed (or could not
+/// get its lock) fails the run, so the engine retries it with backoff and alerts after the last try.
+pub fn run_job(job: &Job) -> Value {
+    let sets = load_sets("s.job_id = $1", &[job.job_id.into()]);
+    let Some(set) = sets.first() else {
+        return json!({ "message": format!("the table of {} no longer exists; nothing to maintain", job.target.clone().unwrap_or_default()) });
+    };
+    let out = maintain(set, false);
+    if out.status != "succeeded" {
+        let e = PgMartError::new(
+            if out.status == "skipped" {
+                pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+            } else {
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            },
+            format!("partition maintenance of {}: {}", set.parent, out.message.clone().unwrap_or_default()),
+        );
+        e.raise();
+    }
+    record(set, &out);
+    let mut v = out.to_json();
+    v["message"] = json!(out.summary());
+    v
+}
