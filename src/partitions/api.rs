@@ -171,11 +171,12 @@ fn create_partition_set(
     let set = sets.first().expect("set just inserted");
     let out = exec::maintain(set, true);
     if out.status != "succeeded" {
-        PgMartError::state(format!(
-            "could not create the partitions of {shown}: {}",
-            out.message.clone().unwrap_or_default()
-        ))
-        .raise();
+        let msg = format!("could not create the partitions of {shown}: {}", out.message.clone().unwrap_or_default());
+        match out.sqlstate.as_deref() {
+            Some("22023") => PgMartError::invalid(msg).raise(),
+            Some("42501") => PgMartError::privilege(msg).raise(),
+            _ => PgMartError::state(msg).raise(),
+        }
     }
     for n in &out.notes {
         notice!("pgmart: {shown}: {n}");

@@ -214,6 +214,7 @@ mod tests {
     fn new_partitions_get_owner_grants_and_reloptions() {
         run("CREATE ROLE pt_reader");
         run("CREATE ROLE pt_owner");
+        run("GRANT CREATE ON SCHEMA public TO pt_owner");
         run("CREATE TABLE pt_acl (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)");
         run("CREATE TABLE pt_acl_first PARTITION OF pt_acl FOR VALUES FROM (date_trunc('day', now(), 'UTC') - interval '1 day') TO (date_trunc('day', now(), 'UTC')) WITH (fillfactor = 70)");
         run("ALTER TABLE pt_acl OWNER TO pt_owner");
