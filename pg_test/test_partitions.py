@@ -25,7 +25,7 @@ def partitions(cluster, parent):
 def test_worker_keeps_a_set_rolling_unaided(cluster):
     cluster.sql("CREATE TABLE roll (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts)")
     cluster.sql("SELECT pgmart.create_partition_set('roll', 'ts', '1 minute', premake => 2, "
-                "retention => '2 minutes', schedule => '1 second')")
+                "retention => '1 minute', schedule => '1 second')")
     first = partitions(cluster, "roll")
     assert len(first) == 3, first
     # No client action from here on: the worker must make the next minute's partition and retire

@@ -268,8 +268,6 @@ fn finish_table(t: &Template, table: &str) {
 fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
     let col = set.col();
     let ty = col.sql_name();
-    // One lock, taken first and subject to lock_timeout, so the set never waits half-way.
-    sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
     let existing = set.existing();
     let newest = existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX).max_by_key(|e| e.lo).map(|e| e.oid);
     let t = template(set, newest);
@@ -381,7 +379,20 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
     let mut work = out.clone();
     let r = sql::subtransaction(|| {
         sql::set_local("lock_timeout", &format!("{}ms", guc::LOCK_TIMEOUT_MS.get()));
-        sql::as_role(owner, !initial, || apply(set, &p, &mut work));
+        sql::as_role(owner, !initial, || {
+            // One lock, taken first and subject to lock_timeout, so the set never waits half-way;
+            // then plan again, since another session may have maintained the set meanwhile.
+            sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
+            let fresh = load_sets("s.set_id = $1", &[set.set_id.into()]);
+            let Some(set) = fresh.first() else { return };
+            match plan_set(set, initial) {
+                Ok(p) => {
+                    work.notes = p.notes.clone();
+                    apply(set, &p, &mut work)
+                }
+                Err(e) => e.raise(),
+            }
+        });
         work
     });
     unsafe { pg_sys::AtEOXact_GUC(false, nest) };
