@@ -59,7 +59,8 @@ def test_maintenance_vs_pg_partman(cluster):
         conn.execute(f"CREATE INDEX ON pman_{i} (ts)")
         conn.execute(f"SELECT partman.create_parent(p_parent_table => 'public.pman_{i}', p_control => 'ts', "
                      f"p_type => 'native', p_interval => 'daily', p_premake => 7)")
-    conn.execute("UPDATE partman.part_config SET retention = '30 days', retention_keep_table = false")
+    conn.execute("UPDATE partman.part_config SET retention = '30 days', retention_keep_table = false, "
+                 "infinite_time_partitions = true")
     print(f"\nsetup: {N} parents per tool in {time.time() - t0:.1f}s")
     # Warm both, then check both start with the same coverage.
     conn.execute("SELECT * FROM pgmart.run_partition_maintenance()").fetchall()
