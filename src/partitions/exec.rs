@@ -130,13 +130,13 @@ impl SetRow {
 /// Names already used in the parent's schema that a new partition name could collide with.
 fn taken_names(set: &SetRow) -> HashSet<String> {
     let prefix: String = set.relname.chars().take(16).collect();
-    sql::rows::<(String,)>(
-        "SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    sql::one::<Vec<String>>(
+        "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
           WHERE n.nspname = $1 AND left(c.relname, $3) = $2",
         &[set.nspname.as_str().into(), prefix.as_str().into(), (prefix.chars().count() as i32).into()],
     )
+    .unwrap_or_default()
     .into_iter()
-    .map(|(n,)| n)
     .collect()
 }
 
@@ -229,11 +229,15 @@ fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
     let me = sql::current_role();
     let owner_sql = (me != set.table_owner).then(|| quote_identifier(&set.table_owner));
     let reloptions = newest_sibling.and_then(|oid| {
-        let opts = sql::rows::<(String, String)>(
-            "SELECT split_part(o, '=', 1), substr(o, strpos(o, '=') + 1) \
+        let opts = sql::one::<Vec<String>>(
+            "SELECT coalesce(array_agg(split_part(o, '=', 1) || chr(1) || substr(o, strpos(o, '=') + 1)), '{}') \
                FROM pg_catalog.pg_class c, unnest(c.reloptions) o WHERE c.oid = $1::int8::oid",
             &[(oid as i64).into()],
-        );
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| kv.split_once('\u{1}').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect::<Vec<_>>();
         (!opts.is_empty()).then(|| {
             opts.iter()
                 .map(|(k, v)| format!("{} = {}", quote_identifier(k), quote_literal(v)))
@@ -241,14 +245,12 @@ fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
                 .join(", ")
         })
     });
-    let columns = sql::rows::<(String,)>(
-        "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute \
-          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+    let columns = sql::one::<Vec<String>>(
+        "SELECT array_agg(pg_catalog.quote_ident(attname) ORDER BY attnum) FROM pg_catalog.pg_attribute \
+          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
         &[set.parent.as_str().into()],
     )
-    .into_iter()
-    .map(|(c,)| c)
-    .collect();
+    .unwrap_or_default();
     Template { owner_sql, grants, reloptions, columns }
 }
 
