@@ -6,7 +6,7 @@ use crate::error::PgMartError;
 use crate::guc;
 use crate::jobs::engine::Job;
 use crate::jobs::schedule::{parse_tz, Every};
-use crate::partitions::plan::{self, ColType, Existing, Plan, SetSpec};
+use crate::partitions::plan::{self, Bound, ColType, Existing, Plan, SetSpec};
 use crate::sql::{self, quote_identifier, quote_literal};
 use chrono::Utc;
 use pgrx::prelude::*;
@@ -45,8 +45,8 @@ pub struct SetRow {
     pub anchor_key: Option<i64>,
     pub default_partition: bool,
     pub last_status: Option<String>,
-    /// (oid, name, lower epoch text, upper epoch text); bounds NULL for the default partition.
-    pub parts: Vec<(i64, String, Option<String>, Option<String>)>,
+    /// (oid, name, pg_class.relpartbound as text).
+    pub parts: Vec<(i64, String, Option<String>)>,
 }
 
 fn set_query(filter: &str) -> String {
@@ -55,8 +55,9 @@ fn set_query(filter: &str) -> String {
                 o.rolname::text AS table_owner, coalesce(j.owner, o.rolname)::text AS run_as, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
-                (SELECT coalesce(jsonb_agg(jsonb_build_array(b.child::int8, b.child_name, b.lower_key::text, b.upper_key::text)), '[]') \
-                   FROM pgmart._partition_bounds(s.parent, s.column_type) b) AS parts \
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(ch.oid::int8, ch.relname, ch.relpartbound::text)), '[]') \
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
+                  WHERE i.inhparent = s.parent) AS parts \
            FROM pgmart.partition_set s \
            JOIN pg_catalog.pg_class c ON c.oid = s.parent \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -71,17 +72,6 @@ fn set_query(filter: &str) -> String {
 /// Load sets matching a SQL condition on `s` (and `j`), as the catalog owner.
 pub fn load_sets(filter: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<SetRow> {
     sql::as_catalog_owner(|| sql::rows::<SetRow>(&set_query(filter), args))
-}
-
-fn parse_key(t: &Option<String>) -> Option<i64> {
-    let f: f64 = t.as_deref()?.parse().ok()?;
-    Some(if f == f64::INFINITY {
-        i64::MAX
-    } else if f == f64::NEG_INFINITY {
-        i64::MIN
-    } else {
-        (f * 1e6).round() as i64
-    })
 }
 
 impl SetRow {
@@ -108,22 +98,22 @@ impl SetRow {
         })
     }
     pub fn existing(&self) -> Vec<Existing> {
+        let col = self.col();
         self.parts
             .iter()
-            .map(|(oid, name, lo, hi)| {
-                let is_default = lo.is_none() && hi.is_none();
-                Existing {
-                    oid: *oid as u32,
-                    name: name.clone(),
-                    lo: parse_key(lo).unwrap_or(i64::MIN),
-                    hi: parse_key(hi).unwrap_or(i64::MAX),
-                    is_default,
-                }
+            .filter_map(|(oid, name, bound)| {
+                let (lo, hi, is_default) = match plan::parse_partbound(bound.as_deref().unwrap_or(""), col) {
+                    Bound::Default => (0, 0, true),
+                    Bound::Range(a, b) => (a, b, false),
+                    Bound::Other => return None,
+                };
+                Some(Existing { oid: *oid as u32, name: name.clone(), lo, hi, is_default })
             })
             .collect()
     }
     fn default_child(&self) -> Option<String> {
-        self.parts.iter().find(|p| p.2.is_none() && p.3.is_none()).map(|p| p.1.clone())
+        let d = self.existing().into_iter().find(|e| e.is_default)?;
+        sql::one::<String>("SELECT $1::int8::oid::regclass::text", &[(d.oid as i64).into()])
     }
 }
 

@@ -421,6 +421,81 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
     Ok(out)
 }
 
+/// A partition's bound as read from `pg_class.relpartbound` (the node tree text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Default,
+    Range(i64, i64),
+    /// Not a one-column range bound (list, hash, multi-column): left alone.
+    Other,
+}
+
+/// PostgreSQL's epoch (2000-01-01) in Unix microseconds.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+fn range_datum(section: &str, col: ColType) -> Option<i64> {
+    let k = section.find(":kind ")? + 6;
+    let kind: i32 = section[k..].split_whitespace().next()?.parse().ok()?;
+    match kind {
+        -1 => return Some(i64::MIN),
+        1 => return Some(i64::MAX),
+        _ => {}
+    }
+    if section.contains(":constisnull true") {
+        return None;
+    }
+    let v = section.find(":constvalue ")? + 12;
+    let rest = &section[v..];
+    let len: usize = rest.split_whitespace().next()?.parse().ok()?;
+    let open = rest.find('[')? + 1;
+    let close = rest.find(']')?;
+    let bytes: Vec<u8> = rest[open..close]
+        .split_whitespace()
+        .map(|b| b.parse::<i16>().map(|x| x as u8))
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    if bytes.len() < len {
+        return None;
+    }
+    match (col, len) {
+        (ColType::Date, 4) => {
+            let days = i32::from_le_bytes(bytes[..4].try_into().ok()?);
+            match days {
+                i32::MAX => Some(i64::MAX),
+                i32::MIN => Some(i64::MIN),
+                d => Some((d as i64) * MICROS_PER_DAY + PG_EPOCH_MICROS),
+            }
+        }
+        (ColType::Timestamp | ColType::Timestamptz, 8) => {
+            let us = i64::from_le_bytes(bytes[..8].try_into().ok()?);
+            match us {
+                i64::MAX => Some(i64::MAX),
+                i64::MIN => Some(i64::MIN),
+                u => Some(u.saturating_add(PG_EPOCH_MICROS)),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Parse `pg_class.relpartbound` (as text) into keys. The constants are the column type's own
+/// binary values, so this is exact and independent of the session's TimeZone and DateStyle.
+pub fn parse_partbound(text: &str, col: ColType) -> Bound {
+    if text.contains(":is_default true") {
+        return Bound::Default;
+    }
+    let (Some(lo), Some(hi)) = (text.find(":lowerdatums ("), text.find(":upperdatums (")) else {
+        return Bound::Other;
+    };
+    if lo > hi || text[lo..hi].matches("PARTITIONRANGEDATUM").count() != 1 {
+        return Bound::Other;
+    }
+    match (range_datum(&text[lo..hi], col), range_datum(&text[hi..], col)) {
+        (Some(a), Some(b)) => Bound::Range(a, b),
+        _ => Bound::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +731,22 @@ mod tests {
         let mut s = spec(Grid::Micros(MICROS_PER_MINUTE), ColType::Timestamptz, "UTC", 1);
         s.anchor = Some(k("2000-01-01 00:00"));
         assert!(plan(&s, &[], utc("2024-05-04 10:00"), true, &HashSet::new()).is_err());
+    }
+
+    #[test]
+    fn catalog_bounds_parse_exactly() {
+        let tz = "{PARTITIONBOUNDSPEC :strategy r :is_default false :modulus 0 :remainder 0 :listdatums <> :lowerdatums ({PARTITIONRANGEDATUM :kind 0 :value {CONST :consttype 1184 :consttypmod -1 :constcollid 0 :constlen 8 :constbyval true :constisnull false :location 48 :constvalue 8 [ 0 64 -23 -44 -43 -80 2 0 ]} :location 48}) :upperdatums ({PARTITIONRANGEDATUM :kind 0 :value {CONST :consttype 1184 :consttypmod -1 :constcollid 0 :constlen 8 :constbyval true :constisnull false :location 66 :constvalue 8 [ 0 -96 -64 -14 -23 -80 2 0 ]} :location 66}) :location 42}";
+        assert_eq!(
+            parse_partbound(tz, ColType::Timestamptz),
+            Bound::Range(naive_to_key(nt("2024-01-01 00:00")), naive_to_key(nt("2024-01-02 00:00")))
+        );
+        let min = "{PARTITIONBOUNDSPEC :strategy r :is_default false :modulus 0 :remainder 0 :listdatums <> :lowerdatums ({PARTITIONRANGEDATUM :kind -1 :value <> :location 48}) :upperdatums ({PARTITIONRANGEDATUM :kind 0 :value {CONST :consttype 1184 :consttypmod -1 :constcollid 0 :constlen 8 :constbyval true :constisnull false :location 62 :constvalue 8 [ 0 -64 -84 102 59 -108 2 0 ]} :location 62}) :location 42}";
+        assert_eq!(parse_partbound(min, ColType::Timestamptz), Bound::Range(i64::MIN, naive_to_key(nt("2023-01-02 00:00"))));
+        let def = "{PARTITIONBOUNDSPEC :strategy r :is_default true :modulus 0 :remainder 0 :listdatums <> :lowerdatums <> :upperdatums <> :location 31}";
+        assert_eq!(parse_partbound(def, ColType::Date), Bound::Default);
+        let date = "{PARTITIONBOUNDSPEC :strategy r :is_default false :modulus 0 :remainder 0 :listdatums <> :lowerdatums ({PARTITIONRANGEDATUM :kind 0 :value {CONST :consttype 1082 :consttypmod -1 :constcollid 0 :constlen 4 :constbyval true :constisnull false :location 99 :constvalue 4 [ 62 34 0 0 0 0 0 0 ]} :location 99}) :upperdatums ({PARTITIONRANGEDATUM :kind 1 :value <> :location 117}) :location 93}";
+        assert_eq!(parse_partbound(date, ColType::Date), Bound::Range(naive_to_key(nt("2024-01-01 00:00")), i64::MAX));
+        assert_eq!(parse_partbound("garbage", ColType::Date), Bound::Other);
     }
 
     #[test]
