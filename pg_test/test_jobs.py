@@ -126,3 +126,13 @@ def test_history_is_pruned_by_age(cluster):
     cluster.sql("UPDATE pgmart.job_run SET started_at = now() - interval '40 days' WHERE job_id = %s", (job,))
     cluster.sql("SELECT * FROM pgmart.refresh_due()")
     assert cluster.one("SELECT count(*) FROM pgmart.job_run WHERE job_id = %s", (job,)) == 0
+
+
+def test_drop_extension_removes_everything_and_create_works_again(cluster):
+    cluster.createdb("dropper")
+    cluster.sql("SELECT pgmart.schedule_sql('j', 'SELECT 1', '1 hour')", dbname="dropper")
+    cluster.sql("DROP EXTENSION pgmart", dbname="dropper")
+    assert cluster.one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pgmart%%'", dbname="dropper") == 0
+    assert cluster.one("SELECT count(*) FROM pg_proc WHERE proname LIKE '%%wake%%'", dbname="dropper") == 0
+    cluster.sql("CREATE EXTENSION pgmart", dbname="dropper")
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs", dbname="dropper") == 0

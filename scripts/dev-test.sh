@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export USER="${USER:-root}" CARGO_PGRX_TEST_RUNAS=postgres
 T="${CARGO_TARGET_DIR:-target}"
 filter="${1:-}"; shift || true
-exec flock /tmp/pgmart-install.lock bash -c '
+exec flock -o /tmp/pgmart-install.lock bash -c '
   set -euo pipefail
   mkdir -p "'"$T"'/test-pgdata" && chown -R postgres: "'"$T"'/test-pgdata"
   cargo pgrx test pg15 '"${filter:+$filter}"'

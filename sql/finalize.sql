@@ -1,4 +1,5 @@
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
+-- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
 
 CREATE FUNCTION pgmart._job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -21,10 +22,20 @@ COMMENT ON FUNCTION pgmart._wake_scheduler IS 'Internal: wake this database''s p
 COMMENT ON FUNCTION pgmart._wake_launcher IS 'Internal: wake the pgmart launcher when the transaction commits.';
 COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the scheduler after a job change.';
 
+-- metrics
+COMMENT ON FUNCTION pgmart.register_metric IS
+  'Register (or re-register as a new version) a metric: an aggregate over a source the caller owns, with owner, description, time column, dimensions, filter and default grain; returns the version.';
+COMMENT ON FUNCTION pgmart.deprecate_metric IS 'Mark a metric deprecated, optionally naming the metric that replaces it; it keeps working with a NOTICE.';
+COMMENT ON FUNCTION pgmart.drop_metric IS 'Remove a metric and its protection view (its version history is kept).';
+COMMENT ON FUNCTION pgmart.metric_sql IS
+  'The exact SQL pgmart.metric_values runs for these arguments, with every value a quoted literal, for a BI tool or dbt model to embed.';
+COMMENT ON FUNCTION pgmart.metric_values IS
+  'A metric''s series as the caller: one row per time bucket (aligned in the time zone) and dimension combination, empty buckets included.';
+
 DO $$
 BEGIN
     IF current_setting('shared_preload_libraries') !~ '(^|[ ,])pgmart($|[ ,])' THEN
-        RAISE NOTICE 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
+        RAISE WARNING 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
     END IF;
 END $$;
 

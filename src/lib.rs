@@ -12,6 +12,7 @@ pub mod error;
 pub mod guc;
 pub mod jobs;
 pub mod partitions;
+pub mod metrics;
 pub mod sql;
 pub mod worker;
 
@@ -20,6 +21,7 @@ pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -11,15 +11,24 @@ use std::panic::AssertUnwindSafe;
 
 pub use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
 
-/// Run a query and decode every row (as `to_jsonb(row)`) into `T`.
+/// Run a query (a SELECT, or DML with RETURNING) and decode every row (as `to_jsonb(row)`) into `T`.
 pub fn rows<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     let wrapped = format!(
-        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM ({query}) q"
+        "WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q"
     );
     let value: pgrx::JsonB = Spi::get_one_with_args(&wrapped, args)
         .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
         .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
     serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+}
+
+/// Run a one-column query and decode that column of every row into `T`.
+pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
+    let wrapped = format!("WITH q(x) AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::jsonb) FROM q");
+    let value: pgrx::JsonB = Spi::get_one_with_args(&wrapped, args)
+        .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
+        .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
+    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode column: {e}"))
 }
 
 /// Run a query and decode its first row, if any.

@@ -37,6 +37,14 @@ pub struct Job {
     pub enabled: bool,
 }
 
+impl Job {
+    /// This run's attempt within its scheduled occurrence: 1 for a fresh run, 2.. for retries.
+    /// Each scheduled occurrence gets its own `max_retries` retries.
+    pub fn attempt(&self) -> i32 {
+        self.consecutive_failures % (self.max_retries + 1) + 1
+    }
+}
+
 pub const JOB_SELECT: &str = "SELECT job_id, name, kind, target, schedule, timezone, owner::text AS owner, \
      max_retries, extract(epoch FROM retry_backoff)::float8 AS retry_backoff_s, consecutive_failures, \
      config, extract(epoch FROM next_run_at)::float8 AS next_run_epoch, enabled FROM pgmart.job";
@@ -163,18 +171,15 @@ pub fn claim_next_for_session(caller: &str, done: &[i64]) -> Option<Job> {
 /// transaction. Returns the job and its `running` run id.
 pub fn claim_one_for_worker() -> Option<(Job, i64)> {
     sql::as_catalog_owner(|| {
-        let job = sql::row::<Job>(
-            &format!(
-                "WITH c AS (SELECT job_id FROM pgmart.job \
-                             WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
-                             ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED), \
-                      u AS (UPDATE pgmart.job j SET running_pid = pg_backend_pid(), running_since = clock_timestamp() \
-                              FROM c WHERE j.job_id = c.job_id RETURNING j.*) \
-                 {} FROM u",
-                JOB_SELECT.trim_end_matches(" FROM pgmart.job")
-            ),
+        let job_id = sql::one::<i64>(
+            "UPDATE pgmart.job SET running_pid = pg_backend_pid(), running_since = clock_timestamp() \
+              WHERE job_id = (SELECT job_id FROM pgmart.job \
+                               WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
+                               ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING job_id",
             &[],
         )?;
+        let job = sql::row::<Job>(&format!("{JOB_SELECT} WHERE job_id = $1"), &[job_id.into()])?;
         let run_id = start_run(&job, "pgmart scheduler");
         Some((job, run_id))
     })
@@ -216,7 +221,7 @@ pub fn start_run(job: &Job, run_by: &str) -> i64 {
         sql::one::<i64>(
             "INSERT INTO pgmart.job_run (job_id, status, attempt, run_by, pid) \
              VALUES ($1, 'running', $2, $3, pg_backend_pid()) RETURNING run_id",
-            &[job.job_id.into(), (job.consecutive_failures + 1).into(), run_by.into()],
+            &[job.job_id.into(), job.attempt().into(), run_by.into()],
         )
         .expect("run id")
     })
@@ -292,7 +297,7 @@ fn record(
             );
         }
         Err(caught) => {
-            let attempt = job.consecutive_failures + 1;
+            let attempt = job.attempt();
             let retry = trigger == Trigger::Schedule && attempt <= job.max_retries;
             let (status, next) = if retry {
                 let backoff = (job.retry_backoff_s * 2f64.powi(attempt - 1)).min(86400.0);

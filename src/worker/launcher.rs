@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 const PROBE_EVERY: Duration = Duration::from_secs(60);
 const LOOP_EVERY: Duration = Duration::from_secs(10);
+const EAGER_FOR: Duration = Duration::from_secs(3);
+const EAGER_NAP: Duration = Duration::from_millis(500);
 
 pub fn register() {
     BackgroundWorkerBuilder::new(super::LAUNCHER_TYPE)
@@ -39,7 +41,7 @@ fn start_scheduler(db: &str) -> bool {
 fn databases_without_scheduler() -> Vec<String> {
     let r = PgTryBuilder::new(AssertUnwindSafe(|| {
         BackgroundWorker::transaction(|| {
-            crate::sql::rows::<String>(
+            crate::sql::column::<String>(
                 "SELECT d.datname::text FROM pg_catalog.pg_database d \
                   WHERE d.datallowconn AND NOT d.datistemplate AND length(d.datname) < 128 \
                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
@@ -65,16 +67,20 @@ pub extern "C-unwind" fn pgmart_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
     report(pg_sys::BackendState::STATE_IDLE, "pgmart launcher");
     let mut last_start: HashMap<String, Instant> = HashMap::new();
-    let mut woken = true;
+    // After a wake-up, probe eagerly for a few seconds: a scheduler started just before the
+    // extension's creation committed may still be running (so this pass skips its database) and
+    // then exit because it saw no extension.
+    let mut eager_until = Instant::now() + EAGER_FOR;
     loop {
         reload_config_if_asked();
+        let eager = Instant::now() < eager_until;
         if guc::ENABLED.get() {
             for db in databases_without_scheduler() {
                 if !super::allowed(&db) {
                     continue;
                 }
-                let due = woken || last_start.get(&db).is_none_or(|t| t.elapsed() >= PROBE_EVERY);
-                if due && last_start.get(&db).is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                if eager || last_start.get(&db).is_none_or(|t| t.elapsed() >= PROBE_EVERY) {
+                    debug1!("pgmart launcher: starting a scheduler for database \"{db}\"");
                     if !start_scheduler(&db) {
                         log!("pgmart launcher: no free background worker slot for database \"{db}\" (raise max_worker_processes)");
                     }
@@ -82,10 +88,14 @@ pub extern "C-unwind" fn pgmart_launcher_main(_arg: pg_sys::Datum) {
                 }
             }
         }
+        let nap = if eager { EAGER_NAP } else { LOOP_EVERY };
         let before = Instant::now();
-        if !BackgroundWorker::wait_latch(Some(LOOP_EVERY)) {
+        if !BackgroundWorker::wait_latch(Some(nap)) {
             break;
         }
-        woken = before.elapsed() + Duration::from_millis(50) < LOOP_EVERY;
+        if before.elapsed() + Duration::from_millis(20) < nap {
+            debug1!("pgmart launcher: woken");
+            eager_until = Instant::now() + EAGER_FOR;
+        }
     }
 }

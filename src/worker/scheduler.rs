@@ -43,11 +43,13 @@ fn seconds_to_next_due() -> Option<f64> {
     )
 }
 
-/// Run due jobs, one transaction each, until none is due.
-fn run_due_jobs() {
+/// Run due jobs, one transaction each, until none is due. Returns false when claiming failed (the
+/// caller then waits a full naptime instead of retrying at once).
+fn run_due_jobs() -> bool {
     loop {
-        let Some(Some((job, run_id))) = guarded("claiming a job", engine::claim_one_for_worker) else {
-            return;
+        let claimed = guarded("claiming a job", engine::claim_one_for_worker);
+        let Some(Some((job, run_id))) = claimed else {
+            return claimed.is_some();
         };
         let ran = guarded("running a job", || engine::execute(&job, run_id, engine::Trigger::Schedule));
         if ran.is_none() {
@@ -99,8 +101,9 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
             log!("pgmart scheduler: extension dropped in database \"{db}\"; stopping");
             return;
         }
+        let mut healthy = true;
         if guc::ENABLED.get() {
-            run_due_jobs();
+            healthy = run_due_jobs();
             if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY) {
                 guarded("pruning history", history::prune);
                 last_housekeeping = Some(Instant::now());
@@ -108,7 +111,7 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
         }
         report(pg_sys::BackendState::STATE_IDLE, "");
         let naptime = Duration::from_millis(guc::NAPTIME_MS.get().max(1) as u64);
-        let sleep = if guc::ENABLED.get() {
+        let sleep = if guc::ENABLED.get() && healthy {
             match guarded("looking ahead", seconds_to_next_due).flatten() {
                 Some(s) if s <= 0.0 => Duration::from_millis(10),
                 Some(s) => naptime.min(Duration::from_secs_f64(s + 0.005)),

@@ -22,6 +22,7 @@ fn wake(backend_type: &str, this_database_only: bool) {
         &[backend_type.into(), this_database_only.into()],
     );
     if let Some(pid) = pid {
+        debug1!("pgmart: will wake {backend_type} (pid {pid}) at commit");
         set_latch_at_commit(pid);
     }
 }
