@@ -18,7 +18,11 @@ CREATE TABLE pgmart.partition_set (
     created_at         timestamptz NOT NULL DEFAULT now(),
     last_run_at        timestamptz,
     last_status        text,
-    last_message       text
+    last_message       text,
+    -- No-op fast path: the partitions' fingerprint when a pass last found nothing to do, and until
+    -- when that stays true. Anything else about the partitions is always read from the catalog.
+    fingerprint        bigint,
+    quiet_until        timestamptz
 );
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');

@@ -203,7 +203,7 @@ fn run_partition_maintenance(
     let sets = match &parent {
         Some(rel) => {
             let oid = oid_arg(rel);
-            let sets = load_sets("s.parent = $1::int8::oid", &[oid.into()]);
+            let sets = exec::load_sets_for_pass("s.parent = $1::int8::oid", &[oid.into()]);
             if sets.is_empty() {
                 PgMartError::undefined_object(format!("table {} has no pgmart partition set", rel.name()))
                     .hint("Create one with pgmart.create_partition_set().")
@@ -219,7 +219,7 @@ fn run_partition_maintenance(
             }
             sets
         }
-        None => load_sets(
+        None => exec::load_sets_for_pass(
             "pg_catalog.pg_has_role(current_user, coalesce(j.owner, o.rolname), 'MEMBER')",
             &[],
         ),

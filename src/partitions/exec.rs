@@ -45,24 +45,32 @@ pub struct SetRow {
     pub anchor_key: Option<i64>,
     pub default_partition: bool,
     pub last_status: Option<String>,
-    /// (oid, name, pg_class.relpartbound as text).
-    pub parts: Vec<(i64, String, Option<String>)>,
+    pub fp: i64,
+    pub fingerprint: Option<i64>,
+    /// (oid, name, pg_class.relpartbound as text); None when the set is known to be quiet.
+    pub parts: Option<Vec<(i64, String, Option<String>)>>,
 }
 
-fn set_query(filter: &str) -> String {
+fn set_query(filter: &str, always_parts: bool) -> String {
     format!(
         "SELECT s.set_id, s.parent::text AS parent, c.relname::text AS relname, n.nspname::text AS nspname, \
                 o.rolname::text AS table_owner, coalesce(j.owner, o.rolname)::text AS run_as, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
+                f.fp, s.fingerprint, \
+                CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL \
+                          OR s.quiet_until <= clock_timestamp() THEN \
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(ch.oid::int8, ch.relname, ch.relpartbound::text)), '[]') \
                    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
-                  WHERE i.inhparent = s.parent) AS parts \
+                  WHERE i.inhparent = s.parent) END AS parts \
            FROM pgmart.partition_set s \
            JOIN pg_catalog.pg_class c ON c.oid = s.parent \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            JOIN pg_catalog.pg_roles o ON o.oid = c.relowner \
            LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
+           CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp \
+                                 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
+                                WHERE i.inhparent = s.parent) f \
           WHERE {filter} ORDER BY s.set_id",
         iv_parts("s.partition_interval", ""),
         iv_parts("s.retention", "r_")
@@ -71,7 +79,14 @@ fn set_query(filter: &str) -> String {
 
 /// Load sets matching a SQL condition on `s` (and `j`), as the catalog owner.
 pub fn load_sets(filter: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<SetRow> {
-    sql::as_catalog_owner(|| sql::rows::<SetRow>(&set_query(filter), args))
+    sql::as_catalog_owner(|| sql::rows::<SetRow>(&set_query(filter, true), args))
+}
+
+/// Like [`load_sets`], but a set whose partitions are unchanged since a pass found nothing to do,
+/// and whose quiet period has not ended, comes without its partitions (`parts` is None): it is
+/// known to have nothing to do, and is not looked at further.
+pub fn load_sets_for_pass(filter: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<SetRow> {
+    sql::as_catalog_owner(|| sql::rows::<SetRow>(&set_query(filter, false), args))
 }
 
 impl SetRow {
@@ -101,6 +116,7 @@ impl SetRow {
         let col = self.col();
         self.parts
             .iter()
+            .flatten()
             .filter_map(|(oid, name, bound)| {
                 let (lo, hi, is_default) = match plan::parse_partbound(bound.as_deref().unwrap_or(""), col) {
                     Bound::Default => (0, 0, true),
@@ -117,29 +133,44 @@ impl SetRow {
     }
 }
 
-/// Names already used in the parent's schema that a new partition name could collide with.
-fn taken_names(set: &SetRow) -> HashSet<String> {
-    let prefix: String = set.relname.chars().take(16).collect();
+/// Which of `names` already exist in the parent's schema (an index lookup).
+fn existing_names(set: &SetRow, names: &[String]) -> HashSet<String> {
     sql::one::<Vec<String>>(
-        "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE n.nspname = $1 AND left(c.relname, $3) = $2",
-        &[set.nspname.as_str().into(), prefix.as_str().into(), (prefix.chars().count() as i32).into()],
+        "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_catalog.pg_class c \
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname = $1 AND c.relname = ANY($2::text[]::name[])",
+        &[set.nspname.as_str().into(), names.to_vec().into()],
     )
     .unwrap_or_default()
     .into_iter()
     .collect()
 }
 
-/// Plan a set; when it has something to create, plan again knowing the names taken.
-pub fn plan_set(set: &SetRow, initial: bool) -> crate::error::Result<Plan> {
+/// Plan a set. `names_checked`: when it has something to create, plan again until none of the
+/// new names is taken in the schema.
+pub fn plan_set(set: &SetRow, initial: bool, names_checked: bool) -> crate::error::Result<Plan> {
     let spec = set.spec()?;
     let existing = set.existing();
     let now = Utc::now();
-    let p = plan::plan(&spec, &existing, now, initial, &HashSet::new())?;
-    if p.create.is_empty() && p.create_default.is_none() {
+    let mut taken = HashSet::new();
+    let mut p = plan::plan(&spec, &existing, now, initial, &taken)?;
+    if !names_checked {
         return Ok(p);
     }
-    plan::plan(&spec, &existing, now, initial, &taken_names(set))
+    for _ in 0..10 {
+        let mut names: Vec<String> = p.create.iter().map(|c| c.name.clone()).collect();
+        names.extend(p.create_default.clone());
+        if names.is_empty() {
+            break;
+        }
+        let clash = existing_names(set, &names);
+        if clash.is_subset(&taken) {
+            break;
+        }
+        taken.extend(clash);
+        p = plan::plan(&spec, &existing, now, initial, &taken)?;
+    }
+    Ok(p)
 }
 
 /// The outcome of maintaining one set.
@@ -154,6 +185,10 @@ pub struct Outcome {
     pub notes: Vec<String>,
     pub message: Option<String>,
     pub sqlstate: Option<String>,
+    /// Known to have nothing to do without looking at its partitions.
+    pub quiet: bool,
+    /// Set when a full look found nothing to do: until when that stays true.
+    pub quiet_until: Option<chrono::DateTime<Utc>>,
 }
 
 impl Outcome {
@@ -194,7 +229,6 @@ struct Template {
     owner_sql: Option<String>,
     grants: Vec<(String, String)>,
     reloptions: Option<String>,
-    columns: Vec<String>,
 }
 
 fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
@@ -235,13 +269,7 @@ fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
                 .join(", ")
         })
     });
-    let columns = sql::one::<Vec<String>>(
-        "SELECT array_agg(pg_catalog.quote_ident(attname) ORDER BY attnum) FROM pg_catalog.pg_attribute \
-          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-        &[set.parent.as_str().into()],
-    )
-    .unwrap_or_default();
-    Template { owner_sql, grants, reloptions, columns }
+    Template { owner_sql, grants, reloptions }
 }
 
 fn finish_table(t: &Template, table: &str) {
@@ -294,7 +322,13 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
                 &[],
             );
             finish_table(&t, &table);
-            let cols = t.columns.join(", ");
+            let cols = sql::one::<Vec<String>>(
+                "SELECT array_agg(pg_catalog.quote_ident(attname) ORDER BY attnum) FROM pg_catalog.pg_attribute \
+                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+                &[set.parent.as_str().into()],
+            )
+            .unwrap_or_default()
+            .join(", ");
             let moved = sql::one::<i64>(
                 &format!(
                     "WITH moved AS (DELETE FROM {d} WHERE {column} >= $1::text::{ty} AND {column} < $2::text::{ty} RETURNING {cols}), \
@@ -346,7 +380,11 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
 /// as the set's owner. Never raises; the outcome says what happened.
 pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
     let mut out = Outcome { parent: set.parent.clone(), status: "succeeded".into(), ..Default::default() };
-    let p = match plan_set(set, initial) {
+    if set.parts.is_none() {
+        out.quiet = true;
+        return out;
+    }
+    let p = match plan_set(set, initial, false) {
         Ok(p) => p,
         Err(e) => {
             out.status = "failed".into();
@@ -357,6 +395,9 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
     };
     out.notes = p.notes.clone();
     if p.is_empty() {
+        if let Ok(spec) = set.spec() {
+            out.quiet_until = Some(plan::quiet_until(&spec, &set.existing(), Utc::now()));
+        }
         return out;
     }
     let owner = match sql::role_oid(&set.run_as) {
@@ -377,7 +418,7 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
             sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
             let fresh = load_sets("s.set_id = $1", &[set.set_id.into()]);
             let Some(set) = fresh.first() else { return };
-            match plan_set(set, initial) {
+            match plan_set(set, initial, true) {
                 Ok(p) => {
                     work.notes = p.notes.clone();
                     apply(set, &p, &mut work)
@@ -403,18 +444,35 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
     }
 }
 
-/// Record a set's outcome in its catalog row (only when something happened or the status changed).
+/// Record a set's outcome in its catalog row, only when something happened, the status changed,
+/// or a full look found nothing to do (then the fingerprint and quiet period are kept).
 pub fn record(set: &SetRow, out: &Outcome) {
+    if out.quiet {
+        return;
+    }
     let changed = !(out.created.is_empty() && out.dropped.is_empty() && out.detached.is_empty());
-    if !changed && set.last_status.as_deref() == Some(out.status.as_str()) {
+    let quiet_epoch = out.quiet_until.map(|t| t.timestamp_micros() as f64 / 1e6);
+    let same_status = set.last_status.as_deref() == Some(out.status.as_str());
+    if !changed && same_status && quiet_epoch.is_none() {
         return;
     }
     let msg = out.message.clone().unwrap_or_else(|| out.summary());
+    let fingerprint = if changed || quiet_epoch.is_none() { None } else { Some(set.fp) };
     sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.partition_set SET last_run_at = clock_timestamp(), last_status = $2, last_message = $3 \
+            "UPDATE pgmart.partition_set SET \
+                    last_run_at = CASE WHEN $5 THEN last_run_at ELSE clock_timestamp() END, \
+                    last_status = $2, last_message = CASE WHEN $5 THEN last_message ELSE $3 END, \
+                    fingerprint = $4, quiet_until = to_timestamp($6) \
               WHERE set_id = $1",
-            &[set.set_id.into(), out.status.as_str().into(), msg.as_str().into()],
+            &[
+                set.set_id.into(),
+                out.status.as_str().into(),
+                msg.as_str().into(),
+                fingerprint.into(),
+                (!changed && same_status).into(),
+                quiet_epoch.into(),
+            ],
         )
     });
 }
@@ -422,7 +480,7 @@ pub fn record(set: &SetRow, out: &Outcome) {
 /// The `partition_maintenance` job kind: maintain the job's set; a set that failed (or could not
 /// get its lock) fails the run, so the engine retries it with backoff and alerts after the last try.
 pub fn run_job(job: &Job) -> Value {
-    let sets = load_sets("s.job_id = $1", &[job.job_id.into()]);
+    let sets = load_sets_for_pass("s.job_id = $1", &[job.job_id.into()]);
     let Some(set) = sets.first() else {
         return json!({ "message": format!("the table of {} no longer exists; nothing to maintain", job.target.clone().unwrap_or_default()) });
     };

@@ -421,6 +421,33 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
     Ok(out)
 }
 
+fn add_every_local(t: NaiveDateTime, e: &Every) -> NaiveDateTime {
+    let mut t = t;
+    if e.months > 0 {
+        t = t.checked_add_months(Months::new(e.months as u32)).unwrap_or(t);
+    }
+    t + Duration::days(e.days as i64) + Duration::microseconds(e.micros)
+}
+
+/// Until when a pass that found nothing to do stays a no-op if the partitions do not change: the
+/// next slot boundary, or the moment the next partition falls out of retention, whichever is first.
+pub fn quiet_until(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>) -> DateTime<Utc> {
+    let tz = &spec.tz;
+    let now_local = now.with_timezone(tz).naive_local();
+    let next = spec.grid.next(spec.grid.slot_start(now_local));
+    let mut t = resolve_local(tz, next);
+    if let Some(r) = &spec.retention {
+        for e in existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX && e.hi != i64::MIN) {
+            let hi_local = key_to_local(spec.col, tz, e.hi);
+            let due = resolve_local(tz, add_every_local(hi_local, r));
+            if due > now && due < t {
+                t = due;
+            }
+        }
+    }
+    t
+}
+
 /// A partition's bound as read from `pg_class.relpartbound` (the node tree text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
@@ -731,6 +758,17 @@ mod tests {
         let mut s = spec(Grid::Micros(MICROS_PER_MINUTE), ColType::Timestamptz, "UTC", 1);
         s.anchor = Some(k("2000-01-01 00:00"));
         assert!(plan(&s, &[], utc("2024-05-04 10:00"), true, &HashSet::new()).is_err());
+    }
+
+    #[test]
+    fn quiet_until_is_the_next_boundary_or_retention_moment() {
+        let mut s = spec(Grid::Days(1), ColType::Timestamptz, "UTC", 1);
+        let now = utc("2024-05-10 08:00");
+        assert_eq!(quiet_until(&s, &[], now), utc("2024-05-11 00:00"));
+        s.retention = Some(ev(0, 0, 60));
+        let k = |t: &str| naive_to_key(nt(t));
+        let ex = vec![Existing { oid: 1, name: "a".into(), lo: k("2024-05-10 00:00"), hi: k("2024-05-10 09:00"), is_default: false }];
+        assert_eq!(quiet_until(&s, &ex, now), utc("2024-05-10 10:00"));
     }
 
     #[test]
