@@ -127,10 +127,6 @@ impl SetRow {
             })
             .collect()
     }
-    fn default_child(&self) -> Option<String> {
-        let d = self.existing().into_iter().find(|e| e.is_default)?;
-        sql::one::<String>("SELECT $1::int8::oid::regclass::text", &[(d.oid as i64).into()])
-    }
 }
 
 /// Which of `names` already exist in the parent's schema (an index lookup).
@@ -229,47 +225,48 @@ struct Template {
     owner_sql: Option<String>,
     grants: Vec<(String, String)>,
     reloptions: Option<String>,
+    default_child: Option<String>,
 }
 
-fn template(set: &SetRow, newest_sibling: Option<u32>) -> Template {
+/// Owner, grants (from the parent), reloptions (from the newest sibling) and the default
+/// partition's name, in one catalog query.
+fn template(set: &SetRow, newest_sibling: Option<u32>, default_oid: Option<u32>) -> Template {
     #[derive(Deserialize)]
-    struct G {
-        grantee: String,
-        grantable: bool,
-        privs: String,
+    struct T {
+        me: String,
+        grants: Vec<(String, String)>,
+        reloptions: Vec<(String, String)>,
+        default_child: Option<String>,
     }
-    let grants = sql::rows::<G>(
-        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee, \
-                a.is_grantable AS grantable, string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privs \
-           FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
-           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee \
-          WHERE c.oid = $1::regclass AND a.grantee <> c.relowner GROUP BY 1, 2",
-        &[set.parent.as_str().into()],
-    );
-    let grants = grants
-        .into_iter()
-        .map(|g| (g.privs, format!("{}{}", g.grantee, if g.grantable { " WITH GRANT OPTION" } else { "" })))
-        .collect();
-    let me = sql::current_role();
-    let owner_sql = (me != set.table_owner).then(|| quote_identifier(&set.table_owner));
-    let reloptions = newest_sibling.and_then(|oid| {
-        let opts = sql::one::<Vec<String>>(
-            "SELECT coalesce(array_agg(split_part(o, '=', 1) || chr(1) || substr(o, strpos(o, '=') + 1)), '{}') \
-               FROM pg_catalog.pg_class c, unnest(c.reloptions) o WHERE c.oid = $1::int8::oid",
-            &[(oid as i64).into()],
-        )
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| kv.split_once('\u{1}').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect::<Vec<_>>();
-        (!opts.is_empty()).then(|| {
-            opts.iter()
-                .map(|(k, v)| format!("{} = {}", quote_identifier(k), quote_literal(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+    let t = sql::row::<T>(
+        "SELECT current_user::text AS me, \
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(g.privs, g.grantee)), '[]') FROM ( \
+                   SELECT string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privs, \
+                          CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END \
+                          || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END AS grantee \
+                     FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
+                     LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee \
+                    WHERE c.oid = $1::regclass AND a.grantee <> c.relowner \
+                    GROUP BY a.grantee, r.rolname, a.is_grantable) g) AS grants, \
+                (SELECT coalesce(jsonb_agg(jsonb_build_array(split_part(o, '=', 1), substr(o, strpos(o, '=') + 1))), '[]') \
+                   FROM pg_catalog.pg_class c, unnest(c.reloptions) o WHERE c.oid = $2::int8::oid) AS reloptions, \
+                $3::int8::oid::regclass::text AS default_child",
+        &[
+            set.parent.as_str().into(),
+            newest_sibling.map(|o| o as i64).into(),
+            default_oid.map(|o| o as i64).into(),
+        ],
+    )
+    .expect("one row");
+    let owner_sql = (t.me != set.table_owner).then(|| quote_identifier(&set.table_owner));
+    let reloptions = (!t.reloptions.is_empty()).then(|| {
+        t.reloptions
+            .iter()
+            .map(|(k, v)| format!("{} = {}", quote_identifier(k), quote_literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
-    Template { owner_sql, grants, reloptions }
+    Template { owner_sql, grants: t.grants, reloptions, default_child: t.default_child }
 }
 
 fn finish_table(t: &Template, table: &str) {
@@ -290,8 +287,9 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
     let ty = col.sql_name();
     let existing = set.existing();
     let newest = existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX).max_by_key(|e| e.lo).map(|e| e.oid);
-    let t = template(set, newest);
-    let default = set.default_child();
+    let default_oid = existing.iter().find(|e| e.is_default).map(|e| e.oid);
+    let t = template(set, newest, default_oid);
+    let default = t.default_child.clone();
     let column = quote_identifier(&set.control_column);
     for np in &p.create {
         let table = qualified(&set.nspname, &np.name);
@@ -416,8 +414,17 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
             // One lock, taken first and subject to lock_timeout, so the set never waits half-way;
             // then plan again, since another session may have maintained the set meanwhile.
             sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
-            let fresh = load_sets("s.set_id = $1", &[set.set_id.into()]);
-            let Some(set) = fresh.first() else { return };
+            let fp_now = sql::one::<i64>(
+                "SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 \
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
+                  WHERE i.inhparent = $1::regclass",
+                &[set.parent.as_str().into()],
+            );
+            let fresh = if fp_now == Some(set.fp) { vec![] } else { load_sets("s.set_id = $1", &[set.set_id.into()]) };
+            let set = if fp_now == Some(set.fp) { set } else {
+                let Some(s) = fresh.first() else { return };
+                s
+            };
             match plan_set(set, initial, true) {
                 Ok(p) => {
                     work.notes = p.notes.clone();
