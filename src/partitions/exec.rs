@@ -226,20 +226,40 @@ struct Template {
     grants: Vec<(String, String)>,
     reloptions: Option<String>,
     default_child: Option<String>,
+    fp: i64,
+    taken: Vec<String>,
+    retire_names: Vec<String>,
 }
 
 /// Owner, grants (from the parent), reloptions (from the newest sibling) and the default
 /// partition's name, in one catalog query.
-fn template(set: &SetRow, newest_sibling: Option<u32>, default_oid: Option<u32>) -> Template {
+fn template(set: &SetRow, p: &Plan) -> Template {
+    let existing = set.existing();
+    let newest_sibling = existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX).max_by_key(|e| e.lo).map(|e| e.oid);
+    let default_oid = existing.iter().find(|e| e.is_default).map(|e| e.oid);
+    let mut names: Vec<String> = p.create.iter().map(|c| c.name.clone()).collect();
+    names.extend(p.create_default.clone());
+    let retire: Vec<i64> = p.retire.iter().map(|(o, _)| *o as i64).collect();
     #[derive(Deserialize)]
     struct T {
         me: String,
         grants: Vec<(String, String)>,
         reloptions: Vec<(String, String)>,
         default_child: Option<String>,
+        fp: i64,
+        taken: Vec<String>,
+        retire_names: Vec<String>,
     }
     let t = sql::row::<T>(
         "SELECT current_user::text AS me, \
+                (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 \
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
+                  WHERE i.inhparent = $1::regclass) AS fp, \
+                (SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $4 AND c.relname = ANY($5::text[]::name[])) AS taken, \
+                (SELECT coalesce(array_agg(u.x::oid::regclass::text ORDER BY u.ord), '{}') \
+                   FROM unnest($6::int8[]) WITH ORDINALITY u(x, ord)) AS retire_names, \
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(g.privs, g.grantee)), '[]') FROM ( \
                    SELECT string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privs, \
                           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END \
@@ -255,6 +275,9 @@ fn template(set: &SetRow, newest_sibling: Option<u32>, default_oid: Option<u32>)
             set.parent.as_str().into(),
             newest_sibling.map(|o| o as i64).into(),
             default_oid.map(|o| o as i64).into(),
+            set.nspname.as_str().into(),
+            names.into(),
+            retire.into(),
         ],
     )
     .expect("one row");
@@ -266,7 +289,15 @@ fn template(set: &SetRow, newest_sibling: Option<u32>, default_oid: Option<u32>)
             .collect::<Vec<_>>()
             .join(", ")
     });
-    Template { owner_sql, grants: t.grants, reloptions, default_child: t.default_child }
+    Template {
+        owner_sql,
+        grants: t.grants,
+        reloptions,
+        default_child: t.default_child,
+        fp: t.fp,
+        taken: t.taken,
+        retire_names: t.retire_names,
+    }
 }
 
 fn finish_table(t: &Template, table: &str) {
@@ -282,13 +313,9 @@ fn finish_table(t: &Template, table: &str) {
 }
 
 /// Carry out a plan for one set. Runs as the set's owner, inside the caller's subtransaction.
-fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
+fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
     let col = set.col();
     let ty = col.sql_name();
-    let existing = set.existing();
-    let newest = existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX).max_by_key(|e| e.lo).map(|e| e.oid);
-    let default_oid = existing.iter().find(|e| e.is_default).map(|e| e.oid);
-    let t = template(set, newest, default_oid);
     let default = t.default_child.clone();
     let column = quote_identifier(&set.control_column);
     for np in &p.create {
@@ -298,16 +325,18 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
             quote_literal(&np.lo_literal),
             quote_literal(&np.hi_literal)
         );
-        let stray = default.as_ref().is_some_and(|d| {
-            sql::one::<bool>(
-                &format!("SELECT EXISTS (SELECT 1 FROM {d} WHERE {column} >= $1::text::{ty} AND {column} < $2::text::{ty})"),
-                &[np.lo_literal.as_str().into(), np.hi_literal.as_str().into()],
-            )
-            .unwrap_or(false)
-        });
-        if !stray {
+        // Try the plain way first; the default partition holding rows of this range (23514) is
+        // the one failure that switches to the rescue.
+        let plain = sql::subtransaction(|| {
             sql::exec(&format!("CREATE TABLE {table} PARTITION OF {} {bounds}", set.parent), &[]);
-            finish_table(&t, &table);
+        });
+        let stray = match plain {
+            Ok(()) => false,
+            Err(c) if c.sqlstate == "23514" && default.is_some() => true,
+            Err(c) => PgMartError::state(format!("cannot create partition {}: {}", np.name, c.message)).raise(),
+        };
+        if !stray {
+            finish_table(t, &table);
         } else {
             // Default-partition rescue: a standalone table, the rows moved into it, then attached.
             let d = default.as_ref().unwrap();
@@ -319,7 +348,7 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
                 ),
                 &[],
             );
-            finish_table(&t, &table);
+            finish_table(t, &table);
             let cols = sql::one::<Vec<String>>(
                 "SELECT array_agg(pg_catalog.quote_ident(attname) ORDER BY attnum) FROM pg_catalog.pg_attribute \
                   WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
@@ -359,11 +388,11 @@ fn apply(set: &SetRow, p: &Plan, out: &mut Outcome) {
     if let Some(name) = &p.create_default {
         let table = qualified(&set.nspname, name);
         sql::exec(&format!("CREATE TABLE {table} PARTITION OF {} DEFAULT", set.parent), &[]);
-        finish_table(&t, &table);
+        finish_table(t, &table);
         out.created.push(name.clone());
     }
-    for (oid, name) in &p.retire {
-        let child = sql::one::<String>("SELECT $1::int8::oid::regclass::text", &[(*oid as i64).into()]).unwrap_or_default();
+    for (i, (_, name)) in p.retire.iter().enumerate() {
+        let child = t.retire_names.get(i).cloned().unwrap_or_default();
         if set.retention_mode == "detach" {
             sql::exec(&format!("ALTER TABLE {} DETACH PARTITION {child}", set.parent), &[]);
             out.detached.push(name.clone());
@@ -414,21 +443,21 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
             // One lock, taken first and subject to lock_timeout, so the set never waits half-way;
             // then plan again, since another session may have maintained the set meanwhile.
             sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
-            let fp_now = sql::one::<i64>(
-                "SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 \
-                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
-                  WHERE i.inhparent = $1::regclass",
-                &[set.parent.as_str().into()],
-            );
-            let fresh = if fp_now == Some(set.fp) { vec![] } else { load_sets("s.set_id = $1", &[set.set_id.into()]) };
-            let set = if fp_now == Some(set.fp) { set } else {
+            let t = template(set, &p);
+            if t.fp == set.fp && t.taken.is_empty() {
+                apply(set, &p, &t, &mut work);
+                return;
+            }
+            let fresh = if t.fp == set.fp { vec![] } else { load_sets("s.set_id = $1", &[set.set_id.into()]) };
+            let set = if t.fp == set.fp { set } else {
                 let Some(s) = fresh.first() else { return };
                 s
             };
             match plan_set(set, initial, true) {
-                Ok(p) => {
-                    work.notes = p.notes.clone();
-                    apply(set, &p, &mut work)
+                Ok(p2) => {
+                    work.notes = p2.notes.clone();
+                    let t2 = template(set, &p2);
+                    apply(set, &p2, &t2, &mut work)
                 }
                 Err(e) => e.raise(),
             }
