@@ -225,10 +225,10 @@ fn run_partition_maintenance(
         ),
     };
     drop(parent);
+    let outs: Vec<exec::Outcome> = sets.iter().map(|set| exec::maintain(set, false)).collect();
+    exec::record_all(&sets.iter().zip(outs.iter()).collect::<Vec<_>>());
     let mut rows = vec![];
-    for set in &sets {
-        let out = exec::maintain(set, false);
-        exec::record(set, &out);
+    for (set, out) in sets.iter().zip(outs) {
         for n in &out.notes {
             notice!("pgmart: {}: {n}", set.parent);
         }

@@ -483,32 +483,47 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
 /// Record a set's outcome in its catalog row, only when something happened, the status changed,
 /// or a full look found nothing to do (then the fingerprint and quiet period are kept).
 pub fn record(set: &SetRow, out: &Outcome) {
-    if out.quiet {
+    record_all(&[(set, out)]);
+}
+
+/// Record many sets' outcomes in one statement (see [`record`]).
+pub fn record_all(items: &[(&SetRow, &Outcome)]) {
+    let mut ids: Vec<i64> = vec![];
+    let mut statuses: Vec<String> = vec![];
+    let mut msgs: Vec<String> = vec![];
+    let mut fps: Vec<Option<i64>> = vec![];
+    let mut keeps: Vec<bool> = vec![];
+    let mut quiets: Vec<Option<f64>> = vec![];
+    for (set, out) in items {
+        if out.quiet {
+            continue;
+        }
+        let changed = !(out.created.is_empty() && out.dropped.is_empty() && out.detached.is_empty());
+        let quiet_epoch = out.quiet_until.map(|t| t.timestamp_micros() as f64 / 1e6);
+        let same_status = set.last_status.as_deref() == Some(out.status.as_str());
+        if !changed && same_status && quiet_epoch.is_none() {
+            continue;
+        }
+        ids.push(set.set_id);
+        statuses.push(out.status.clone());
+        msgs.push(out.message.clone().unwrap_or_else(|| out.summary()));
+        fps.push(if changed || quiet_epoch.is_none() { None } else { Some(set.fp) });
+        keeps.push(!changed && same_status);
+        quiets.push(quiet_epoch);
+    }
+    if ids.is_empty() {
         return;
     }
-    let changed = !(out.created.is_empty() && out.dropped.is_empty() && out.detached.is_empty());
-    let quiet_epoch = out.quiet_until.map(|t| t.timestamp_micros() as f64 / 1e6);
-    let same_status = set.last_status.as_deref() == Some(out.status.as_str());
-    if !changed && same_status && quiet_epoch.is_none() {
-        return;
-    }
-    let msg = out.message.clone().unwrap_or_else(|| out.summary());
-    let fingerprint = if changed || quiet_epoch.is_none() { None } else { Some(set.fp) };
     sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.partition_set SET \
-                    last_run_at = CASE WHEN $5 THEN last_run_at ELSE clock_timestamp() END, \
-                    last_status = $2, last_message = CASE WHEN $5 THEN last_message ELSE $3 END, \
-                    fingerprint = $4, quiet_until = to_timestamp($6) \
-              WHERE set_id = $1",
-            &[
-                set.set_id.into(),
-                out.status.as_str().into(),
-                msg.as_str().into(),
-                fingerprint.into(),
-                (!changed && same_status).into(),
-                quiet_epoch.into(),
-            ],
+            "UPDATE pgmart.partition_set s SET \
+                    last_run_at = CASE WHEN u.keep THEN s.last_run_at ELSE clock_timestamp() END, \
+                    last_status = u.status, last_message = CASE WHEN u.keep THEN s.last_message ELSE u.msg END, \
+                    fingerprint = u.fp, quiet_until = to_timestamp(u.quiet) \
+               FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::bool[], $6::float8[]) \
+                    AS u(id, status, msg, fp, keep, quiet) \
+              WHERE s.set_id = u.id",
+            &[ids.into(), statuses.into(), msgs.into(), fps.into(), keeps.into(), quiets.into()],
         )
     });
 }
