@@ -31,6 +31,7 @@ pub struct SetRow {
     pub nspname: String,
     pub table_owner: String,
     pub run_as: String,
+    pub run_as_oid: i64,
     pub control_column: String,
     pub column_type: String,
     pub months: i32,
@@ -55,6 +56,7 @@ fn set_query(filter: &str, always_parts: bool) -> String {
     format!(
         "SELECT s.set_id, s.parent::text AS parent, c.relname::text AS relname, n.nspname::text AS nspname, \
                 o.rolname::text AS table_owner, coalesce(j.owner, o.rolname)::text AS run_as, \
+                coalesce((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.owner), o.oid)::int8 AS run_as_oid, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
                 f.fp, s.fingerprint, \
@@ -403,6 +405,24 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
     }
 }
 
+/// `SET LOCAL lock_timeout` to pgmart.lock_timeout, without a statement (undone by the caller's
+/// GUC nest level).
+fn set_lock_timeout() {
+    let value = std::ffi::CString::new(format!("{}ms", guc::LOCK_TIMEOUT_MS.get())).unwrap_or_default();
+    unsafe {
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Maintain one set: plan, and when there is work, run it in a subtransaction with lock_timeout
 /// as the set's owner. Never raises; the outcome says what happened.
 pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
@@ -427,18 +447,11 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
         }
         return out;
     }
-    let owner = match sql::role_oid(&set.run_as) {
-        Ok(o) => o,
-        Err(e) => {
-            out.status = "failed".into();
-            out.message = Some(e.message);
-            return out;
-        }
-    };
+    let owner = pg_sys::Oid::from(set.run_as_oid as u32);
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     let mut work = out.clone();
     let r = sql::subtransaction(|| {
-        sql::set_local("lock_timeout", &format!("{}ms", guc::LOCK_TIMEOUT_MS.get()));
+        set_lock_timeout();
         sql::as_role(owner, !initial, || {
             // One lock, taken first and subject to lock_timeout, so the set never waits half-way;
             // then plan again, since another session may have maintained the set meanwhile.
