@@ -63,3 +63,13 @@ COMMENT ON FUNCTION pgmart.add_check IS
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 COMMENT ON FUNCTION pgmart.run_checks IS
   'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';
+-- partitions
+COMMENT ON FUNCTION pgmart.create_partition_set IS
+  'Manage a table partitioned by range on a date/timestamp/timestamptz column: create partitions aligned in the set''s time zone from start_at (or now) up to premake periods ahead of now, a default partition, and a maintenance job (returned) that keeps it rolling and applies retention.';
+COMMENT ON FUNCTION pgmart.run_partition_maintenance IS
+  'Maintain one partition set (or every set you may act as) now: create missing partitions ahead, rescue rows from the default partition, apply retention; each set in its own subtransaction with lock_timeout.';
+COMMENT ON FUNCTION pgmart.drop_partition_set IS 'Stop managing a table''s partitions (its partitions and data stay) and delete its maintenance job.';
+COMMENT ON FUNCTION pgmart.partitions IS 'The partitions of a table in time order, with their catalog bounds, size and estimated rows.';
+COMMENT ON FUNCTION pgmart._bound_epoch IS 'Internal: a range partition bound as epoch seconds of the column type.';
+COMMENT ON FUNCTION pgmart._partition_bounds IS 'Internal: every partition of a table with its catalog bounds.';
+COMMENT ON FUNCTION pgmart._now_epoch IS 'Internal: now as epoch seconds of the column type in a time zone.';

@@ -13,6 +13,7 @@ pub mod error;
 pub mod guc;
 pub mod jobs;
 pub mod refresh;
+pub mod partitions;
 pub mod metrics;
 pub mod sql;
 #[cfg(any(test, feature = "pg_test"))]
@@ -33,6 +34,8 @@ extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = [
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
+extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -12,6 +12,7 @@ pub fn run(job: &Job) -> Value {
         "sql" => crate::jobs::sql_job::run(job),
         "refresh" => crate::refresh::exec::run_job(job),
         "check_suite" => crate::checks::run_job(job),
+        "partition_maintenance" => crate::partitions::run_job(job),
         other => PgMartError::state(format!("job kind \"{other}\" is not available in this pgmart build")).raise(),
     }
 }
