@@ -35,7 +35,6 @@ extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["j
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
-extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

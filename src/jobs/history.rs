@@ -8,7 +8,6 @@ use crate::sql;
 /// Capabilities add their history tables here.
 const HISTORY: &[(&str, &str, &str)] = &[
     ("pgmart.job_run", "started_at", "status <> 'running'"),
-    ("pgmart.alerts", "raised_at", "acked_at IS NOT NULL"),
     ("pgmart.refresh_history", "started_at", "true"),
     ("pgmart.alerts", "acked_at", "acked_at IS NOT NULL"),
     ("pgmart.check_results", "run_at", "true"),

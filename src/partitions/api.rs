@@ -33,7 +33,7 @@ fn oid_arg(rel: &PgRelation) -> i64 {
     rel.oid().to_u32() as i64
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn create_partition_set(
     parent: PgRelation,
@@ -185,7 +185,7 @@ fn create_partition_set(
     job_id
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn run_partition_maintenance(
     parent: default!(Option<PgRelation>, "NULL"),
 ) -> TableIterator<
@@ -238,7 +238,7 @@ fn run_partition_maintenance(
     TableIterator::new(rows)
 }
 
-#[pg_extern(volatile)]
+#[pg_extern(schema = "pgmart", volatile)]
 fn drop_partition_set(parent: PgRelation) -> bool {
     let oid = oid_arg(&parent);
     let sets = load_sets("s.parent = $1::int8::oid", &[oid.into()]);
