@@ -17,7 +17,8 @@ test: setup
 	@bash scripts/test.sh
 
 # Benchmarks (not part of `make test`): each prints pgmart's figure beside its anchor's.
-bench: install
+bench: setup
+	cargo pgrx install --release --pg-config /usr/bin/pg_config
 	.venv/bin/python -m pytest pg_test -q -s -m bench -p no:cacheprovider
 
 # Fast loop while developing: pure Rust tests only.
