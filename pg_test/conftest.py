@@ -106,7 +106,10 @@ def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    c = Cluster(request.module.__name__.split(".")[-1])
+    """One cluster per test module, with pgmart created in database postgres. A module sets
+    CLUSTER_SETTINGS (postgresql.conf lines) to tune it, e.g. {"pgmart.enabled": "off"}."""
+    c = Cluster(request.module.__name__.split(".")[-1], settings=getattr(request.module, "CLUSTER_SETTINGS", None))
+    c.sql("CREATE EXTENSION pgmart")
     yield c
     c.destroy()
 

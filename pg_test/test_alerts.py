@@ -7,16 +7,10 @@ import json
 
 import pytest
 
-from conftest import Cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    # The scheduler is off so that only the sessions under test run jobs.
-    c = Cluster("alerts", settings={"pgmart.enabled": "off"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+# The scheduler is off so that only the sessions under test run jobs.
+CLUSTER_SETTINGS = {"pgmart.enabled": "off"}
 
 
 def listener(cluster, channel="pgmart_alerts"):

@@ -4,17 +4,10 @@ a durable alert and a NOTIFY; a check whose column was dropped reports `error` w
 
 import json
 
-import pytest
 
-from conftest import Cluster, wait_for
+from conftest import wait_for
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("checks")
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
 
 
 def test_scheduled_suite_runs_in_the_worker_as_its_owner(cluster):

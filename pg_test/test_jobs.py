@@ -6,16 +6,11 @@ import threading
 
 import pytest
 
-from conftest import Cluster, PGBIN
+from conftest import PGBIN
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    # The scheduler is switched off here so that only the sessions under test run jobs.
-    c = Cluster("jobs", settings={"pgmart.enabled": "off"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+# The scheduler is switched off here so that only the sessions under test run jobs.
+CLUSTER_SETTINGS = {"pgmart.enabled": "off"}
 
 
 def test_two_concurrent_sessions_never_run_a_job_twice(cluster):

@@ -7,15 +7,10 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import Cluster, PGBIN
+from conftest import PGBIN
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("metrics", settings={"pgmart.enabled": "off"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+CLUSTER_SETTINGS = {"pgmart.enabled": "off"}
 
 
 def test_drop_column_is_refused_while_a_metric_uses_it(cluster):

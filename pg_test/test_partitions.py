@@ -5,17 +5,11 @@ stop maintenance of another."""
 import threading
 import time
 
-import pytest
 
-from conftest import Cluster, wait_for
+from conftest import wait_for
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("partitions", settings={"pgmart.naptime": "'1s'", "pgmart.lock_timeout": "'1s'"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+CLUSTER_SETTINGS = {"pgmart.naptime": "'1s'", "pgmart.lock_timeout": "'1s'"}
 
 
 def partitions(cluster, parent):

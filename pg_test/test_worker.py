@@ -30,12 +30,6 @@ def runs(c, name, status=None, db="postgres"):
     return c.one(q, (name, status) if status else (name,), dbname=db)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("worker")
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
 
 
 def test_jobs_run_on_schedule_with_no_client(cluster):
