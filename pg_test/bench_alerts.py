@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from conftest import Cluster
 
 ROWS = 1_000_000
 ROUNDS = 7
@@ -38,15 +37,10 @@ def backend_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("bench_alerts", settings={
+CLUSTER_SETTINGS = {
         "pgmart.enabled": "off", "shared_buffers": "'512MB'", "max_wal_size": "'8GB'",
         "checkpoint_timeout": "'1h'", "synchronous_commit": "off", "autovacuum": "off",
-    })
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+    }
 
 
 @pytest.mark.bench

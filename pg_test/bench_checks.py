@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from conftest import Cluster
 
 ORDERS = 5_000_000
 CUSTOMERS = 200_000
@@ -32,13 +31,8 @@ DBT = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("bench_checks", settings={"pgmart.enabled": "off", "shared_buffers": "'768MB'",
-                                          "max_wal_size": "'4GB'", "checkpoint_timeout": "'30min'"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+CLUSTER_SETTINGS = {"pgmart.enabled": "off", "shared_buffers": "'768MB'",
+                                          "max_wal_size": "'4GB'", "checkpoint_timeout": "'30min'"}
 
 
 @pytest.mark.bench

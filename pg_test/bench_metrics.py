@@ -6,19 +6,13 @@ import time
 
 import pytest
 
-from conftest import Cluster
 
 ROWS = 5_000_000
 RUNS = 5
 FROM, TO = "2024-01-01 00:00+00", "2025-01-01 00:00+00"
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster("bench_metrics", settings={"pgmart.enabled": "off", "shared_buffers": "'512MB'", "work_mem": "'64MB'"})
-    c.sql("CREATE EXTENSION pgmart")
-    yield c
-    c.destroy()
+CLUSTER_SETTINGS = {"pgmart.enabled": "off", "shared_buffers": "'512MB'", "work_mem": "'64MB'"}
 
 
 def timed(conn, query, params=None):
