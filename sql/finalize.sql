@@ -63,6 +63,39 @@ COMMENT ON FUNCTION pgmart.add_check IS
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 COMMENT ON FUNCTION pgmart.run_checks IS
   'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';
+-- The aggregates that compute unique and relationships checks inside the fused row scan (src/checks/agg.rs).
+CREATE FUNCTION pgmart._dup_trans(internal, bigint) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_dup_trans';
+CREATE FUNCTION pgmart._dup_combine(internal, internal) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_dup_combine';
+CREATE FUNCTION pgmart._dup_serial(internal) RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_dup_serial';
+CREATE FUNCTION pgmart._dup_deserial(bytea, internal) RETURNS internal LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_dup_deserial';
+CREATE FUNCTION pgmart._dup_final(internal) RETURNS jsonb LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_dup_final';
+CREATE AGGREGATE pgmart.duplicate_keys(bigint) (
+  SFUNC = pgmart._dup_trans, STYPE = internal, FINALFUNC = pgmart._dup_final, FINALFUNC_MODIFY = READ_WRITE,
+  COMBINEFUNC = pgmart._dup_combine, SERIALFUNC = pgmart._dup_serial, DESERIALFUNC = pgmart._dup_deserial,
+  PARALLEL = SAFE);
+CREATE FUNCTION pgmart._orphan_trans(internal, bigint, bigint[]) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_orphan_trans';
+CREATE FUNCTION pgmart._orphan_combine(internal, internal) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_orphan_combine';
+CREATE FUNCTION pgmart._orphan_serial(internal) RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_orphan_serial';
+CREATE FUNCTION pgmart._orphan_deserial(bytea, internal) RETURNS internal LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_orphan_deserial';
+CREATE FUNCTION pgmart._orphan_final(internal) RETURNS jsonb LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_orphan_final';
+CREATE AGGREGATE pgmart.orphan_keys(bigint, bigint[]) (
+  SFUNC = pgmart._orphan_trans, STYPE = internal, FINALFUNC = pgmart._orphan_final,
+  COMBINEFUNC = pgmart._orphan_combine, SERIALFUNC = pgmart._orphan_serial, DESERIALFUNC = pgmart._orphan_deserial,
+  PARALLEL = SAFE);
+COMMENT ON AGGREGATE pgmart.duplicate_keys(bigint) IS
+  'Integer keys that occur more than once: {"rows": non-null keys, "duplicates": rows beyond the first of each key, "sample": up to 5 duplicated keys}. One sort in memory at the end; parallel safe. Used by unique checks.';
+COMMENT ON AGGREGATE pgmart.orphan_keys(bigint, bigint[]) IS
+  'Integer keys missing from a set of parent keys (the second argument, read once): {"rows": non-null keys, "orphans": rows whose key is missing, "sample": up to 5 such keys}. Parallel safe. Used by relationships checks.';
+COMMENT ON FUNCTION pgmart._dup_trans IS 'Internal: transition function of pgmart.duplicate_keys.';
+COMMENT ON FUNCTION pgmart._dup_combine IS 'Internal: combine function of pgmart.duplicate_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._dup_serial IS 'Internal: serialize function of pgmart.duplicate_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._dup_deserial IS 'Internal: deserialize function of pgmart.duplicate_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._dup_final IS 'Internal: final function of pgmart.duplicate_keys.';
+COMMENT ON FUNCTION pgmart._orphan_trans IS 'Internal: transition function of pgmart.orphan_keys.';
+COMMENT ON FUNCTION pgmart._orphan_combine IS 'Internal: combine function of pgmart.orphan_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._orphan_serial IS 'Internal: serialize function of pgmart.orphan_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._orphan_deserial IS 'Internal: deserialize function of pgmart.orphan_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._orphan_final IS 'Internal: final function of pgmart.orphan_keys.';
 -- partitions
 COMMENT ON FUNCTION pgmart.create_partition_set IS
   'Manage a table partitioned by range on a date/timestamp/timestamptz column: create partitions aligned in the set''s time zone from start_at (or now) up to premake periods ahead of now, a default partition, and a maintenance job (returned) that keeps it rolling and applies retention.';

@@ -22,6 +22,35 @@ pub fn rows<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
 }
 
+thread_local! {
+    /// Saved plans of [`rows_cached`] queries, by query text (fixed texts only: a handful).
+    static PLANS: std::cell::RefCell<std::collections::HashMap<String, pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Like [`rows`], for a fixed query text run many times in a pass (once per partition set, say):
+/// prepared once per backend as a saved SPI plan (PostgreSQL revalidates it when the catalog it
+/// depends on changes), so it is not parsed and planned on every call.
+pub fn rows_cached<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
+    let wrapped = format!(
+        "WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q"
+    );
+    let value: Option<pgrx::JsonB> = Spi::connect(|c| {
+        PLANS.with(|plans| {
+            let mut plans = plans.borrow_mut();
+            if !plans.contains_key(&wrapped) {
+                let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
+                let stmt = c.prepare(wrapped.as_str(), &types)?.keep();
+                plans.insert(wrapped.clone(), stmt);
+            }
+            c.select(&plans[&wrapped], None, args)?.first().get_one::<pgrx::JsonB>()
+        })
+    })
+    .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"));
+    let value = value.unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
+    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+}
+
 /// Run a one-column query and decode that column of every row into `T`.
 pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     let wrapped = format!("WITH q(x) AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::jsonb) FROM q");

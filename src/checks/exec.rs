@@ -147,27 +147,51 @@ fn facts(oid: i64, rel: &RelInfo) -> TableFacts {
         not_null: cols.iter().filter(|c| c.notnull).map(|c| c.name.clone()).collect(),
         foreign_keys: fks.into_iter().map(|f| (f.col, f.parent, f.pcol)).collect(),
         columns: cols.into_iter().map(|c| (c.name, c.ty)).collect(),
+        est_rows: est_rows(oid),
     }
 }
 
-/// A relationships check's parent: (oid as text, quoted relation), resolved now.
-fn parent_of(c: &Check) -> std::result::Result<(String, String), String> {
+/// Rows in a table (all leaf partitions of a partitioned one), an estimate that errs high: the
+/// statistics' density scaled to the current size, as the planner does; without statistics, the
+/// most heap tuples a page can hold (MaxHeapTuplesPerPage) times the pages. -1 for a relation
+/// without storage of its own (a view).
+fn est_rows(oid: i64) -> f64 {
+    sql::one::<f64>(
+        "SELECT coalesce(sum(CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN 291 ELSE c.reltuples / c.relpages END \
+                             * (pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int)), -1)::float8 \
+           FROM pg_catalog.pg_class c \
+          WHERE c.relkind IN ('r', 'm') \
+            AND (c.oid = $1::oid OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)))",
+        &[oid.into()],
+    )
+    .unwrap_or(-1.0)
+}
+
+/// A relationships check's parent: (oid as text, the parent), resolved now.
+fn parent_of(c: &Check) -> std::result::Result<(String, plan::Parent), String> {
     let to = c.params.get("to").and_then(|v| v.as_str()).unwrap_or("");
+    let field = c.params.get("field").and_then(|v| v.as_str()).unwrap_or("");
     #[derive(Deserialize)]
     struct P {
-        oid: String,
+        oid: i64,
         relation: String,
+        field_type: String,
     }
     let p = sql::subtransaction(|| {
         sql::row::<P>(
-            "SELECT c.oid::bigint::text AS oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS relation \
+            "SELECT c.oid::bigint AS oid, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS relation, \
+                    coalesce((SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a \
+                               WHERE a.attrelid = c.oid AND a.attname = $2 AND NOT a.attisdropped), '') AS field_type \
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
               WHERE c.oid = pg_catalog.to_regclass($1)",
-            &[to.into()],
+            &[to.into(), field.into()],
         )
     });
     match p {
-        Ok(Some(p)) => Ok((p.oid, p.relation)),
+        Ok(Some(p)) => Ok((
+            p.oid.to_string(),
+            plan::Parent { relation: p.relation, field_type: p.field_type, est_rows: est_rows(p.oid) },
+        )),
         Ok(None) => Err(format!("parent table \"{to}\" does not exist")),
         Err(e) => Err(e.message),
     }
@@ -222,7 +246,7 @@ fn run_table(oid: i64, rows: &[&CheckRow]) -> Vec<CheckResult> {
     };
     let f = facts(oid, &rel);
     let mut data: Vec<Check> = vec![];
-    let mut parents: BTreeMap<i64, String> = BTreeMap::new();
+    let mut parents: BTreeMap<i64, plan::Parent> = BTreeMap::new();
     for r in rows {
         let t0 = std::time::Instant::now();
         let Some(c) = r.plan() else {
@@ -614,7 +638,8 @@ pub fn register(n: NewCheck) -> i64 {
     };
     let mut parents = BTreeMap::new();
     if kind == Kind::Relationships {
-        parents.insert(0, params["to"].as_str().unwrap_or("").to_string());
+        // Plan the generic anti-join (unknown parent size): it proves the keys are comparable.
+        parents.insert(0, plan::Parent { relation: params["to"].as_str().unwrap_or("").to_string(), field_type: String::new(), est_rows: -1.0 });
     }
     if let Some(fused) = plan::fuse(&f, &[&check], &parents) {
         if let Err(e) = sql::subtransaction(|| sql::exec(&format!("EXPLAIN (COSTS OFF) {}", fused.sql), &[])) {

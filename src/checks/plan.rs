@@ -3,8 +3,11 @@
 //!
 //! Fusion: every check of one table that needs data is computed by ONE statement (so they all see
 //! one snapshot). Inside it, row-level checks (not_null, accepted_values, expression, range,
-//! row_count, freshness) of the same `where_clause` share one scan (`count(*) FILTER (WHERE ...)`);
-//! `unique` and `relationships` take one more pass each.
+//! row_count, freshness) of the same `where_clause` share one scan (`count(*) FILTER (WHERE ...)`).
+//! `unique` on one integer column and `relationships` between integer keys ride along in that same
+//! scan through the aggregates of agg.rs (`duplicate_keys`, `orphan_keys`) when the keys fit in
+//! memory by the planner's own size estimate; otherwise each takes one more pass (a sorted distinct
+//! count, an anti-join).
 
 use crate::error::{PgMartError, Result};
 use serde_json::Value;
@@ -149,6 +152,52 @@ pub struct TableFacts {
     pub foreign_keys: Vec<(String, String, String)>,
     /// Column name -> type (format_type without typmod), in column order.
     pub columns: Vec<(String, String)>,
+    /// Rows now, an estimate that errs high (statistics scaled to the current size, else the most
+    /// tuples its pages can hold); negative when unknown (a view).
+    pub est_rows: f64,
+}
+
+/// A relationships check's parent, resolved at run time.
+#[derive(Debug, Clone, Default)]
+pub struct Parent {
+    /// Quoted, schema-qualified relation name.
+    pub relation: String,
+    /// Type of the parent's key column (format_type), empty if it does not exist.
+    pub field_type: String,
+    /// Estimated rows (as `TableFacts::est_rows`).
+    pub est_rows: f64,
+}
+
+/// Integer key types the in-scan aggregates take (as bigint).
+const INT_KEYS: &[&str] = &["smallint", "integer", "bigint"];
+/// Most rows whose keys `duplicate_keys` collects (8 bytes each, sorted once: 160 MB).
+pub const MAX_COLLECTED_KEYS: f64 = 20_000_000.0;
+/// Most parent rows `orphan_keys` loads into its hash set (per process).
+pub const MAX_PARENT_KEYS: f64 = 10_000_000.0;
+
+fn is_int(ty: Option<&str>) -> bool {
+    ty.map(|t| INT_KEYS.contains(&t)).unwrap_or(false)
+}
+
+fn type_of<'a>(f: &'a TableFacts, col: &str) -> Option<&'a str> {
+    f.columns.iter().find(|(n, _)| n == col).map(|(_, t)| t.as_str())
+}
+
+/// Whether a `unique` check is computed in the row scan (one integer column, keys fit in memory).
+pub fn unique_in_scan(c: &Check, f: &TableFacts) -> bool {
+    c.kind == Kind::Unique
+        && c.columns.len() == 1
+        && is_int(type_of(f, &c.columns[0]))
+        && (0.0..=MAX_COLLECTED_KEYS).contains(&f.est_rows)
+}
+
+/// Whether a `relationships` check is computed in the row scan (integer keys on both sides, the
+/// parent's keys fit in memory).
+pub fn relationships_in_scan(c: &Check, f: &TableFacts, p: &Parent) -> bool {
+    c.kind == Kind::Relationships
+        && is_int(type_of(f, &c.columns[0]))
+        && is_int(Some(p.field_type.as_str()))
+        && (0.0..=MAX_PARENT_KEYS).contains(&p.est_rows)
 }
 
 /// Why a check passes without a scan, if a constraint proves it.
@@ -309,8 +358,12 @@ pub enum Extract {
     Freshness { group: String },
     /// `u<id>` object: `checked`, `failing`, `dup`.
     Unique,
-    /// `r<id>` object: `failing`, `sample`; checked from `group` if present.
+    /// `group` object has `d<id>`: `duplicate_keys()` = `rows`, `duplicates`, `sample`.
+    UniqueInScan { group: String },
+    /// `r<id>` object: `failing`, `lo`, `hi`; checked from `group` if present.
     Relationships { group: Option<String> },
+    /// `group` object has `n` and `o<id>`: `orphan_keys()` = `orphans`, `sample`.
+    RelationshipsInScan { group: String },
 }
 
 #[derive(Debug, Clone)]
@@ -320,14 +373,20 @@ pub struct Fused {
 }
 
 /// Build one statement computing every data check in `checks` on table `f`, on one snapshot.
-/// `parents` maps a relationships check id to its quoted parent relation.
-pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) -> Option<Fused> {
+/// `parents` maps a relationships check id to its parent.
+pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) -> Option<Fused> {
     let mut ctes: Vec<String> = vec![];
     let mut outputs: Vec<String> = vec![];
     let mut items = vec![];
-    // Group row-level checks (and relationships, for their checked count) by where_clause.
+    let rel_in_scan = |c: &Check| parents.get(&c.id).map(|p| relationships_in_scan(c, f, p)).unwrap_or(false);
+    let in_scan = |c: &Check| match c.kind {
+        Kind::Unique => unique_in_scan(c, f),
+        Kind::Relationships => true, // in the group: for its checked count, or computed there
+        k => k.is_row_level(),
+    };
+    // Group the checks computed in (or counted by) a row scan by where_clause.
     let mut groups: Vec<(Option<String>, Vec<&Check>)> = vec![];
-    for c in checks.iter().filter(|c| c.kind.is_row_level() || c.kind == Kind::Relationships) {
+    for c in checks.iter().filter(|c| in_scan(c)) {
         match groups.iter_mut().find(|(w, _)| *w == c.where_clause) {
             Some((_, v)) => v.push(c),
             None => groups.push((c.where_clause.clone(), vec![c])),
@@ -373,6 +432,24 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
                     }
                     items.push((c.id, Extract::Freshness { group: g.clone() }));
                 }
+                Kind::Unique => {
+                    cols.push(format!("pgmart.duplicate_keys({}::int8) AS d{}", qi(&c.columns[0]), c.id));
+                    items.push((c.id, Extract::UniqueInScan { group: g.clone() }));
+                }
+                Kind::Relationships if rel_in_scan(c) => {
+                    let p = &parents[&c.id];
+                    let field = qi(c.params.get("field").and_then(|v| v.as_str()).unwrap_or(""));
+                    // The parent's keys: an uncorrelated sub-select, so PostgreSQL evaluates it once
+                    // (an InitPlan, passed to parallel workers) and the aggregate hashes it once.
+                    cols.push(format!(
+                        "pgmart.orphan_keys({}::int8, (SELECT pg_catalog.array_agg(p.{field}::int8) FROM {} p \
+                         WHERE p.{field} IS NOT NULL)) AS o{}",
+                        qi(&c.columns[0]),
+                        p.relation,
+                        c.id
+                    ));
+                    items.push((c.id, Extract::RelationshipsInScan { group: g.clone() }));
+                }
                 _ => {}
             }
         }
@@ -393,7 +470,7 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
         }
         group_of.insert(w.clone(), g);
     }
-    for c in checks.iter().filter(|c| c.kind == Kind::Unique) {
+    for c in checks.iter().filter(|c| c.kind == Kind::Unique && !unique_in_scan(c, f)) {
         let cols: Vec<String> = c.columns.iter().map(|x| qi(x)).collect();
         let key = if cols.len() == 1 { cols[0].clone() } else { format!("ROW({})", cols.join(", ")) };
         let nn: Vec<String> = cols.iter().map(|x| format!("{x} IS NOT NULL")).collect();
@@ -442,8 +519,8 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, String>) 
         }
         items.push((c.id, Extract::Unique));
     }
-    for c in checks.iter().filter(|c| c.kind == Kind::Relationships) {
-        let Some(parent) = parents.get(&c.id) else { continue };
+    for c in checks.iter().filter(|c| c.kind == Kind::Relationships && !rel_in_scan(c)) {
+        let Some(parent) = parents.get(&c.id).map(|p| &p.relation) else { continue };
         let col = qi(&c.columns[0]);
         let arg = min_arg(&c.columns[0], f);
         let field = qi(c.params.get("field").and_then(|v| v.as_str()).unwrap_or(""));
@@ -561,6 +638,19 @@ pub fn extract(c: &Check, how: &Extract, result: &Value) -> Measured {
                 serde_json::json!([])
             };
             Measured { failing, checked: int(u, "checked"), sample, verdict: None }
+        }
+        Extract::UniqueInScan { group } => {
+            let d = &result[group.as_str()][format!("d{}", c.id).as_str()];
+            let failing = int(d, "duplicates");
+            let sample = d.get("sample").cloned().filter(|_| failing.unwrap_or(0) > 0).unwrap_or(serde_json::json!([]));
+            Measured { failing, checked: int(d, "rows"), sample, verdict: None }
+        }
+        Extract::RelationshipsInScan { group } => {
+            let g = &result[group.as_str()];
+            let o = &g[format!("o{}", c.id).as_str()];
+            let failing = int(o, "orphans");
+            let sample = o.get("sample").cloned().filter(|_| failing.unwrap_or(0) > 0).unwrap_or(serde_json::json!([]));
+            Measured { failing, checked: int(g, "n"), sample, verdict: None }
         }
         Extract::Relationships { group } => {
             let r = &result[format!("r{}", c.id).as_str()];
@@ -841,7 +931,7 @@ mod tests {
         let d = check(4, Kind::Unique, &["id"], json!({}), None);
         let e = check(5, Kind::Relationships, &["customer_id"], json!({"to": "customers", "field": "id"}), None);
         let mut parents = BTreeMap::new();
-        parents.insert(5, "public.customers".to_string());
+        parents.insert(5, Parent { relation: "public.customers".into(), field_type: "bigint".into(), est_rows: -1.0 });
         let fused = fuse(&f, &[&a, &b, &c, &d, &e], &parents).unwrap();
         // Two row scans (two where clauses), one unique pass, one anti-join: one statement (plus
         // passes for samples that run only when a check that passed last time fails now).
@@ -854,7 +944,7 @@ mod tests {
         assert!(again.sql.contains("count(DISTINCT \"id\") AS failing, pg_catalog.to_jsonb(mode()"), "{}", again.sql);
         assert_eq!(again.sql.matches("FROM public.orders").count(), 1);
         // The previous duplicate is re-counted in the same pass; mode() only if it was fixed.
-        let f2 = TableFacts { columns: vec![("id".into(), "bigint".into())], ..f.clone() };
+        let f2 = TableFacts { columns: vec![("id".into(), "bigint".into())], est_rows: -1.0, ..f.clone() };
         d2.prev_sample = Some(json!([6]));
         let reuse = fuse(&f2, &[&d2], &parents).unwrap();
         assert!(reuse.sql.contains("count(*) FILTER (WHERE \"id\" = '6') AS prev_n"), "{}", reuse.sql);
@@ -867,6 +957,49 @@ mod tests {
         assert!(fused.sql.contains("NOT EXISTS (SELECT 1 FROM public.customers p WHERE p.\"id\" = c.\"customer_id\")"));
         assert_eq!(fused.items.len(), 5);
         assert_eq!(fused.items[4].1, Extract::Relationships { group: Some("g0".into()) });
+    }
+
+    #[test]
+    fn integer_unique_and_relationships_ride_in_the_row_scan_when_keys_fit() {
+        let cols = vec![("id".to_string(), "bigint".to_string()), ("customer_id".into(), "integer".into()),
+                        ("code".into(), "text".into())];
+        let f = TableFacts { relation: "public.orders".into(), pk: vec![], has_ctid: true, columns: cols,
+                             est_rows: 5e6, ..Default::default() };
+        let a = check(1, Kind::NotNull, &["customer_id"], json!({}), None);
+        let d = check(4, Kind::Unique, &["id"], json!({}), None);
+        let e = check(5, Kind::Relationships, &["customer_id"], json!({"to": "customers", "field": "id"}), None);
+        let parent = Parent { relation: "public.customers".into(), field_type: "bigint".into(), est_rows: 2e5 };
+        let parents: BTreeMap<i64, Parent> = [(5, parent.clone())].into();
+        let fused = fuse(&f, &[&a, &d, &e], &parents).unwrap();
+        // One scan of orders (and the lazy sample pass), nothing else.
+        assert_eq!(fused.sql.matches("FROM public.orders").count(), 2, "{}", fused.sql);
+        assert!(fused.sql.contains("pgmart.duplicate_keys(\"id\"::int8) AS d4"), "{}", fused.sql);
+        assert!(fused.sql.contains("pgmart.orphan_keys(\"customer_id\"::int8, (SELECT pg_catalog.array_agg(p.\"id\"::int8) \
+             FROM public.customers p WHERE p.\"id\" IS NOT NULL)) AS o5"), "{}", fused.sql);
+        assert_eq!(fused.items[1].1, Extract::UniqueInScan { group: "g0".into() });
+        assert_eq!(fused.items[2].1, Extract::RelationshipsInScan { group: "g0".into() });
+        let result = json!({"g0": {"n": 10, "f1": 0, "d4": {"rows": 9, "duplicates": 2, "sample": [3, 7]},
+                                   "o5": {"rows": 10, "orphans": 0, "sample": []}}});
+        let m = extract(&d, &fused.items[1].1, &result);
+        assert_eq!((m.failing, m.checked, m.sample.clone()), (Some(2), Some(9), json!([3, 7])));
+        let m = extract(&e, &fused.items[2].1, &result);
+        assert_eq!((m.failing, m.checked, m.sample.clone()), (Some(0), Some(10), json!([])));
+        // Too big, unknown size, or not integers: the separate passes.
+        for (facts, par) in [
+            (TableFacts { est_rows: MAX_COLLECTED_KEYS * 2.0, ..f.clone() }, parent.clone()),
+            (TableFacts { est_rows: -1.0, ..f.clone() }, Parent { est_rows: MAX_PARENT_KEYS * 2.0, ..parent.clone() }),
+            (f.clone(), Parent { field_type: "numeric".into(), ..parent.clone() }),
+        ] {
+            let parents: BTreeMap<i64, Parent> = [(5, par.clone())].into();
+            let sql = fuse(&facts, &[&d, &e], &parents).unwrap().sql;
+            assert_eq!(sql.contains("duplicate_keys"), unique_in_scan(&d, &facts), "{sql}");
+            assert!(!sql.contains("orphan_keys") || relationships_in_scan(&e, &facts, &par), "{sql}");
+        }
+        assert!(!unique_in_scan(&d, &TableFacts { est_rows: -1.0, ..f.clone() }));
+        assert!(!relationships_in_scan(&e, &f, &Parent { field_type: "numeric".into(), ..parent.clone() }));
+        let multi = check(6, Kind::Unique, &["id", "customer_id"], json!({}), None);
+        let code = check(7, Kind::Unique, &["code"], json!({}), None);
+        assert!(!unique_in_scan(&multi, &f) && !unique_in_scan(&code, &f));
     }
 
     #[test]

@@ -30,7 +30,8 @@ mod tests {
 
     #[pg_test]
     fn unique_pass_fail_nulls_threshold_and_constraint() {
-        run("CREATE TABLE ck_u (id int, a int, b int); INSERT INTO ck_u SELECT g, g % 3, g FROM generate_series(1, 100) g");
+        run("CREATE TABLE ck_u (id int, a int, b int, t text); \
+             INSERT INTO ck_u SELECT g, g % 3, g, 'k' || g FROM generate_series(1, 100) g");
         let id = one::<i64>("SELECT pgmart.add_check('ck_u', 'unique', ARRAY['id'])").unwrap();
         assert!(id > 0);
         assert_eq!(one::<String>(&format!("SELECT name FROM pgmart.\"check\" WHERE check_id = {id}")).as_deref(), Some("unique_ck_u_id"));
@@ -41,13 +42,22 @@ mod tests {
         run("INSERT INTO ck_u VALUES (7, 1, 1), (7, 1, 1), (8, 1, 1)");
         // Surplus rows: 2 extra copies of 7, 1 of 8.
         assert_eq!(outcome("ck_u", "unique_ck_u_id"), ("fail".into(), Some(3), Some(103)));
-        assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([7]));
-        // The same duplicate again (re-counted in the same pass) ...
-        assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([7]));
-        // ... and once it is fixed, the next one.
+        // Integer keys are checked inside the row scan (pgmart.duplicate_keys): up to 5 keys.
+        assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([7, 8]));
         run("DELETE FROM ck_u WHERE id = 7");
         assert_eq!(sample("ck_u", "unique_ck_u_id"), serde_json::json!([8]));
         run("INSERT INTO ck_u VALUES (7, 1, 1), (7, 1, 1), (7, 1, 1)");
+        assert_eq!(outcome("ck_u", "unique_ck_u_id"), ("fail".into(), Some(3), Some(103)));
+        // Other keys take one sorted pass; its sample is a duplicated key, re-counted in the same
+        // pass while it stays duplicated, and the next one once it is fixed.
+        run("SELECT pgmart.add_check('ck_u', 'unique', ARRAY['t'])");
+        assert_eq!(outcome("ck_u", "unique_ck_u_t"), ("pass".into(), Some(0), Some(99)));
+        run("INSERT INTO ck_u (t) VALUES ('k5'), ('k9'), ('k9')");
+        assert_eq!(outcome("ck_u", "unique_ck_u_t"), ("fail".into(), Some(3), Some(102)));
+        assert_eq!(sample("ck_u", "unique_ck_u_t"), serde_json::json!(["k9"]));
+        assert_eq!(sample("ck_u", "unique_ck_u_t"), serde_json::json!(["k9"]));
+        run("DELETE FROM ck_u WHERE t = 'k9'");
+        assert_eq!(sample("ck_u", "unique_ck_u_t"), serde_json::json!(["k5"]));
         // Compound keys.
         run("SELECT pgmart.add_check('ck_u', 'unique', ARRAY['a', 'b'])");
         assert_eq!(outcome("ck_u", "unique_ck_u_a_b").0, "fail");
@@ -113,12 +123,76 @@ mod tests {
         run("INSERT INTO ck_child VALUES (4, 9), (5, 9)");
         assert_eq!(outcome("ck_child", "relationships_ck_child_pid"), ("fail".into(), Some(2), Some(5)));
         assert_eq!(sample("ck_child", "relationships_ck_child_pid"), serde_json::json!([9]));
+        run("INSERT INTO ck_child VALUES (6, 12)");
+        assert_eq!(sample("ck_child", "relationships_ck_child_pid"), serde_json::json!([9, 12]));
+        // Keys that are not integers take an anti-join pass (NULL keys are not orphans there either).
+        run("CREATE TABLE ck_tparent (code text PRIMARY KEY); INSERT INTO ck_tparent VALUES ('a'); \
+             CREATE TABLE ck_tchild (code text); INSERT INTO ck_tchild VALUES ('a'), ('b'), ('b'), (NULL)");
+        run("SELECT pgmart.add_check('ck_tchild', 'relationships', ARRAY['code'], '{\"to\": \"ck_tparent\", \"field\": \"code\"}')");
+        assert_eq!(outcome("ck_tchild", "relationships_ck_tchild_code"), ("fail".into(), Some(2), Some(4)));
+        assert_eq!(sample("ck_tchild", "relationships_ck_tchild_code"), serde_json::json!(["b"]));
         run("CREATE TABLE ck_child2 (pid int REFERENCES ck_parent (id))");
         run("SELECT pgmart.add_check('ck_child2', 'relationships', ARRAY['pid'], '{\"to\": \"ck_parent\", \"field\": \"id\"}')");
         assert!(sample("ck_child2", "relationships_ck_child2_pid")["note"].as_str().unwrap().contains("foreign key"));
         assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_child', 'relationships', ARRAY['pid'], '{\"to\": \"no_such\", \"field\": \"id\"}', name => 'r1')"), "42P01");
         assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_child', 'relationships', ARRAY['pid'], '{\"to\": \"ck_parent\", \"field\": \"nope\"}', name => 'r2')"), "42703");
         assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_child', 'relationships', ARRAY['pid'], '{\"to\": \"ck_parent\"}', name => 'r3')"), "22023");
+    }
+
+    #[pg_test]
+    fn key_aggregates_agree_with_sql_serial_and_parallel() {
+        // Dense ids with planted duplicates, and sparse keys (bitmap, then list), plus NULLs.
+        run("CREATE TABLE ck_keys AS SELECT g AS dense, CASE WHEN g % 1000 = 0 THEN g - 1 END AS gaps, \
+                    (g::int8 * 2654435761) % 1000000007 * (CASE WHEN g % 2 = 0 THEN 1 ELSE -1 END) * 1000003 AS sparse, \
+                    (g % 5000) AS ref \
+               FROM generate_series(1, 200000) g; \
+             INSERT INTO ck_keys VALUES (5, NULL, 0, 99999), (5, NULL, 0, NULL), (77, 1, 0, 123456); ANALYZE ck_keys");
+        run("CREATE TABLE ck_refs AS SELECT g AS id FROM generate_series(1, 4999) g");
+        let want = |col: &str| {
+            one::<pgrx::JsonB>(&format!(
+                "SELECT jsonb_build_object('rows', count({col}), 'duplicates', count({col}) - count(DISTINCT {col}), \
+                        'sample', coalesce((SELECT jsonb_agg(k ORDER BY k) FROM (SELECT {col} AS k FROM ck_keys \
+                          WHERE {col} IS NOT NULL GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5) d), '[]')) FROM ck_keys"
+            ))
+            .unwrap()
+            .0
+        };
+        let orphans_want = serde_json::json!({"rows": 200002, "orphans": 40 + 2, "sample": [0, 99999, 123456]});
+        for parallel in [false, true] {
+            if parallel {
+                run("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; \
+                     SET max_parallel_workers_per_gather = 2");
+                let plan = Spi::connect(|c| {
+                    c.select("EXPLAIN SELECT pgmart.duplicate_keys(dense), pgmart.orphan_keys(ref, NULL) FROM ck_keys", None, &[])
+                        .unwrap()
+                        .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                assert!(plan.contains("Partial Aggregate"), "{plan}");
+            }
+            for col in ["dense", "gaps", "sparse"] {
+                let got = one::<pgrx::JsonB>(&format!("SELECT pgmart.duplicate_keys({col}) FROM ck_keys")).unwrap().0;
+                assert_eq!(got, want(col), "{col}, parallel={parallel}");
+            }
+            let got = one::<pgrx::JsonB>(
+                "SELECT pgmart.orphan_keys(ref, (SELECT array_agg(id::int8) FROM ck_refs)) FROM ck_keys",
+            )
+            .unwrap()
+            .0;
+            assert_eq!(got["rows"], orphans_want["rows"], "parallel={parallel}");
+            assert_eq!(got["orphans"], orphans_want["orphans"], "parallel={parallel}");
+            assert_eq!(got["sample"], orphans_want["sample"], "parallel={parallel}");
+        }
+        // No rows: zeros, not NULL; no parent keys: every key is an orphan.
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT pgmart.duplicate_keys(dense) FROM ck_keys WHERE false").unwrap().0,
+            serde_json::json!({"rows": 0, "duplicates": 0, "sample": []})
+        );
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT pgmart.orphan_keys(ref, NULL) FROM ck_keys WHERE dense <= 3").unwrap().0["orphans"],
+            serde_json::json!(3)
+        );
     }
 
     #[pg_test]

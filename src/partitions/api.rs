@@ -220,7 +220,7 @@ fn run_partition_maintenance(
             sets
         }
         None => exec::load_sets_for_pass(
-            "pg_catalog.pg_has_role(current_user, coalesce(j.owner, o.rolname), 'MEMBER')",
+            "pg_catalog.pg_has_role(current_user, coalesce(j.owner, pg_catalog.pg_get_userbyid(c.relowner)), 'MEMBER')",
             &[],
         ),
     };

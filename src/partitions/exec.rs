@@ -55,8 +55,9 @@ pub struct SetRow {
 fn set_query(filter: &str, always_parts: bool) -> String {
     format!(
         "SELECT s.set_id, s.parent::text AS parent, c.relname::text AS relname, n.nspname::text AS nspname, \
-                o.rolname::text AS table_owner, coalesce(j.owner, o.rolname)::text AS run_as, \
-                coalesce((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.owner), o.oid)::int8 AS run_as_oid, \
+                pg_catalog.pg_get_userbyid(c.relowner)::text AS table_owner, \
+                coalesce(j.owner, pg_catalog.pg_get_userbyid(c.relowner))::text AS run_as, \
+                coalesce((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.owner), c.relowner)::int8 AS run_as_oid, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
                 f.fp, s.fingerprint, \
@@ -68,7 +69,6 @@ fn set_query(filter: &str, always_parts: bool) -> String {
            FROM pgmart.partition_set s \
            JOIN pg_catalog.pg_class c ON c.oid = s.parent \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-           JOIN pg_catalog.pg_roles o ON o.oid = c.relowner \
            LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
            CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp \
                                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
@@ -252,7 +252,7 @@ fn template(set: &SetRow, p: &Plan) -> Template {
         taken: Vec<String>,
         retire_names: Vec<String>,
     }
-    let t = sql::row::<T>(
+    let t = sql::rows_cached::<T>(
         "SELECT current_user::text AS me, \
                 (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 \
                    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
@@ -282,6 +282,8 @@ fn template(set: &SetRow, p: &Plan) -> Template {
             retire.into(),
         ],
     )
+    .into_iter()
+    .next()
     .expect("one row");
     let owner_sql = (t.me != set.table_owner).then(|| quote_identifier(&set.table_owner));
     let reloptions = (!t.reloptions.is_empty()).then(|| {
