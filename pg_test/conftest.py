@@ -88,6 +88,16 @@ class Cluster:
         if extension:
             self.sql("CREATE EXTENSION pgmart", dbname=name)
 
+    def dump_restore(self, src, dst):
+        """pg_dump database `src` (custom format) and pg_restore it into a new database `dst`,
+        stopping at the first error."""
+        out = os.path.join(self.dir, f"{src}.dump")
+        run_as_postgres(f"{PGBIN}/pg_dump", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-Fc", "-f", out, src)
+        self.createdb(dst, extension=False)
+        r = run_as_postgres(f"{PGBIN}/pg_restore", "-h", self.dir, "-p", str(self.port), "-U", "postgres",
+                            "--exit-on-error", "-d", dst, out, check=False)
+        assert r.returncode == 0, r.stderr
+
     def server_log(self):
         with open(self.log) as f:
             return f.read()

@@ -179,17 +179,11 @@ def test_seed_conversation_signals_upsert_fires_once_per_new_high_risk_signal(cl
     assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'conversation_risk'") == 3
 
 
-def test_rules_survive_pg_dump_and_restore(cluster, tmp_path):
-    import os
-    import subprocess
-    from conftest import PGBIN, run_as_postgres
+def test_rules_survive_pg_dump_and_restore(cluster):
     cluster.createdb("dump_src")
     cluster.sql("CREATE TABLE s (id int, v text)", dbname="dump_src")
     cluster.sql("SELECT pgmart.add_alert_rule('dump_rule', 's', $$v = 'high'$$)", dbname="dump_src")
-    out = os.path.join(cluster.dir, "alerts.dump")
-    run_as_postgres(f"{PGBIN}/pg_dump", "-h", cluster.dir, "-p", str(cluster.port), "-Fc", "-f", out, "dump_src")
-    cluster.createdb("dump_dst", extension=False)
-    run_as_postgres(f"{PGBIN}/pg_restore", "-h", cluster.dir, "-p", str(cluster.port), "-d", "dump_dst", out)
+    cluster.dump_restore("dump_src", "dump_dst")
     assert cluster.one("SELECT count(*) FROM pgmart.alert_rules WHERE name = 'dump_rule'", dbname="dump_dst") == 1
     cluster.sql("INSERT INTO s VALUES (1, 'high'), (2, 'low')", dbname="dump_dst")
     assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'dump_rule'", dbname="dump_dst") == 1

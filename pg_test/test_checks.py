@@ -84,3 +84,22 @@ def test_dropped_column_reports_error_while_the_others_pass(cluster):
     assert rows["row_count_drift"][0] == "pass"
     msg = cluster.one("SELECT message FROM pgmart.check_results WHERE name = 'not_null_drift_a' ORDER BY result_id DESC LIMIT 1")
     assert 'column "a" does not exist' in msg
+
+
+def test_checks_survive_pg_dump_and_restore(cluster):
+    cluster.createdb("checks_src")
+    d = dict(dbname="checks_src")
+    cluster.sql("CREATE TABLE cust (id int PRIMARY KEY); INSERT INTO cust VALUES (1)", **d)
+    cluster.sql("CREATE TABLE ord (id int, cust_id int, status text); "
+                "INSERT INTO ord VALUES (1, 1, 'ok'), (1, 9, 'ok')", **d)
+    cluster.sql("SELECT pgmart.add_check('ord', 'unique', ARRAY['id'], schedule => '1 hour')", **d)
+    cluster.sql("SELECT pgmart.add_check('ord', 'relationships', ARRAY['cust_id'], "
+                "'{\"to\": \"cust\", \"field\": \"id\"}', severity => 'warn')", **d)
+    cluster.sql("SELECT pgmart.add_check('ord', 'accepted_values', ARRAY['status'], '{\"values\": [\"ok\"]}', "
+                "where_clause => 'id > 0')", **d)
+    cluster.dump_restore("checks_src", "checks_dst")
+    t = dict(dbname="checks_dst")
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'check_suite'", **t) == 1
+    got = cluster.sql("SELECT name, status, failing_rows FROM pgmart.run_checks('ord') ORDER BY check_id", **t)
+    assert got == [("unique_ord_id", "fail", 1), ("relationships_ord_cust_id", "warn", 1),
+                   ("accepted_values_ord_status", "pass", 0)], got

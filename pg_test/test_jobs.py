@@ -1,12 +1,10 @@
 """End-to-end: the job engine from real sessions. Concurrent refresh_due() callers never run a job
 twice; jobs run with their owner's privileges; the catalog survives pg_dump."""
 
-import subprocess
 import threading
 
 import pytest
 
-from conftest import PGBIN
 
 
 # The scheduler is switched off here so that only the sessions under test run jobs.
@@ -97,18 +95,8 @@ def test_other_roles_cannot_see_or_touch_alices_jobs(cluster):
 
 def test_job_catalog_is_in_pg_dump(cluster):
     cluster.sql("SELECT pgmart.schedule_sql('dumped_job', 'SELECT 1', '0 3 * * *', 'Europe/Berlin')")
-    out = subprocess.run(
-        [f"{PGBIN}/pg_dump", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    assert "dumped_job" in out and "Europe/Berlin" in out
     # Restore into a fresh database: the job is there again, with its schedule.
-    cluster.sql("CREATE DATABASE restored")
-    subprocess.run(
-        [f"{PGBIN}/psql", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "restored",
-         "-v", "ON_ERROR_STOP=0", "-q"],
-        input=out, capture_output=True, text=True,
-    )
+    cluster.dump_restore("postgres", "restored")
     assert cluster.sql("SELECT schedule, timezone FROM pgmart.jobs WHERE name = 'dumped_job'", dbname="restored") == [
         ("0 3 * * *", "Europe/Berlin")
     ]

@@ -2,12 +2,10 @@
 uses (naming the metric), renames keep it working, and a BI-only role can read metrics and their
 values (under its own row-level security) but cannot register metrics."""
 
-import subprocess
 
 import psycopg
 import pytest
 
-from conftest import PGBIN
 
 
 CLUSTER_SETTINGS = {"pgmart.enabled": "off"}
@@ -106,17 +104,7 @@ def test_metrics_survive_pg_dump_and_restore(cluster):
     cluster.sql("INSERT INTO visits VALUES ('2024-07-01 10:00+00', 100, 'a'), ('2024-07-01 11:00+00', 300, 'b')", **d)
     cluster.sql("SELECT pgmart.register_metric('avg_ms', 'visits', 'avg(ms)', 'at', 'web', 'Mean load time', '{page}')", **d)
     cluster.sql("SELECT pgmart.register_metric('avg_ms', 'visits', 'avg(ms)', 'at', 'web', 'Mean load time (ms)', '{page}')", **d)
-    out = subprocess.run(
-        [f"{PGBIN}/pg_dump", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "dumpsrc"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    cluster.sql("CREATE DATABASE dumpdst")
-    r = subprocess.run(
-        [f"{PGBIN}/psql", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "dumpdst",
-         "-v", "ON_ERROR_STOP=1", "-q"],
-        input=out, capture_output=True, text=True,
-    )
-    assert r.returncode == 0, r.stderr
+    cluster.dump_restore("dumpsrc", "dumpdst")
     t = dict(dbname="dumpdst")
     assert cluster.sql("SELECT name, version, description FROM pgmart.metrics", **t) == [
         ("avg_ms", 2, "Mean load time (ms)")]

@@ -106,3 +106,22 @@ def test_a_locked_parent_does_not_stop_another(cluster):
     # Once the lock is gone, a catches up on its own.
     wait_for(lambda: newest["lock_a"] in partitions(cluster, "lock_a"), timeout=120, interval=0.5,
              what="lock_a maintained after the lock is released")
+
+
+def test_sets_survive_pg_dump_and_restore(cluster):
+    cluster.createdb("part_src")
+    d = dict(dbname="part_src")
+    cluster.sql("CREATE TABLE ev (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts)", **d)
+    cluster.sql("SELECT pgmart.create_partition_set('ev', 'ts', '1 day', premake => 3, retention => '30 days')", **d)
+    cluster.sql("INSERT INTO ev VALUES (now(), 1), (now() - interval '1 year', 2)", **d)
+    listing = "SELECT partition_name, lower_bound, upper_bound FROM pgmart.partitions('ev')"
+    before = cluster.sql(listing, **d)
+    cluster.dump_restore("part_src", "part_dst")
+    t = dict(dbname="part_dst")
+    assert cluster.sql(listing, **t) == before
+    assert cluster.sql("SELECT parent, premake, retention::text, retention_mode FROM pgmart.partition_sets", **t) == [
+        ("ev", 3, "30 days", "drop")]
+    assert cluster.one("SELECT count(*) FROM ev", **t) == 2
+    # The restored set is managed as before: its job exists and maintenance runs.
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'partition_maintenance' AND target = 'ev'", **t) == 1
+    assert cluster.sql("SELECT parent, status FROM pgmart.run_partition_maintenance('ev')", **t) == [("ev", "succeeded")]

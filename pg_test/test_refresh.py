@@ -159,18 +159,7 @@ def test_bi_role_reads_freshness_and_nothing_else(cluster):
 
 
 def test_registrations_survive_pg_dump_and_restore(cluster):
-    import subprocess
-    import conftest
-    out = subprocess.run(
-        [f"{conftest.PGBIN}/pg_dump", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "postgres"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    cluster.sql("CREATE DATABASE restored")
-    subprocess.run(
-        [f"{conftest.PGBIN}/psql", "-h", cluster.dir, "-p", str(cluster.port), "-U", "postgres", "-d", "restored",
-         "-v", "ON_ERROR_STOP=0", "-q"],
-        input=out, capture_output=True, text=True,
-    )
+    cluster.dump_restore("postgres", "restored")
     got = cluster.sql("SELECT object, slo FROM pgmart.freshness WHERE object LIKE 'public.mv\\_%%' AND last_status <> 'dropped' "
                       "ORDER BY object", dbname="restored")
     assert [g[0] for g in got] == ["public.mv_a", "public.mv_b", "public.mv_c", "public.mv_ratio"], got
