@@ -87,7 +87,8 @@ SELECT s.parent::text AS parent, s.control_column, s.partition_interval, s.prema
           JOIN pg_catalog.pg_class c ON c.oid = d.child
           LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid = d.child
          WHERE d.is_default) AS rows_in_default,
-       CASE WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at > s.last_run_at)
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.parent) THEN 'dropped'
+            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at > s.last_run_at)
             THEN j.last_status ELSE s.last_status END AS last_status,
        greatest(s.last_run_at, j.last_run_at) AS last_run_at,
        s.last_message, s.default_partition, s.start_at, j.owner

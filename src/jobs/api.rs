@@ -302,7 +302,23 @@ fn alter_job(
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_job(job_id: i64) {
     let job = job_for_caller(job_id);
-    if job.kind != "sql" {
+    // A refresh or partition job whose table or view was dropped is disabled when it next runs; it
+    // (and its registration) can then go this way, since the object's name no longer resolves.
+    let orphaned = sql::as_catalog_owner(|| {
+        sql::one::<bool>(
+            "SELECT CASE $2 \
+               WHEN 'partition_maintenance' THEN NOT EXISTS (SELECT 1 FROM pgmart.partition_set s \
+                      JOIN pg_catalog.pg_class c ON c.oid = s.parent WHERE s.job_id = $1) \
+               WHEN 'refresh' THEN NOT EXISTS (SELECT 1 FROM pgmart.refresh_view r \
+                      JOIN pg_catalog.pg_class c ON c.oid = r.view WHERE r.job_id = $1) \
+               ELSE false END",
+            &[job_id.into(), job.kind.as_str().into()],
+        )
+        .unwrap_or(false)
+    });
+    if orphaned {
+        sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.partition_set WHERE job_id = $1", &[job_id.into()]));
+    } else if job.kind != "sql" {
         let hint = match job.kind.as_str() {
             "partition_maintenance" => "Use pgmart.drop_partition_set().",
             "refresh" => "Use pgmart.unschedule_refresh().",

@@ -548,7 +548,26 @@ pub fn record_all(items: &[(&SetRow, &Outcome)]) {
 pub fn run_job(job: &Job) -> Value {
     let sets = load_sets_for_pass("s.job_id = $1", &[job.job_id.into()]);
     let Some(set) = sets.first() else {
-        return json!({ "message": format!("the table of {} no longer exists; nothing to maintain", job.target.clone().unwrap_or_default()) });
+        // The parent was dropped: disable the job once, with an alert, instead of running it
+        // forever for nothing (drop_partition_set removes what is left).
+        let what = job.target.clone().unwrap_or_default();
+        sql::as_catalog_owner(|| {
+            sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job.job_id.into()]);
+            sql::exec(
+                "UPDATE pgmart.partition_set SET last_status = 'dropped', last_run_at = clock_timestamp(), \
+                        last_message = 'the partitioned table was dropped; maintenance job disabled' WHERE job_id = $1",
+                &[job.job_id.into()],
+            );
+        });
+        crate::alerts::raise_health(
+            "partition_set",
+            &what,
+            "medium",
+            None,
+            json!({ "problem": "partitioned table dropped; its maintenance job was disabled", "job_id": job.job_id }),
+            &format!("partition_set_dropped:{}", job.job_id),
+        );
+        return json!({ "message": format!("the table of {what} no longer exists; maintenance job disabled") });
     };
     let out = maintain(set, false);
     if out.status != "succeeded" {

@@ -3,21 +3,8 @@
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
-    use crate::sql;
+    use crate::testing::{one, run, sqlstate_of};
     use pgrx::prelude::*;
-
-    fn sqlstate_of(query: &str) -> String {
-        match sql::subtransaction(|| Spi::run(query)) {
-            Ok(_) => panic!("expected an error from: {query}"),
-            Err(c) => c.sqlstate,
-        }
-    }
-    fn one<T: FromDatum + IntoDatum>(q: &str) -> Option<T> {
-        Spi::get_one::<T>(q).unwrap()
-    }
-    fn run(q: &str) {
-        Spi::run(q).unwrap()
-    }
     fn count_parts(t: &str) -> i64 {
         one::<i64>(&format!("SELECT count(*) FROM pgmart.partitions('{t}')")).unwrap()
     }
@@ -242,6 +229,26 @@ mod tests {
         // drop_job refuses partition jobs (they belong to a set).
         let job2 = one::<i64>("SELECT pgmart.create_partition_set('pt_drop', 'ts', '1 day')").unwrap();
         assert_eq!(sqlstate_of(&format!("SELECT pgmart.drop_job({job2})")), "55000");
+    }
+
+    #[pg_test]
+    fn a_dropped_parent_disables_its_job_and_drop_job_cleans_up() {
+        run("CREATE TABLE pt_gone (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)");
+        let job = one::<i64>("SELECT pgmart.create_partition_set('pt_gone', 'ts', '1 day')").unwrap();
+        run("DROP TABLE pt_gone");
+        assert_eq!(one::<String>(&format!("SELECT last_status FROM pgmart.partition_sets WHERE job_id = {job}")).as_deref(),
+                   Some("dropped"));
+        let out = one::<String>(&format!("SELECT status FROM pgmart.run_job({job})"));
+        assert_eq!(out.as_deref(), Some("succeeded"));
+        assert_eq!(one::<bool>(&format!("SELECT enabled FROM pgmart.jobs WHERE job_id = {job}")), Some(false));
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM pgmart.alerts WHERE dedup_key = 'partition_set_dropped:{job}'")),
+            Some(1)
+        );
+        // The name no longer resolves, so drop_partition_set cannot name it; drop_job can.
+        run(&format!("SELECT pgmart.drop_job({job})"));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.partition_set WHERE job_id = {job}")), Some(0));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {job}")), Some(0));
     }
 
     #[pg_test]

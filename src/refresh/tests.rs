@@ -230,6 +230,11 @@ mod tests {
         let id2 = one::<i64>("SELECT pgmart.schedule_refresh('rx_v', '1 hour')").unwrap();
         assert_ne!(id, id2);
         assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.job WHERE job_id = {id}")), Some(0));
+        // While the view exists its job cannot be dropped on its own; once it is gone, it can.
+        assert_eq!(sqlstate_of(&format!("SELECT pgmart.drop_job({id2})")), "55000");
+        run("DROP MATERIALIZED VIEW rx_v");
+        run(&format!("SELECT pgmart.drop_job({id2})"));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.refresh_view WHERE job_id = {id2}")), Some(0));
     }
 
     #[pg_test]
