@@ -443,93 +443,160 @@ fn or_raise<T>(r: std::result::Result<T, NoRoom>, what: &str, n: i64) -> T {
     r.unwrap_or_else(|_| out_of_memory(what, n as usize))
 }
 
-v1!(pg_finfo_pgmart_dup_trans);
-/// `(internal, bigint) -> internal`: add the key (NULLs are not keys).
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_dup_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        let ctx = agg_context(fcinfo, "duplicate_keys");
-        let s = state::<Duplicates>(fcinfo, 0, ctx);
-        if let Some(k) = pg_getarg_datum(fcinfo, 1) {
-            or_raise((*s).add(k.value() as i64), "duplicate_keys", (*s).rows);
-        }
-        pg_sys::Datum::from(s)
+/// What the generic combine/serialize/deserialize/final functions need of a state.
+trait AggState: Default + Sized {
+    const NAME: &'static str;
+    fn rows(&self) -> i64;
+    /// Fold a partial state (from a parallel worker) into this one.
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom>;
+    fn to_vec(&self) -> Vec<i64>;
+    fn from_slice(v: &[i64]) -> Self;
+    fn result(&mut self) -> serde_json::Value;
+}
+
+impl AggState for Duplicates {
+    const NAME: &'static str = "duplicate_keys";
+    fn rows(&self) -> i64 {
+        self.rows
+    }
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
+        Duplicates::merge(self, other)
+    }
+    fn to_vec(&self) -> Vec<i64> {
+        Duplicates::to_vec(self)
+    }
+    fn from_slice(v: &[i64]) -> Self {
+        Duplicates::from_slice(v)
+    }
+    fn result(&mut self) -> serde_json::Value {
+        let (rows, surplus, sample) = self.summary();
+        serde_json::json!({ "rows": rows, "duplicates": surplus, "sample": sample })
     }
 }
 
-v1!(pg_finfo_pgmart_dup_combine);
+impl AggState for Orphans {
+    const NAME: &'static str = "orphan_keys";
+    fn rows(&self) -> i64 {
+        self.rows
+    }
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
+        self.rows += other.rows;
+        self.failing += other.failing;
+        for k in other.sample {
+            add_to_sample(&mut self.sample, k);
+        }
+        Ok(())
+    }
+    /// Counts and sample (the parent keys stay behind).
+    fn to_vec(&self) -> Vec<i64> {
+        let mut v = vec![self.rows, self.failing];
+        v.extend_from_slice(&self.sample);
+        v
+    }
+    fn from_slice(v: &[i64]) -> Self {
+        Orphans { rows: v[0], failing: v[1], sample: v[2..].to_vec(), ..Default::default() }
+    }
+    fn result(&mut self) -> serde_json::Value {
+        serde_json::json!({ "rows": self.rows, "orphans": self.failing, "sample": self.sample })
+    }
+}
+
 /// `(internal, internal) -> internal`: fold the second state into the first.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_dup_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+unsafe fn combine<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        let ctx = agg_context(fcinfo, "duplicate_keys");
-        let a = state::<Duplicates>(fcinfo, 0, ctx);
+        let ctx = agg_context(fcinfo, T::NAME);
+        let a = state::<T>(fcinfo, 0, ctx);
         if let Some(b) = pg_getarg_datum(fcinfo, 1) {
-            let b = std::mem::take(&mut *b.cast_mut_ptr::<Duplicates>());
-            let n = (*a).rows + b.rows;
-            or_raise((*a).merge(b), "duplicate_keys", n);
+            let b = std::mem::take(&mut *b.cast_mut_ptr::<T>());
+            let n = (*a).rows() + b.rows();
+            or_raise((*a).merge(b), T::NAME, n);
         }
         pg_sys::Datum::from(a)
     }
 }
 
-v1!(pg_finfo_pgmart_dup_serial);
-/// `(internal) -> bytea`, strict.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_dup_serial(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+/// `(internal) -> bytea`, strict: the state as 8-byte integers.
+unsafe fn serialize<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        let s = &*pg_getarg_datum(fcinfo, 0).expect("strict").cast_mut_ptr::<Duplicates>();
+        agg_context(fcinfo, T::NAME);
+        let s = &*pg_getarg_datum(fcinfo, 0).expect("strict").cast_mut_ptr::<T>();
         to_bytes(&s.to_vec()).into_datum().expect("bytea")
     }
 }
 
-v1!(pg_finfo_pgmart_dup_deserial);
 /// `(bytea, internal) -> internal`, strict.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_dup_deserial(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+unsafe fn deserialize<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        agg_context(fcinfo, "duplicate_keys");
+        agg_context(fcinfo, T::NAME);
         let bytes = pg_getarg::<&[u8]>(fcinfo, 0).expect("strict");
-        let s = Duplicates::from_slice(&from_bytes(bytes));
+        let s = T::from_slice(&from_bytes(bytes));
         pg_sys::Datum::from(PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(s))
     }
 }
 
-v1!(pg_finfo_pgmart_dup_final);
-/// `(internal) -> jsonb`: `{"rows", "duplicates" (surplus rows), "sample"}`.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_dup_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+/// `(internal) -> jsonb`; no rows at all gives the empty state's result, not NULL.
+unsafe fn finish<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        agg_context(fcinfo, "duplicate_keys");
-        let (rows, surplus, sample) = match pg_getarg_datum(fcinfo, 0) {
-            Some(d) => (*d.cast_mut_ptr::<Duplicates>()).summary(),
-            None => (0, 0, vec![]),
+        agg_context(fcinfo, T::NAME);
+        let v = match pg_getarg_datum(fcinfo, 0) {
+            Some(d) => (*d.cast_mut_ptr::<T>()).result(),
+            None => T::default().result(),
         };
-        JsonB(serde_json::json!({ "rows": rows, "duplicates": surplus, "sample": sample })).into_datum().expect("jsonb")
+        JsonB(v).into_datum().expect("jsonb")
     }
 }
 
-// ---- orphan_keys(bigint, bigint[]) ---------------------------------------------------------
+/// Export `$f::<$t>` as the V1 C function `$name` (with its `pg_finfo_` record).
+macro_rules! export {
+    ($finfo:ident, $name:ident, $f:ident, $t:ty) => {
+        v1!($finfo);
+        #[pg_guard]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C-unwind" fn $name(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            unsafe { $f::<$t>(fcinfo) }
+        }
+    };
+}
+
+export!(pg_finfo_pgmart_dup_combine, pgmart_dup_combine, combine, Duplicates);
+export!(pg_finfo_pgmart_dup_serial, pgmart_dup_serial, serialize, Duplicates);
+export!(pg_finfo_pgmart_dup_deserial, pgmart_dup_deserial, deserialize, Duplicates);
+export!(pg_finfo_pgmart_dup_final, pgmart_dup_final, finish, Duplicates);
+export!(pg_finfo_pgmart_orphan_combine, pgmart_orphan_combine, combine, Orphans);
+export!(pg_finfo_pgmart_orphan_serial, pgmart_orphan_serial, serialize, Orphans);
+export!(pg_finfo_pgmart_orphan_deserial, pgmart_orphan_deserial, deserialize, Orphans);
+export!(pg_finfo_pgmart_orphan_final, pgmart_orphan_final, finish, Orphans);
+
+v1!(pg_finfo_pgmart_dup_trans);
+/// `duplicate_keys`' transition `(internal, bigint) -> internal`: add the key (NULLs are not keys).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pgmart_dup_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let ctx = agg_context(fcinfo, Duplicates::NAME);
+        let s = state::<Duplicates>(fcinfo, 0, ctx);
+        if let Some(k) = pg_getarg_datum(fcinfo, 1) {
+            or_raise((*s).add(k.value() as i64), Duplicates::NAME, (*s).rows);
+        }
+        pg_sys::Datum::from(s)
+    }
+}
 
 v1!(pg_finfo_pgmart_orphan_trans);
-/// `(internal, bigint, bigint[]) -> internal`: the parent keys (argument 3) are loaded once, when
-/// the state is made; each non-null key not among them counts as an orphan.
+/// `orphan_keys`' transition `(internal, bigint, bigint[]) -> internal`: the parent keys
+/// (argument 3) are loaded once, when the state is made; each non-null key not among them counts
+/// as an orphan.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pgmart_orphan_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
-        let ctx = agg_context(fcinfo, "orphan_keys");
+        let ctx = agg_context(fcinfo, Orphans::NAME);
         let fresh = pg_getarg_datum(fcinfo, 0).is_none();
         let s = state::<Orphans>(fcinfo, 0, ctx);
         if fresh {
             if let Some(parent) = pg_getarg::<pgrx::Array<i64>>(fcinfo, 2) {
                 let keys: Vec<i64> = parent.iter().flatten().collect();
-                (*s).parent = or_raise(ParentKeys::new(&keys), "orphan_keys", keys.len() as i64);
+                (*s).parent = or_raise(ParentKeys::new(&keys), Orphans::NAME, keys.len() as i64);
             }
         }
         if let Some(k) = pg_getarg_datum(fcinfo, 1) {
@@ -542,82 +609,6 @@ pub unsafe extern "C-unwind" fn pgmart_orphan_trans(fcinfo: pg_sys::FunctionCall
             }
         }
         pg_sys::Datum::from(s)
-    }
-}
-
-/// The serialized form of a partial `Orphans`: rows, failing, then the sample.
-fn orphans_to_vec(s: &Orphans) -> Vec<i64> {
-    let mut v = vec![s.rows, s.failing];
-    v.extend_from_slice(&s.sample);
-    v
-}
-
-fn merge_orphans(a: &mut Orphans, b: &[i64]) {
-    if b.len() < 2 {
-        return;
-    }
-    a.rows += b[0];
-    a.failing += b[1];
-    for k in &b[2..] {
-        add_to_sample(&mut a.sample, *k);
-    }
-}
-
-v1!(pg_finfo_pgmart_orphan_combine);
-/// `(internal, internal) -> internal`: add the counts, merge the samples.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_orphan_combine(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        let ctx = agg_context(fcinfo, "orphan_keys");
-        let a = state::<Orphans>(fcinfo, 0, ctx);
-        if let Some(b) = pg_getarg_datum(fcinfo, 1) {
-            merge_orphans(&mut *a, &orphans_to_vec(&*b.cast_mut_ptr::<Orphans>()));
-        }
-        pg_sys::Datum::from(a)
-    }
-}
-
-v1!(pg_finfo_pgmart_orphan_serial);
-/// `(internal) -> bytea`, strict: counts and sample (the parent keys stay behind).
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_orphan_serial(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        let s = &*pg_getarg_datum(fcinfo, 0).expect("strict").cast_mut_ptr::<Orphans>();
-        to_bytes(&orphans_to_vec(s)).into_datum().expect("bytea")
-    }
-}
-
-v1!(pg_finfo_pgmart_orphan_deserial);
-/// `(bytea, internal) -> internal`, strict.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_orphan_deserial(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        agg_context(fcinfo, "orphan_keys");
-        let bytes = pg_getarg::<&[u8]>(fcinfo, 0).expect("strict");
-        let mut s = Orphans::default();
-        merge_orphans(&mut s, &from_bytes(bytes));
-        pg_sys::Datum::from(PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(s))
-    }
-}
-
-v1!(pg_finfo_pgmart_orphan_final);
-/// `(internal) -> jsonb`: `{"rows", "orphans", "sample"}`.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_orphan_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        agg_context(fcinfo, "orphan_keys");
-        let (rows, failing, sample) = match pg_getarg_datum(fcinfo, 0) {
-            Some(d) => {
-                let s = &*d.cast_mut_ptr::<Orphans>();
-                (s.rows, s.failing, s.sample.clone())
-            }
-            None => (0, 0, vec![]),
-        };
-        JsonB(serde_json::json!({ "rows": rows, "orphans": failing, "sample": sample })).into_datum().expect("jsonb")
     }
 }
 
@@ -649,7 +640,7 @@ mod unit {
         let mut leader = Duplicates::default();
         for part in keys.chunks(keys.len().div_ceil(3).max(1)) {
             let worker = dups(part);
-            leader.merge(Duplicates::from_slice(&from_bytes(&to_bytes(&worker.to_vec())))).unwrap();
+            Duplicates::merge(&mut leader, Duplicates::from_slice(&from_bytes(&to_bytes(&Duplicates::to_vec(&worker))))).unwrap();
         }
         leader.summary()
     }
@@ -728,9 +719,9 @@ mod unit {
     #[test]
     fn orphan_partials_merge_and_round_trip() {
         let a = Orphans { rows: 10, failing: 3, sample: vec![5, 9], ..Default::default() };
-        let bytes = to_bytes(&orphans_to_vec(&a));
+        let bytes = to_bytes(&AggState::to_vec(&a));
         let mut b = Orphans { rows: 1, failing: 1, sample: vec![7], ..Default::default() };
-        merge_orphans(&mut b, &from_bytes(&bytes));
+        AggState::merge(&mut b, Orphans::from_slice(&from_bytes(&bytes))).unwrap();
         assert_eq!((b.rows, b.failing, b.sample), (11, 4, vec![5, 7, 9]));
     }
 
