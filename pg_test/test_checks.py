@@ -56,14 +56,14 @@ def test_failing_check_raises_an_alert_with_counts_and_sample(cluster):
     with cluster.connect() as listener:
         listener.execute("LISTEN pgmart_alerts")
         rows = cluster.sql("SELECT name, status, failing_rows, sample FROM pgmart.run_checks('alert_orders')")
-        assert rows == [("not_null_alert_orders_customer_id", "fail", 2, [{"id": 4}])]
+        assert rows == [("not_null_alert_orders_customer_id", "fail", 2, [{"id": 4}, {"id": 9}])]
         notes = list(listener.notifies(timeout=5, stop_after=1))
     assert notes, "no NOTIFY on pgmart_alerts"
     msg = json.loads(notes[0].payload)
     assert msg["source_kind"] == "check" and msg["source_name"] == "not_null_alert_orders_customer_id"
     payload = cluster.one("SELECT payload FROM pgmart.alerts WHERE source_name = 'not_null_alert_orders_customer_id'")
     assert payload["failing_rows"] == 2 and payload["checked_rows"] == 20
-    assert payload["sample"] == [{"id": 4}]
+    assert payload["sample"] == [{"id": 4}, {"id": 9}]
     # While it is open, the same failure does not alert again.
     cluster.sql("SELECT * FROM pgmart.run_checks('alert_orders')")
     assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'not_null_alert_orders_customer_id'") == 1

@@ -82,6 +82,32 @@ CREATE AGGREGATE pgmart.orphan_keys(bigint, bigint[]) (
   SFUNC = pgmart._orphan_trans, STYPE = internal, FINALFUNC = pgmart._orphan_final,
   COMBINEFUNC = pgmart._orphan_combine, SERIALFUNC = pgmart._orphan_serial, DESERIALFUNC = pgmart._orphan_deserial,
   PARALLEL = SAFE);
+CREATE FUNCTION pgmart._smallest_trans(internal, bigint) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_trans';
+CREATE FUNCTION pgmart._smallest_tid_trans(internal, tid) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_tid_trans';
+CREATE FUNCTION pgmart._smallest_combine(internal, internal) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_combine';
+CREATE FUNCTION pgmart._smallest_serial(internal) RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_serial';
+CREATE FUNCTION pgmart._smallest_deserial(bytea, internal) RETURNS internal LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_deserial';
+CREATE FUNCTION pgmart._smallest_final(internal) RETURNS jsonb LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_final';
+CREATE FUNCTION pgmart._smallest_tid_final(internal) RETURNS jsonb LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_tid_final';
+CREATE AGGREGATE pgmart.smallest_keys(bigint) (
+  SFUNC = pgmart._smallest_trans, STYPE = internal, FINALFUNC = pgmart._smallest_final,
+  COMBINEFUNC = pgmart._smallest_combine, SERIALFUNC = pgmart._smallest_serial, DESERIALFUNC = pgmart._smallest_deserial,
+  PARALLEL = SAFE);
+CREATE AGGREGATE pgmart.smallest_keys(tid) (
+  SFUNC = pgmart._smallest_tid_trans, STYPE = internal, FINALFUNC = pgmart._smallest_tid_final,
+  COMBINEFUNC = pgmart._smallest_combine, SERIALFUNC = pgmart._smallest_serial, DESERIALFUNC = pgmart._smallest_deserial,
+  PARALLEL = SAFE);
+COMMENT ON AGGREGATE pgmart.smallest_keys(bigint) IS
+  'The 5 smallest distinct non-null keys, as a jsonb array (parallel safe; as cheap as min). Samples of row-level checks.';
+COMMENT ON AGGREGATE pgmart.smallest_keys(tid) IS
+  'The 5 smallest distinct ctids, as a jsonb array of ''(block,offset)'' texts (parallel safe; as cheap as min). Samples of row-level checks on tables without a primary key.';
+COMMENT ON FUNCTION pgmart._smallest_trans IS 'Internal: transition function of pgmart.smallest_keys(bigint).';
+COMMENT ON FUNCTION pgmart._smallest_tid_trans IS 'Internal: transition function of pgmart.smallest_keys(tid).';
+COMMENT ON FUNCTION pgmart._smallest_combine IS 'Internal: combine function of pgmart.smallest_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_serial IS 'Internal: serialize function of pgmart.smallest_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_deserial IS 'Internal: deserialize function of pgmart.smallest_keys (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_final IS 'Internal: final function of pgmart.smallest_keys(bigint).';
+COMMENT ON FUNCTION pgmart._smallest_tid_final IS 'Internal: final function of pgmart.smallest_keys(tid).';
 COMMENT ON AGGREGATE pgmart.duplicate_keys(bigint) IS
   'Integer keys that occur more than once: {"rows": non-null keys, "duplicates": rows beyond the first of each key, "sample": up to 5 duplicated keys}. One sort in memory at the end; parallel safe. Used by unique checks.';
 COMMENT ON AGGREGATE pgmart.orphan_keys(bigint, bigint[]) IS

@@ -1,5 +1,5 @@
-//! Two aggregates that let `unique` and `relationships` on integer keys ride along in the fused
-//! row scan instead of taking a pass of their own (see plan.rs, `fuse`):
+//! Aggregates of the fused row scan (see plan.rs, `fuse`). Two let `unique` and `relationships`
+//! on integer keys ride along in the scan instead of taking a pass of their own:
 //!
 //! - `pgmart.duplicate_keys(bigint)`: sets each key's bit in a bitmap and counts the keys whose bit
 //!   was set already (dense keys such as serial ids: no hashing, no sort); when the keys are too
@@ -8,6 +8,9 @@
 //! - `pgmart.orphan_keys(bigint, bigint[])`: probes each key in the parent's keys (the second
 //!   argument, an uncorrelated sub-select evaluated once), held as a bitmap when dense, else a hash
 //!   set, and reports rows whose non-null key has no parent, with up to five of those keys.
+//!
+//! A third, `pgmart.smallest_keys(bigint | tid)`, keeps the five smallest failing keys of a
+//! row-level check (its sample) at the cost of `min`.
 //!
 //! Both are parallel safe (combine, serialize and deserialize functions), so the one scan keeps its
 //! parallel workers. They are plain V1 C functions declared in sql/finalize.sql: no per-row
@@ -387,6 +390,23 @@ struct Orphans {
     sample: Vec<i64>,
 }
 
+/// State of `smallest_keys`: the five smallest distinct keys seen (ctids encoded as
+/// block << 16 | offset, which keeps their order).
+#[derive(Default)]
+struct Smallest {
+    sample: Vec<i64>,
+}
+
+/// A ctid as an ordered integer, and back.
+fn tid_key(t: &pg_sys::ItemPointerData) -> i64 {
+    let block = (u32::from(t.ip_blkid.bi_hi) << 16) | u32::from(t.ip_blkid.bi_lo);
+    (i64::from(block) << 16) | i64::from(t.ip_posid)
+}
+
+fn tid_text(k: i64) -> String {
+    format!("({},{})", k >> 16, k & 0xffff)
+}
+
 fn out_of_memory(what: &str, n: usize) -> ! {
     ereport!(
         PgLogLevel::ERROR,
@@ -501,6 +521,51 @@ impl AggState for Orphans {
     }
 }
 
+impl AggState for Smallest {
+    const NAME: &'static str = "smallest_keys";
+    fn rows(&self) -> i64 {
+        self.sample.len() as i64
+    }
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
+        for k in other.sample {
+            add_to_sample(&mut self.sample, k);
+        }
+        Ok(())
+    }
+    fn to_vec(&self) -> Vec<i64> {
+        self.sample.clone()
+    }
+    fn from_slice(v: &[i64]) -> Self {
+        Smallest { sample: v.to_vec() }
+    }
+    fn result(&mut self) -> serde_json::Value {
+        serde_json::json!(self.sample)
+    }
+}
+
+/// `smallest_keys(tid)`: the same state, its keys shown as ctids.
+#[derive(Default)]
+struct SmallestTids(Smallest);
+
+impl AggState for SmallestTids {
+    const NAME: &'static str = "smallest_keys";
+    fn rows(&self) -> i64 {
+        self.0.rows()
+    }
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
+        self.0.merge(other.0)
+    }
+    fn to_vec(&self) -> Vec<i64> {
+        self.0.to_vec()
+    }
+    fn from_slice(v: &[i64]) -> Self {
+        SmallestTids(Smallest::from_slice(v))
+    }
+    fn result(&mut self) -> serde_json::Value {
+        serde_json::json!(self.0.sample.iter().map(|k| tid_text(*k)).collect::<Vec<_>>())
+    }
+}
+
 /// `(internal, internal) -> internal`: fold the second state into the first.
 unsafe fn combine<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe {
@@ -566,6 +631,40 @@ export!(pg_finfo_pgmart_orphan_combine, pgmart_orphan_combine, combine, Orphans)
 export!(pg_finfo_pgmart_orphan_serial, pgmart_orphan_serial, serialize, Orphans);
 export!(pg_finfo_pgmart_orphan_deserial, pgmart_orphan_deserial, deserialize, Orphans);
 export!(pg_finfo_pgmart_orphan_final, pgmart_orphan_final, finish, Orphans);
+
+export!(pg_finfo_pgmart_smallest_combine, pgmart_smallest_combine, combine, Smallest);
+export!(pg_finfo_pgmart_smallest_serial, pgmart_smallest_serial, serialize, Smallest);
+export!(pg_finfo_pgmart_smallest_deserial, pgmart_smallest_deserial, deserialize, Smallest);
+export!(pg_finfo_pgmart_smallest_final, pgmart_smallest_final, finish, Smallest);
+export!(pg_finfo_pgmart_smallest_tid_final, pgmart_smallest_tid_final, finish, SmallestTids);
+
+v1!(pg_finfo_pgmart_smallest_trans);
+/// `smallest_keys`' transition `(internal, bigint) -> internal`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pgmart_smallest_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let s = state::<Smallest>(fcinfo, 0, agg_context(fcinfo, Smallest::NAME));
+        if let Some(k) = pg_getarg_datum(fcinfo, 1) {
+            add_to_sample(&mut (*s).sample, k.value() as i64);
+        }
+        pg_sys::Datum::from(s)
+    }
+}
+
+v1!(pg_finfo_pgmart_smallest_tid_trans);
+/// `smallest_keys`' transition `(internal, tid) -> internal`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pgmart_smallest_tid_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let s = state::<Smallest>(fcinfo, 0, agg_context(fcinfo, Smallest::NAME));
+        if let Some(t) = pg_getarg_datum(fcinfo, 1) {
+            add_to_sample(&mut (*s).sample, tid_key(&*t.cast_mut_ptr::<pg_sys::ItemPointerData>()));
+        }
+        pg_sys::Datum::from(s)
+    }
+}
 
 v1!(pg_finfo_pgmart_dup_trans);
 /// `duplicate_keys`' transition `(internal, bigint) -> internal`: add the key (NULLs are not keys).
@@ -705,6 +804,17 @@ mod unit {
         assert!(matches!(p, ParentKeys::Hash(_)));
         assert!(p.contains(1 << 50) && p.contains(3) && !p.contains(4));
         assert!(!ParentKeys::new(&[]).unwrap().contains(0));
+    }
+
+    #[test]
+    fn ctids_encode_in_order_and_print_as_ctids() {
+        let t = |block: u32, pos: u16| pg_sys::ItemPointerData {
+            ip_blkid: pg_sys::BlockIdData { bi_hi: (block >> 16) as u16, bi_lo: block as u16 },
+            ip_posid: pos,
+        };
+        assert!(tid_key(&t(0, 9)) < tid_key(&t(0, 10)) && tid_key(&t(0, 65535)) < tid_key(&t(1, 1)));
+        assert_eq!(tid_text(tid_key(&t(0, 3))), "(0,3)");
+        assert_eq!(tid_text(tid_key(&t(4_000_000_000, 7))), "(4000000000,7)");
     }
 
     #[test]

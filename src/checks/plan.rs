@@ -322,23 +322,19 @@ fn min_arg(col: &str, f: &TableFacts) -> String {
     }
 }
 
-/// What identifies a failing row in the sample: (aggregate argument, key name), or a value.
-/// The sample is the smallest failing key or value (a built-in `min`, so a check with millions of
-/// failing rows costs no more than one with none).
-fn sample_arg(c: &Check, f: &TableFacts) -> (String, Option<String>) {
+/// How a row-level check collects its sample: (aggregate, key name; None for a value sample,
+/// whether the aggregate gives up to five keys). Keys: the 5 smallest integer primary keys or
+/// ctids (`pgmart.smallest_keys`), else the smallest key; values: the smallest failing value
+/// (`min`). Either way a check with millions of failing rows costs no more than one with none.
+fn sample_agg(c: &Check, f: &TableFacts) -> (String, Option<String>, bool) {
     match c.kind {
-        Kind::AcceptedValues | Kind::Range => (min_arg(&c.columns[0], f), None),
-        _ => key_arg(f),
-    }
-}
-
-fn key_arg(f: &TableFacts) -> (String, Option<String>) {
-    if f.pk.len() == 1 {
-        (min_arg(&f.pk[0], f), Some(f.pk[0].clone()))
-    } else if f.has_ctid {
-        ("ctid".to_string(), Some("ctid".to_string()))
-    } else {
-        ("NULL::text".to_string(), None)
+        Kind::AcceptedValues | Kind::Range => (format!("min({})", min_arg(&c.columns[0], f)), None, false),
+        _ if f.pk.len() == 1 && is_int(type_of(f, &f.pk[0])) => {
+            (format!("pgmart.smallest_keys({}::int8)", qi(&f.pk[0])), Some(f.pk[0].clone()), true)
+        }
+        _ if f.pk.len() == 1 => (format!("min({})", min_arg(&f.pk[0], f)), Some(f.pk[0].clone()), false),
+        _ if f.has_ctid => ("pgmart.smallest_keys(ctid)".to_string(), Some("ctid".to_string()), true),
+        _ => ("min(NULL::text)".to_string(), None, false),
     }
 }
 
@@ -352,8 +348,9 @@ fn where_sql(w: &Option<String>) -> String {
 /// How to read one check's outcome from the fused statement's JSON result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extract {
-    /// Row-level: `group` object has `n`, `f<id>`, `s<id>` (smallest failing key or value).
-    Row { group: String, key: Option<String> },
+    /// Row-level: `group` object has `n`, `f<id>`, `s<id>` (the smallest failing key or value, or
+    /// with `many` an array of up to five keys).
+    Row { group: String, key: Option<String>, many: bool },
     RowCount { group: String },
     Freshness { group: String },
     /// `u<id>` object: `checked`, `failing`, `dup`.
@@ -403,15 +400,15 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) 
             match c.kind {
                 Kind::NotNull | Kind::AcceptedValues | Kind::Expression | Kind::Range => {
                     let cond = fail_condition(c).unwrap_or_else(|| "false".into());
-                    let (arg, key) = sample_arg(c, f);
+                    let (agg, key, many) = sample_agg(c, f);
                     cols.push(format!("count(*) FILTER (WHERE {cond}) AS f{}", c.id));
-                    let sample = format!("min({arg}) FILTER (WHERE {cond}) AS s{}", c.id);
+                    let sample = format!("{agg} FILTER (WHERE {cond}) AS s{}", c.id);
                     if c.expect_failures {
                         cols.push(sample);
                     } else {
                         lazy.push((c.id, sample));
                     }
-                    items.push((c.id, Extract::Row { group: g.clone(), key }));
+                    items.push((c.id, Extract::Row { group: g.clone(), key, many }));
                 }
                 Kind::RowCount => items.push((c.id, Extract::RowCount { group: g.clone() })),
                 Kind::Freshness => {
@@ -584,15 +581,19 @@ fn int(v: &Value, k: &str) -> Option<i64> {
 /// Read one check's measurement from the fused result.
 pub fn extract(c: &Check, how: &Extract, result: &Value) -> Measured {
     match how {
-        Extract::Row { group, key } => {
+        Extract::Row { group, key, many } => {
             let g = &result[group.as_str()];
             let failing = int(g, &format!("f{}", c.id));
             let s = g.get(format!("s{}", c.id)).cloned().unwrap_or(Value::Null);
-            let sample = match (failing.unwrap_or(0), key) {
-                (0, _) => serde_json::json!([]),
-                (_, Some(k)) if !s.is_null() => serde_json::json!([{ k.as_str(): s }]),
-                (_, None) => serde_json::json!([s]),
-                _ => serde_json::json!([]),
+            let values = match s {
+                _ if failing.unwrap_or(0) == 0 => vec![],
+                Value::Array(v) if *many => v,
+                Value::Null if key.is_some() => vec![],
+                v => vec![v],
+            };
+            let sample = match key {
+                Some(k) => values.into_iter().map(|v| serde_json::json!({ k.as_str(): v })).collect(),
+                None => Value::Array(values),
             };
             Measured { failing, checked: int(g, "n"), sample, verdict: None }
         }
@@ -1000,6 +1001,27 @@ mod tests {
         let multi = check(6, Kind::Unique, &["id", "customer_id"], json!({}), None);
         let code = check(7, Kind::Unique, &["code"], json!({}), None);
         assert!(!unique_in_scan(&multi, &f) && !unique_in_scan(&code, &f));
+    }
+
+    #[test]
+    fn row_check_samples_are_five_keys_when_the_key_is_an_integer_or_a_ctid() {
+        let nn = check(1, Kind::NotNull, &["a"], json!({}), None);
+        let int_pk = TableFacts { pk: vec!["id".into()], columns: vec![("id".into(), "integer".into())], has_ctid: true,
+                                  ..Default::default() };
+        assert_eq!(sample_agg(&nn, &int_pk), ("pgmart.smallest_keys(\"id\"::int8)".into(), Some("id".into()), true));
+        let text_pk = TableFacts { pk: vec!["code".into()], columns: vec![("code".into(), "text".into())], has_ctid: true,
+                                   ..Default::default() };
+        assert_eq!(sample_agg(&nn, &text_pk), ("min(\"code\")".into(), Some("code".into()), false));
+        let no_pk = TableFacts { has_ctid: true, ..Default::default() };
+        assert_eq!(sample_agg(&nn, &no_pk), ("pgmart.smallest_keys(ctid)".into(), Some("ctid".into()), true));
+        let av = check(2, Kind::AcceptedValues, &["s"], json!({"values": ["a"]}), None);
+        assert!(!sample_agg(&av, &int_pk).2);
+        let how = Extract::Row { group: "g0".into(), key: Some("id".into()), many: true };
+        let m = extract(&nn, &how, &json!({"g0": {"n": 9, "f1": 3, "s1": [2, 5, 7]}}));
+        assert_eq!(m.sample, json!([{"id": 2}, {"id": 5}, {"id": 7}]));
+        assert_eq!(extract(&nn, &how, &json!({"g0": {"n": 9, "f1": 0, "s1": null}})).sample, json!([]));
+        let values = Extract::Row { group: "g0".into(), key: None, many: false };
+        assert_eq!(extract(&av, &values, &json!({"g0": {"n": 9, "f2": 1, "s2": "x"}})).sample, json!(["x"]));
     }
 
     #[test]

@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(outcome("ck_nn", "not_null_ck_nn_a"), ("pass".into(), Some(0), Some(50)));
         run("UPDATE ck_nn SET a = NULL WHERE id IN (3, 4)");
         assert_eq!(outcome("ck_nn", "not_null_ck_nn_a"), ("fail".into(), Some(2), Some(50)));
-        assert_eq!(sample("ck_nn", "not_null_ck_nn_a"), serde_json::json!([{"id": 3}]));
+        assert_eq!(sample("ck_nn", "not_null_ck_nn_a"), serde_json::json!([{"id": 3}, {"id": 4}]));
         assert_eq!(outcome("ck_nn", "nn_pct").0, "warn"); // 4% is under 10%, over the default warn_if
         assert_eq!(outcome("ck_nn", "nn_warn").0, "warn");
         // NOT NULL proves b.
@@ -344,9 +344,19 @@ mod tests {
         run("UPDATE ck_lz SET a = NULL, s = 'bad' WHERE id IN (5, 7)");
         // First failing run: the samples come from the extra pass; then from the shared scan.
         for _ in 0..2 {
-            assert_eq!(sample("ck_lz", "not_null_ck_lz_a"), serde_json::json!([{"id": 5}]));
+            assert_eq!(sample("ck_lz", "not_null_ck_lz_a"), serde_json::json!([{"id": 5}, {"id": 7}]));
             assert_eq!(sample("ck_lz", "accepted_values_ck_lz_s"), serde_json::json!(["bad"]));
         }
+        // Up to five keys, the smallest; without a primary key, ctids.
+        run("UPDATE ck_lz SET a = NULL WHERE id > 1");
+        assert_eq!(sample("ck_lz", "not_null_ck_lz_a"), serde_json::json!([{"id": 2}, {"id": 3}, {"id": 4}, {"id": 5}, {"id": 6}]));
+        run("CREATE TABLE ck_nopk (a int); INSERT INTO ck_nopk VALUES (1), (NULL), (NULL)");
+        run("SELECT pgmart.add_check('ck_nopk', 'not_null', ARRAY['a'])");
+        assert_eq!(sample("ck_nopk", "not_null_ck_nopk_a"), serde_json::json!([{"ctid": "(0,2)"}, {"ctid": "(0,3)"}]));
+        assert_eq!(
+            one::<pgrx::JsonB>("SELECT pgmart.smallest_keys(k) FROM (VALUES (9::int8), (NULL), (1), (9), (4)) v(k)").unwrap().0,
+            serde_json::json!([1, 4, 9])
+        );
     }
 
     #[pg_test]
