@@ -390,10 +390,13 @@ struct Orphans {
     sample: Vec<i64>,
 }
 
-/// State of `smallest_keys`: the five smallest distinct keys seen (ctids encoded as
-/// block << 16 | offset, which keeps their order).
+/// State of `smallest_keys`: the five smallest distinct keys seen; `TID`: the keys are ctids
+/// (encoded as block << 16 | offset, which keeps their order) and are shown as ctids. `repr(C)`:
+/// both forms have one layout, since the tid aggregate's final function reads the state its
+/// transition function made as `Smallest<false>`.
 #[derive(Default)]
-struct Smallest {
+#[repr(C)]
+struct Smallest<const TID: bool> {
     sample: Vec<i64>,
 }
 
@@ -521,7 +524,7 @@ impl AggState for Orphans {
     }
 }
 
-impl AggState for Smallest {
+impl<const TID: bool> AggState for Smallest<TID> {
     const NAME: &'static str = "smallest_keys";
     fn rows(&self) -> i64 {
         self.sample.len() as i64
@@ -539,30 +542,11 @@ impl AggState for Smallest {
         Smallest { sample: v.to_vec() }
     }
     fn result(&mut self) -> serde_json::Value {
-        serde_json::json!(self.sample)
-    }
-}
-
-/// `smallest_keys(tid)`: the same state, its keys shown as ctids.
-#[derive(Default)]
-struct SmallestTids(Smallest);
-
-impl AggState for SmallestTids {
-    const NAME: &'static str = "smallest_keys";
-    fn rows(&self) -> i64 {
-        self.0.rows()
-    }
-    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
-        self.0.merge(other.0)
-    }
-    fn to_vec(&self) -> Vec<i64> {
-        self.0.to_vec()
-    }
-    fn from_slice(v: &[i64]) -> Self {
-        SmallestTids(Smallest::from_slice(v))
-    }
-    fn result(&mut self) -> serde_json::Value {
-        serde_json::json!(self.0.sample.iter().map(|k| tid_text(*k)).collect::<Vec<_>>())
+        if TID {
+            serde_json::json!(self.sample.iter().map(|k| tid_text(*k)).collect::<Vec<_>>())
+        } else {
+            serde_json::json!(self.sample)
+        }
     }
 }
 
@@ -632,38 +616,36 @@ export!(pg_finfo_pgmart_orphan_serial, pgmart_orphan_serial, serialize, Orphans)
 export!(pg_finfo_pgmart_orphan_deserial, pgmart_orphan_deserial, deserialize, Orphans);
 export!(pg_finfo_pgmart_orphan_final, pgmart_orphan_final, finish, Orphans);
 
-export!(pg_finfo_pgmart_smallest_combine, pgmart_smallest_combine, combine, Smallest);
-export!(pg_finfo_pgmart_smallest_serial, pgmart_smallest_serial, serialize, Smallest);
-export!(pg_finfo_pgmart_smallest_deserial, pgmart_smallest_deserial, deserialize, Smallest);
-export!(pg_finfo_pgmart_smallest_final, pgmart_smallest_final, finish, Smallest);
-export!(pg_finfo_pgmart_smallest_tid_final, pgmart_smallest_tid_final, finish, SmallestTids);
+// Both smallest_keys aggregates share one state layout, so one combine/serialize/deserialize.
+export!(pg_finfo_pgmart_smallest_combine, pgmart_smallest_combine, combine, Smallest<false>);
+export!(pg_finfo_pgmart_smallest_serial, pgmart_smallest_serial, serialize, Smallest<false>);
+export!(pg_finfo_pgmart_smallest_deserial, pgmart_smallest_deserial, deserialize, Smallest<false>);
+export!(pg_finfo_pgmart_smallest_final, pgmart_smallest_final, finish, Smallest<false>);
+export!(pg_finfo_pgmart_smallest_tid_final, pgmart_smallest_tid_final, finish, Smallest<true>);
 
-v1!(pg_finfo_pgmart_smallest_trans);
-/// `smallest_keys`' transition `(internal, bigint) -> internal`.
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn pgmart_smallest_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+/// `smallest_keys`' transition `(internal, bigint | tid) -> internal`.
+unsafe fn smallest_trans(fcinfo: pg_sys::FunctionCallInfo, key: impl Fn(pg_sys::Datum) -> i64) -> pg_sys::Datum {
     unsafe {
-        let s = state::<Smallest>(fcinfo, 0, agg_context(fcinfo, Smallest::NAME));
+        let s = state::<Smallest<false>>(fcinfo, 0, agg_context(fcinfo, "smallest_keys"));
         if let Some(k) = pg_getarg_datum(fcinfo, 1) {
-            add_to_sample(&mut (*s).sample, k.value() as i64);
+            add_to_sample(&mut (*s).sample, key(k));
         }
         pg_sys::Datum::from(s)
     }
 }
 
+v1!(pg_finfo_pgmart_smallest_trans);
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pgmart_smallest_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { smallest_trans(fcinfo, |d| d.value() as i64) }
+}
+
 v1!(pg_finfo_pgmart_smallest_tid_trans);
-/// `smallest_keys`' transition `(internal, tid) -> internal`.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pgmart_smallest_tid_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    unsafe {
-        let s = state::<Smallest>(fcinfo, 0, agg_context(fcinfo, Smallest::NAME));
-        if let Some(t) = pg_getarg_datum(fcinfo, 1) {
-            add_to_sample(&mut (*s).sample, tid_key(&*t.cast_mut_ptr::<pg_sys::ItemPointerData>()));
-        }
-        pg_sys::Datum::from(s)
-    }
+    unsafe { smallest_trans(fcinfo, |d| tid_key(&*d.cast_mut_ptr::<pg_sys::ItemPointerData>())) }
 }
 
 v1!(pg_finfo_pgmart_dup_trans);
