@@ -11,15 +11,19 @@ use std::panic::AssertUnwindSafe;
 
 pub use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
 
+/// `query` wrapped to return all its rows as one jsonb array (decoded by [`decode_rows`]).
+fn rows_as_json(query: &str) -> String {
+    format!("WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q")
+}
+
+fn decode_rows<T: DeserializeOwned>(value: Option<pgrx::JsonB>) -> Vec<T> {
+    let value = value.unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
+    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+}
+
 /// Run a query (a SELECT, or DML with RETURNING) and decode every row (as `to_jsonb(row)`) into `T`.
 pub fn rows<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
-    let wrapped = format!(
-        "WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q"
-    );
-    let value: pgrx::JsonB = Spi::get_one_with_args(&wrapped, args)
-        .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
-        .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
-    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+    decode_rows(Spi::get_one_with_args(&rows_as_json(query), args).unwrap_or_else(|e| error!("pgmart: SPI failure: {e}")))
 }
 
 thread_local! {
@@ -32,9 +36,7 @@ thread_local! {
 /// prepared once per backend as a saved SPI plan (PostgreSQL revalidates it when the catalog it
 /// depends on changes), so it is not parsed and planned on every call.
 pub fn rows_cached<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
-    let wrapped = format!(
-        "WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q"
-    );
+    let wrapped = rows_as_json(query);
     let value: Option<pgrx::JsonB> = Spi::connect(|c| {
         PLANS.with(|plans| {
             let mut plans = plans.borrow_mut();
@@ -47,8 +49,7 @@ pub fn rows_cached<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> V
         })
     })
     .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"));
-    let value = value.unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
-    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+    decode_rows(value)
 }
 
 /// Run a one-column query and decode that column of every row into `T`.

@@ -170,9 +170,10 @@ pub struct Parent {
 
 /// Integer key types the in-scan aggregates take (as bigint).
 const INT_KEYS: &[&str] = &["smallint", "integer", "bigint"];
-/// Most rows whose keys `duplicate_keys` collects (8 bytes each, sorted once: 160 MB).
+/// Most rows whose keys `duplicate_keys` takes (at most 8 bytes a key, in a bitmap or in a list
+/// sorted once: 160 MB).
 pub const MAX_COLLECTED_KEYS: f64 = 20_000_000.0;
-/// Most parent rows `orphan_keys` loads into its hash set (per process).
+/// Most parent rows `orphan_keys` loads into its bitmap or hash set (per process).
 pub const MAX_PARENT_KEYS: f64 = 10_000_000.0;
 
 fn is_int(ty: Option<&str>) -> bool {

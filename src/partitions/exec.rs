@@ -549,7 +549,7 @@ pub fn run_job(job: &Job) -> Value {
     let sets = load_sets_for_pass("s.job_id = $1", &[job.job_id.into()]);
     let Some(set) = sets.first() else {
         // The parent was dropped: disable the job once, with an alert, instead of running it
-        // forever for nothing (drop_partition_set removes what is left).
+        // forever for nothing (pgmart.drop_job removes what is left).
         let what = job.target.clone().unwrap_or_default();
         sql::as_catalog_owner(|| {
             sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job.job_id.into()]);
