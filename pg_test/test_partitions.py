@@ -1,10 +1,12 @@
 """End-to-end: the worker keeps a partition set rolling with no client action; rows in the default
 partition are rescued under concurrent inserts with nothing lost; a lock held on one parent does not
-stop maintenance of another."""
+stop maintenance of another; sets survive pg_dump; the procedure commits set by set."""
 
 import threading
 import time
 
+import psycopg
+import pytest
 
 from conftest import wait_for
 
@@ -125,3 +127,27 @@ def test_sets_survive_pg_dump_and_restore(cluster):
     # The restored set is managed as before: its job exists and maintenance runs.
     assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'partition_maintenance' AND target = 'ev'", **t) == 1
     assert cluster.sql("SELECT parent, status FROM pgmart.run_partition_maintenance('ev')", **t) == [("ev", "succeeded")]
+
+
+def test_the_procedure_commits_set_by_set(cluster):
+    cluster.sql("CREATE TABLE proc_a (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)")
+    cluster.sql("CREATE TABLE proc_b (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)")
+    newest = {}
+    for t in ("proc_a", "proc_b"):
+        job = cluster.one(f"SELECT pgmart.create_partition_set('{t}', 'ts', '1 day', premake => 2)")
+        cluster.sql("SELECT pgmart.pause_job(%s)", (job,))  # only the procedure maintains them here
+        newest[t] = partitions(cluster, t)[-1]
+        cluster.sql(f"DROP TABLE {newest[t]}")
+    # proc_b's lock is held elsewhere: proc_a is maintained and committed; proc_b is skipped.
+    with cluster.connect(autocommit=False) as holder:
+        holder.execute("LOCK TABLE proc_b IN ACCESS SHARE MODE")
+        cluster.sql("CALL pgmart.run_partition_maintenance_proc()")
+        holder.rollback()
+    assert newest["proc_a"] in partitions(cluster, "proc_a")
+    assert newest["proc_b"] not in partitions(cluster, "proc_b")
+    status = dict(cluster.sql("SELECT parent, last_status FROM pgmart.partition_sets WHERE parent LIKE 'proc\\_%'"))
+    assert status == {"proc_a": "succeeded", "proc_b": "skipped"}, status
+    # Inside a transaction block it refuses to run instead of holding every lock.
+    with cluster.connect(autocommit=False) as tx:
+        with pytest.raises(psycopg.errors.InvalidTransactionTermination):
+            tx.execute("CALL pgmart.run_partition_maintenance_proc()")

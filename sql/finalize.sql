@@ -127,6 +127,20 @@ COMMENT ON FUNCTION pgmart.create_partition_set IS
   'Manage a table partitioned by range on a date/timestamp/timestamptz column: create partitions aligned in the set''s time zone from start_at (or now) up to premake periods ahead of now, a default partition, and a maintenance job (returned) that keeps it rolling and applies retention.';
 COMMENT ON FUNCTION pgmart.run_partition_maintenance IS
   'Maintain one partition set (or every set you may act as) now: create missing partitions ahead, rescue rows from the default partition, apply retention; each set in its own subtransaction with lock_timeout.';
+CREATE PROCEDURE pgmart.run_partition_maintenance_proc() LANGUAGE plpgsql AS $proc$
+DECLARE
+  p text;
+BEGIN
+  -- One set per transaction: a set's lock is released as soon as it is done (CALL it outside a
+  -- transaction block; inside one, COMMIT is refused and the run stops with an error).
+  FOR p IN SELECT s.parent FROM pgmart.partition_sets s WHERE s.last_status IS DISTINCT FROM 'dropped' ORDER BY s.parent LOOP
+    PERFORM pgmart.run_partition_maintenance(p::regclass);
+    COMMIT;
+  END LOOP;
+END
+$proc$;
+COMMENT ON PROCEDURE pgmart.run_partition_maintenance_proc IS
+  'Maintain every partition set the caller may act as, committing after each set so that no set''s lock is held while the others run (pg_partman''s run_maintenance_proc). Results are in pgmart.partition_sets.';
 COMMENT ON FUNCTION pgmart.drop_partition_set IS 'Stop managing a table''s partitions (its partitions and data stay) and delete its maintenance job.';
 COMMENT ON FUNCTION pgmart.partitions IS 'The partitions of a table in time order, with their catalog bounds, size and estimated rows.';
 COMMENT ON FUNCTION pgmart._bound_epoch IS 'Internal: a range partition bound as epoch seconds of the column type.';
