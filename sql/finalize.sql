@@ -97,6 +97,22 @@ CREATE AGGREGATE pgmart.smallest_keys(tid) (
   SFUNC = pgmart._smallest_tid_trans, STYPE = internal, FINALFUNC = pgmart._smallest_tid_final,
   COMBINEFUNC = pgmart._smallest_combine, SERIALFUNC = pgmart._smallest_serial, DESERIALFUNC = pgmart._smallest_deserial,
   PARALLEL = SAFE);
+CREATE FUNCTION pgmart._smallest_text_trans(internal, text) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_text_trans';
+CREATE FUNCTION pgmart._smallest_text_combine(internal, internal) RETURNS internal LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_text_combine';
+CREATE FUNCTION pgmart._smallest_text_serial(internal) RETURNS bytea LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_text_serial';
+CREATE FUNCTION pgmart._smallest_text_deserial(bytea, internal) RETURNS internal LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_text_deserial';
+CREATE FUNCTION pgmart._smallest_text_final(internal) RETURNS jsonb LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'pgmart_smallest_text_final';
+CREATE AGGREGATE pgmart.smallest_values(text) (
+  SFUNC = pgmart._smallest_text_trans, STYPE = internal, FINALFUNC = pgmart._smallest_text_final,
+  COMBINEFUNC = pgmart._smallest_text_combine, SERIALFUNC = pgmart._smallest_text_serial,
+  DESERIALFUNC = pgmart._smallest_text_deserial, PARALLEL = SAFE);
+COMMENT ON AGGREGATE pgmart.smallest_values(text) IS
+  'The 5 smallest distinct non-null values in byte order, as a jsonb array (parallel safe; as cheap as min). Samples of accepted_values and range checks.';
+COMMENT ON FUNCTION pgmart._smallest_text_trans IS 'Internal: transition function of pgmart.smallest_values.';
+COMMENT ON FUNCTION pgmart._smallest_text_combine IS 'Internal: combine function of pgmart.smallest_values (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_text_serial IS 'Internal: serialize function of pgmart.smallest_values (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_text_deserial IS 'Internal: deserialize function of pgmart.smallest_values (parallel query).';
+COMMENT ON FUNCTION pgmart._smallest_text_final IS 'Internal: final function of pgmart.smallest_values.';
 COMMENT ON AGGREGATE pgmart.smallest_keys(bigint) IS
   'The 5 smallest distinct non-null keys, as a jsonb array (parallel safe; as cheap as min). Samples of row-level checks.';
 COMMENT ON AGGREGATE pgmart.smallest_keys(tid) IS

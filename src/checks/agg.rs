@@ -9,8 +9,9 @@
 //!   argument, an uncorrelated sub-select evaluated once), held as a bitmap when dense, else a hash
 //!   set, and reports rows whose non-null key has no parent, with up to five of those keys.
 //!
-//! A third, `pgmart.smallest_keys(bigint | tid)`, keeps the five smallest failing keys of a
-//! row-level check (its sample) at the cost of `min`.
+//! Two more keep the samples of row-level checks at the cost of `min`: `pgmart.smallest_keys(bigint
+//! | tid)`, the five smallest failing keys, and `pgmart.smallest_values(text)`, the five smallest
+//! failing values.
 //!
 //! Both are parallel safe (combine, serialize and deserialize functions), so the one scan keeps its
 //! parallel workers. They are plain V1 C functions declared in sql/finalize.sql: no per-row
@@ -53,7 +54,7 @@ impl Hasher for KeyHasher {
 pub type KeySet = HashSet<i64, BuildHasherDefault<KeyHasher>>;
 
 /// Keep the `SAMPLE` smallest distinct keys of `sample` plus `key`, sorted.
-pub fn add_to_sample(sample: &mut Vec<i64>, key: i64) {
+pub fn add_to_sample<T: Ord>(sample: &mut Vec<T>, key: T) {
     if sample.len() == SAMPLE && key >= sample[SAMPLE - 1] {
         return;
     }
@@ -400,6 +401,22 @@ struct Smallest<const TID: bool> {
     sample: Vec<i64>,
 }
 
+/// State of `smallest_values(text)`: the five smallest distinct values seen, in byte order.
+#[derive(Default)]
+struct SmallestTexts {
+    sample: Vec<String>,
+}
+
+impl SmallestTexts {
+    fn add(&mut self, v: &str) {
+        // Most calls end here once five are kept: one comparison, no allocation.
+        if self.sample.len() == SAMPLE && v >= self.sample[SAMPLE - 1].as_str() {
+            return;
+        }
+        add_to_sample(&mut self.sample, v.to_string());
+    }
+}
+
 /// A ctid as an ordered integer, and back.
 fn tid_key(t: &pg_sys::ItemPointerData) -> i64 {
     let block = (u32::from(t.ip_blkid.bi_hi) << 16) | u32::from(t.ip_blkid.bi_lo);
@@ -472,8 +489,9 @@ trait AggState: Default + Sized {
     fn rows(&self) -> i64;
     /// Fold a partial state (from a parallel worker) into this one.
     fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom>;
-    fn to_vec(&self) -> Vec<i64>;
-    fn from_slice(v: &[i64]) -> Self;
+    /// The state as bytes, for parallel workers to hand to the leader (and back).
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Self;
     fn result(&mut self) -> serde_json::Value;
 }
 
@@ -485,11 +503,11 @@ impl AggState for Duplicates {
     fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
         Duplicates::merge(self, other)
     }
-    fn to_vec(&self) -> Vec<i64> {
-        Duplicates::to_vec(self)
+    fn encode(&self) -> Vec<u8> {
+        to_bytes(&self.to_vec())
     }
-    fn from_slice(v: &[i64]) -> Self {
-        Duplicates::from_slice(v)
+    fn decode(bytes: &[u8]) -> Self {
+        Duplicates::from_slice(&from_bytes(bytes))
     }
     fn result(&mut self) -> serde_json::Value {
         let (rows, surplus, sample) = self.summary();
@@ -511,12 +529,11 @@ impl AggState for Orphans {
         Ok(())
     }
     /// Counts and sample (the parent keys stay behind).
-    fn to_vec(&self) -> Vec<i64> {
-        let mut v = vec![self.rows, self.failing];
-        v.extend_from_slice(&self.sample);
-        v
+    fn encode(&self) -> Vec<u8> {
+        to_bytes(&[&[self.rows, self.failing][..], &self.sample].concat())
     }
-    fn from_slice(v: &[i64]) -> Self {
+    fn decode(bytes: &[u8]) -> Self {
+        let v = from_bytes(bytes);
         Orphans { rows: v[0], failing: v[1], sample: v[2..].to_vec(), ..Default::default() }
     }
     fn result(&mut self) -> serde_json::Value {
@@ -535,11 +552,11 @@ impl<const TID: bool> AggState for Smallest<TID> {
         }
         Ok(())
     }
-    fn to_vec(&self) -> Vec<i64> {
-        self.sample.clone()
+    fn encode(&self) -> Vec<u8> {
+        to_bytes(&self.sample)
     }
-    fn from_slice(v: &[i64]) -> Self {
-        Smallest { sample: v.to_vec() }
+    fn decode(bytes: &[u8]) -> Self {
+        Smallest { sample: from_bytes(bytes) }
     }
     fn result(&mut self) -> serde_json::Value {
         if TID {
@@ -547,6 +564,40 @@ impl<const TID: bool> AggState for Smallest<TID> {
         } else {
             serde_json::json!(self.sample)
         }
+    }
+}
+
+impl AggState for SmallestTexts {
+    const NAME: &'static str = "smallest_values";
+    fn rows(&self) -> i64 {
+        self.sample.len() as i64
+    }
+    fn merge(&mut self, other: Self) -> std::result::Result<(), NoRoom> {
+        for v in &other.sample {
+            self.add(v);
+        }
+        Ok(())
+    }
+    /// Each value as a 4-byte length and its bytes.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![];
+        for v in &self.sample {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        out
+    }
+    fn decode(mut bytes: &[u8]) -> Self {
+        let mut sample = vec![];
+        while bytes.len() >= 4 {
+            let n = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+            sample.push(String::from_utf8_lossy(&bytes[4..4 + n]).into_owned());
+            bytes = &bytes[4 + n..];
+        }
+        SmallestTexts { sample }
+    }
+    fn result(&mut self) -> serde_json::Value {
+        serde_json::json!(self.sample)
     }
 }
 
@@ -569,7 +620,7 @@ unsafe fn serialize<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Da
     unsafe {
         agg_context(fcinfo, T::NAME);
         let s = &*pg_getarg_datum(fcinfo, 0).expect("strict").cast_mut_ptr::<T>();
-        to_bytes(&s.to_vec()).into_datum().expect("bytea")
+        s.encode().into_datum().expect("bytea")
     }
 }
 
@@ -578,7 +629,7 @@ unsafe fn deserialize<T: AggState>(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::
     unsafe {
         agg_context(fcinfo, T::NAME);
         let bytes = pg_getarg::<&[u8]>(fcinfo, 0).expect("strict");
-        let s = T::from_slice(&from_bytes(bytes));
+        let s = T::decode(bytes);
         pg_sys::Datum::from(PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(s))
     }
 }
@@ -646,6 +697,25 @@ v1!(pg_finfo_pgmart_smallest_tid_trans);
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pgmart_smallest_tid_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     unsafe { smallest_trans(fcinfo, |d| tid_key(&*d.cast_mut_ptr::<pg_sys::ItemPointerData>())) }
+}
+
+export!(pg_finfo_pgmart_smallest_text_combine, pgmart_smallest_text_combine, combine, SmallestTexts);
+export!(pg_finfo_pgmart_smallest_text_serial, pgmart_smallest_text_serial, serialize, SmallestTexts);
+export!(pg_finfo_pgmart_smallest_text_deserial, pgmart_smallest_text_deserial, deserialize, SmallestTexts);
+export!(pg_finfo_pgmart_smallest_text_final, pgmart_smallest_text_final, finish, SmallestTexts);
+
+v1!(pg_finfo_pgmart_smallest_text_trans);
+/// `smallest_values`' transition `(internal, text) -> internal`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pgmart_smallest_text_trans(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe {
+        let s = state::<SmallestTexts>(fcinfo, 0, agg_context(fcinfo, SmallestTexts::NAME));
+        if let Some(v) = pg_getarg::<&str>(fcinfo, 1) {
+            (*s).add(v);
+        }
+        pg_sys::Datum::from(s)
+    }
 }
 
 v1!(pg_finfo_pgmart_dup_trans);
@@ -721,7 +791,7 @@ mod unit {
         let mut leader = Duplicates::default();
         for part in keys.chunks(keys.len().div_ceil(3).max(1)) {
             let worker = dups(part);
-            Duplicates::merge(&mut leader, Duplicates::from_slice(&from_bytes(&to_bytes(&Duplicates::to_vec(&worker))))).unwrap();
+            Duplicates::merge(&mut leader, AggState::decode(&AggState::encode(&worker))).unwrap();
         }
         leader.summary()
     }
@@ -800,6 +870,20 @@ mod unit {
     }
 
     #[test]
+    fn text_samples_keep_five_smallest_and_round_trip() {
+        let mut a = SmallestTexts::default();
+        for v in ["pear", "apple", "fig", "apple", "kiwi", "date", "zebra", "ä"] {
+            a.add(v);
+        }
+        assert_eq!(a.sample, vec!["apple", "date", "fig", "kiwi", "pear"]);
+        let mut b = SmallestTexts::default();
+        b.add("banana");
+        b.add("");
+        b.merge(SmallestTexts::decode(&a.encode())).unwrap();
+        assert_eq!(b.sample, vec!["", "apple", "banana", "date", "fig"]);
+    }
+
+    #[test]
     fn sample_keeps_five_smallest_distinct() {
         let mut s = vec![];
         for k in [10, 4, 4, 8, 1, 12, 3, 2, 99] {
@@ -811,9 +895,8 @@ mod unit {
     #[test]
     fn orphan_partials_merge_and_round_trip() {
         let a = Orphans { rows: 10, failing: 3, sample: vec![5, 9], ..Default::default() };
-        let bytes = to_bytes(&AggState::to_vec(&a));
         let mut b = Orphans { rows: 1, failing: 1, sample: vec![7], ..Default::default() };
-        AggState::merge(&mut b, Orphans::from_slice(&from_bytes(&bytes))).unwrap();
+        AggState::merge(&mut b, Orphans::decode(&a.encode())).unwrap();
         assert_eq!((b.rows, b.failing, b.sample), (11, 4, vec![5, 7, 9]));
     }
 

@@ -324,12 +324,22 @@ fn min_arg(col: &str, f: &TableFacts) -> String {
 }
 
 /// How a row-level check collects its sample: (aggregate, key name; None for a value sample,
-/// whether the aggregate gives up to five keys). Keys: the 5 smallest integer primary keys or
-/// ctids (`pgmart.smallest_keys`), else the smallest key; values: the smallest failing value
-/// (`min`). Either way a check with millions of failing rows costs no more than one with none.
+/// whether the aggregate gives up to five). Keys: the 5 smallest integer primary keys or ctids
+/// (`pgmart.smallest_keys`), else the smallest key; values: the 5 smallest non-null failing values
+/// of integer or text columns (`smallest_keys`, `smallest_values`), else the smallest (`min`).
+/// Either way a check with millions of failing rows costs no more than one with none.
 fn sample_agg(c: &Check, f: &TableFacts) -> (String, Option<String>, bool) {
     match c.kind {
-        Kind::AcceptedValues | Kind::Range => (format!("min({})", min_arg(&c.columns[0], f)), None, false),
+        Kind::AcceptedValues | Kind::Range => {
+            let col = &c.columns[0];
+            match type_of(f, col) {
+                t if is_int(t) => (format!("pgmart.smallest_keys({}::int8)", qi(col)), None, true),
+                Some("text" | "character varying" | "character") => {
+                    (format!("pgmart.smallest_values({}::text)", qi(col)), None, true)
+                }
+                _ => (format!("min({})", min_arg(col, f)), None, false),
+            }
+        }
         _ if f.pk.len() == 1 && is_int(type_of(f, &f.pk[0])) => {
             (format!("pgmart.smallest_keys({}::int8)", qi(&f.pk[0])), Some(f.pk[0].clone()), true)
         }
@@ -1016,7 +1026,10 @@ mod tests {
         let no_pk = TableFacts { has_ctid: true, ..Default::default() };
         assert_eq!(sample_agg(&nn, &no_pk), ("pgmart.smallest_keys(ctid)".into(), Some("ctid".into()), true));
         let av = check(2, Kind::AcceptedValues, &["s"], json!({"values": ["a"]}), None);
-        assert!(!sample_agg(&av, &int_pk).2);
+        let typed = |ty: &str| TableFacts { columns: vec![("s".into(), ty.into())], ..Default::default() };
+        assert_eq!(sample_agg(&av, &typed("text")), ("pgmart.smallest_values(\"s\"::text)".into(), None, true));
+        assert_eq!(sample_agg(&av, &typed("smallint")), ("pgmart.smallest_keys(\"s\"::int8)".into(), None, true));
+        assert_eq!(sample_agg(&av, &typed("date")), ("min(\"s\")".into(), None, false));
         let how = Extract::Row { group: "g0".into(), key: Some("id".into()), many: true };
         let m = extract(&nn, &how, &json!({"g0": {"n": 9, "f1": 3, "s1": [2, 5, 7]}}));
         assert_eq!(m.sample, json!([{"id": 2}, {"id": 5}, {"id": 7}]));

@@ -106,6 +106,10 @@ mod tests {
         run("INSERT INTO ck_av VALUES (4, 'lost')");
         assert_eq!(outcome("ck_av", "av_nulls_ok"), ("fail".into(), Some(1), Some(4)));
         assert_eq!(sample("ck_av", "av_nulls_ok"), serde_json::json!(["lost"]));
+        // Up to five failing values, the smallest (NULLs are counted, not listed).
+        run("INSERT INTO ck_av VALUES (5, 'gone'), (6, 'lost'), (7, 'stolen'), (8, 'broken'), (9, 'eaten'), (10, 'void')");
+        assert_eq!(sample("ck_av", "accepted_values_ck_av_status"), serde_json::json!(["broken", "eaten", "gone", "lost", "stolen"]));
+        assert_eq!(outcome("ck_av", "accepted_values_ck_av_status").1, Some(8));
         // Numbers are compared in the column's type; a value that is not of that type is refused.
         run("CREATE TABLE ck_av2 (n int); INSERT INTO ck_av2 VALUES (1), (2)");
         run("SELECT pgmart.add_check('ck_av2', 'accepted_values', ARRAY['n'], '{\"values\": [1, 2]}')");
