@@ -127,6 +127,25 @@ pub fn job_for_caller(job_id: i64) -> engine::Job {
 }
 
 /// Delete a job of any kind (capabilities call this when their object is dropped).
+/// Stop the scheduler running a job (it stays, with its history, until resumed or dropped).
+pub fn disable_job(job_id: i64) {
+    sql::as_catalog_owner(|| sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job_id.into()]));
+}
+
+/// A job whose table or view was dropped: disable it once, with a health alert (one while open),
+/// instead of letting it run forever for nothing. `pgmart.drop_job` then removes it.
+pub fn disable_orphaned(job_id: i64, source_kind: &str, object: &str, target: Option<&str>, problem: &str) {
+    disable_job(job_id);
+    crate::alerts::raise_health(
+        source_kind,
+        object,
+        "medium",
+        target,
+        json!({ "problem": problem, "job_id": job_id }),
+        &format!("{source_kind}_dropped:{job_id}"),
+    );
+}
+
 pub fn delete_job(job_id: i64) {
     sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.job WHERE job_id = $1", &[job_id.into()]));
 }
@@ -209,7 +228,7 @@ fn run_job(job_id: i64) -> TableIterator<
 #[pg_extern(schema = "pgmart", volatile)]
 fn pause_job(job_id: i64) {
     job_for_caller(job_id);
-    sql::as_catalog_owner(|| sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job_id.into()]));
+    disable_job(job_id);
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
@@ -304,18 +323,19 @@ fn drop_job(job_id: i64) {
     let job = job_for_caller(job_id);
     // A refresh or partition job whose table or view was dropped is disabled when it next runs; it
     // (and its registration) can then go this way, since the object's name no longer resolves.
-    let orphaned = sql::as_catalog_owner(|| {
-        sql::one::<bool>(
-            "SELECT CASE $2 \
-               WHEN 'partition_maintenance' THEN NOT EXISTS (SELECT 1 FROM pgmart.partition_set s \
-                      JOIN pg_catalog.pg_class c ON c.oid = s.parent WHERE s.job_id = $1) \
-               WHEN 'refresh' THEN NOT EXISTS (SELECT 1 FROM pgmart.refresh_view r \
-                      JOIN pg_catalog.pg_class c ON c.oid = r.view WHERE r.job_id = $1) \
-               ELSE false END",
-            &[job_id.into(), job.kind.as_str().into()],
-        )
-        .unwrap_or(false)
-    });
+    let orphaned = job.kind != "sql"
+        && sql::as_catalog_owner(|| {
+            sql::one::<bool>(
+                "SELECT CASE $2 \
+                   WHEN 'partition_maintenance' THEN NOT EXISTS (SELECT 1 FROM pgmart.partition_set s \
+                          JOIN pg_catalog.pg_class c ON c.oid = s.parent WHERE s.job_id = $1) \
+                   WHEN 'refresh' THEN NOT EXISTS (SELECT 1 FROM pgmart.refresh_view r \
+                          JOIN pg_catalog.pg_class c ON c.oid = r.view WHERE r.job_id = $1) \
+                   ELSE false END",
+                &[job_id.into(), job.kind.as_str().into()],
+            )
+            .unwrap_or(false)
+        });
     if orphaned {
         sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.partition_set WHERE job_id = $1", &[job_id.into()]));
     } else if job.kind != "sql" {

@@ -552,20 +552,18 @@ pub fn run_job(job: &Job) -> Value {
         // forever for nothing (pgmart.drop_job removes what is left).
         let what = job.target.clone().unwrap_or_default();
         sql::as_catalog_owner(|| {
-            sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job.job_id.into()]);
             sql::exec(
                 "UPDATE pgmart.partition_set SET last_status = 'dropped', last_run_at = clock_timestamp(), \
                         last_message = 'the partitioned table was dropped; maintenance job disabled' WHERE job_id = $1",
                 &[job.job_id.into()],
             );
         });
-        crate::alerts::raise_health(
+        crate::jobs::api::disable_orphaned(
+            job.job_id,
             "partition_set",
             &what,
-            "medium",
             None,
-            json!({ "problem": "partitioned table dropped; its maintenance job was disabled", "job_id": job.job_id }),
-            &format!("partition_set_dropped:{}", job.job_id),
+            "partitioned table dropped; its maintenance job was disabled",
         );
         return json!({ "message": format!("the table of {what} no longer exists; maintenance job disabled") });
     };

@@ -351,16 +351,14 @@ pub fn run_job(job: &Job) -> Value {
     if !reg.exists {
         // The view was dropped: disable the job once, with an alert, instead of failing forever.
         sql::as_catalog_owner(|| {
-            sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job.job_id.into()]);
             sql::exec("UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id = $1", &[job.job_id.into()]);
         });
-        crate::alerts::raise_health(
+        crate::jobs::api::disable_orphaned(
+            job.job_id,
             "refresh",
             &reg.view_name,
-            "medium",
             Some(&reg.view_name),
-            json!({"problem": "materialized view dropped; its refresh job was disabled", "job_id": job.job_id}),
-            &format!("refresh_dropped:{}", job.job_id),
+            "materialized view dropped; its refresh job was disabled",
         );
         return json!({"message": format!("{} no longer exists; refresh job disabled", reg.view_name)});
     }
