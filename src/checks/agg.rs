@@ -184,9 +184,9 @@ impl KeyBits {
         v
     }
 
-    fn from_slice(v: &[i64]) -> (KeyBits, &[i64]) {
+    fn from_slice(v: &[i64]) -> KeyBits {
         let n = v[1] as usize;
-        (KeyBits { lo: v[0], words: v[2..2 + n].iter().map(|w| *w as u64).collect() }, &v[2 + n..])
+        KeyBits { lo: v[0], words: v[2..2 + n].iter().map(|w| *w as u64).collect() }
     }
 }
 
@@ -337,7 +337,7 @@ impl Duplicates {
         let n = v[2] as usize;
         let sample = v[3..3 + n].to_vec();
         let rest = &v[3 + n..];
-        let store = if rest[0] == 0 { KeyStore::Bits(KeyBits::from_slice(&rest[1..]).0) } else { KeyStore::List(rest[1..].to_vec()) };
+        let store = if rest[0] == 0 { KeyStore::Bits(KeyBits::from_slice(&rest[1..])) } else { KeyStore::List(rest[1..].to_vec()) };
         Duplicates { rows: v[0], surplus: v[1], sample, store }
     }
 }
