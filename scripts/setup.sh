@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PGRX_VERSION=0.18.1
-PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-partman postgresql-contrib libclang-dev clang sudo pkg-config make)
+PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-partman postgresql-contrib libclang-dev clang sudo pkg-config make
+      # the shared libraries of the PostgreSQL 16..18 builds that scripts/pgversions.sh unpacks
+      libssl3 libgssapi-krb5-2 liblz4-1 libzstd1 libxml2 libreadline8 zlib1g)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,13 +23,26 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
 
-if ! grep -q '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
-    echo "setup: cargo pgrx init against the system PostgreSQL 15"
-    cargo pgrx init --pg15 /usr/bin/pg_config
-fi
-
 if ! .venv/bin/python -c 'import psycopg, pytest' 2>/dev/null; then
     echo "setup: creating .venv for the end-to-end tests"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7'
+fi
+
+# PostgreSQL 16, 17 and 18 (Debian 12 has only 15), cached outside the work tree.
+bash scripts/pgversions.sh ensure
+
+# `cargo pgrx init` rewrites config.toml whole, so it gets every version at once; run it when any
+# version is missing there, or points elsewhere than scripts/pgversions.sh says, or is gone.
+init_args=()
+need_init=
+while read -r v pgc; do
+    init_args+=("--pg$v" "$pgc")
+    if ! grep -qxF "pg$v = \"$pgc\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null || [ ! -x "$pgc" ]; then
+        need_init=1
+    fi
+done < <(bash scripts/pgversions.sh list)
+if [ -n "$need_init" ]; then
+    echo "setup: cargo pgrx init ${init_args[*]}"
+    cargo pgrx init "${init_args[@]}" >/dev/null
 fi

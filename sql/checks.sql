@@ -14,15 +14,15 @@ CREATE TABLE pgmart."check" (
     where_clause text,
     schedule     text,
     job_id       bigint REFERENCES pgmart.job (job_id) ON DELETE SET NULL,
-    owner        name NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    anchor       regclass NOT NULL
 );
 CREATE INDEX check_target_idx ON pgmart."check" (target);
-COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (change them with pgmart.add_check() and pgmart.drop_check()).';
+COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
-CREATE TABLE pgmart.check_results (
+CREATE TABLE pgmart.check_result (
     result_id    bigserial PRIMARY KEY,
-    run_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     check_id     bigint NOT NULL,
     name         text NOT NULL,
     target       text,
@@ -33,11 +33,32 @@ CREATE TABLE pgmart.check_results (
     sample       jsonb,
     duration_ms  float8,
     message      text,
-    run_by       text
+    run_by       text,
+    owner        oid
 );
-CREATE INDEX check_results_check_idx ON pgmart.check_results (check_id, run_at DESC);
-CREATE INDEX check_results_run_at_idx ON pgmart.check_results (run_at);
-COMMENT ON TABLE pgmart.check_results IS 'Every result of every pgmart check run (pruned after pgmart.history_retention).';
+CREATE INDEX check_results_check_idx ON pgmart.check_result (check_id, run_at DESC);
+CREATE INDEX check_results_run_at_idx ON pgmart.check_result (run_at);
+COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
 SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+
+-- The checks, and their results, of the roles whose rights you have. A result whose check is gone
+-- belongs to the role that owned the check when it ran.
+CREATE VIEW pgmart.checks WITH (security_barrier) AS
+SELECT c.check_id, c.name, pgmart._relation_name(c.target) AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
+  FROM pgmart."check" c
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
+
+CREATE VIEW pgmart.check_results WITH (security_barrier) AS
+SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
+       r.sample, r.duration_ms, r.message, r.run_by
+  FROM pgmart.check_result r
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
+GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;

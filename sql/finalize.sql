@@ -1,7 +1,7 @@
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
 
-CREATE FUNCTION pgmart._job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION pgmart._job_changed() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM pgmart._wake_scheduler();
     RETURN NULL;
@@ -34,12 +34,11 @@ COMMENT ON FUNCTION pgmart.metric_values IS
 
 DO $$
 BEGIN
-    IF current_setting('shared_preload_libraries') !~ '(^|[ ,])pgmart($|[ ,])' THEN
+    IF pg_catalog.current_setting('shared_preload_libraries') OPERATOR(pg_catalog.!~) '(^|[ ,])pgmart($|[ ,])' THEN
         RAISE WARNING 'pgmart is not in shared_preload_libraries, so nothing runs on its own: call SELECT pgmart.refresh_due() from cron or your BI tool, or add pgmart to shared_preload_libraries and restart';
     END IF;
 END $$;
 
-SELECT pgmart._wake_launcher();
 
 -- refresh
 COMMENT ON FUNCTION pgmart.schedule_refresh IS
@@ -57,6 +56,26 @@ CREATE FUNCTION pgmart._alert_fire() RETURNS trigger LANGUAGE c AS 'MODULE_PATHN
 CREATE FUNCTION pgmart._alert_flush() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_alert_flush_wrapper';
 COMMENT ON FUNCTION pgmart._alert_fire IS 'Internal: row trigger of alert rules (runs only for rows matching the rule''s WHEN condition).';
 COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert rules; sends the summary of alerts over pgmart.alert_notify_limit.';
+
+-- Alerts: each role sees those of the roles whose rights it has. An alert belongs to the current
+-- owner of the rule, job or check that raised it, or, when that is gone, to its owner at the time.
+CREATE VIEW pgmart.alerts WITH (security_barrier) AS
+SELECT al.alert_id, al.raised_at, al.source_kind, al.source_name, al.severity, al.target, al.payload,
+       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id
+  FROM pgmart.alert al
+  LEFT JOIN pgmart.alert_rules r ON r.rule_id OPERATOR(pg_catalog.=) al.rule_id
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) al.job_id
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) al.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) coalesce(r.anchor, c.anchor, j.anchor)
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, al.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+COMMENT ON VIEW pgmart.alerts IS 'Every alert of your rules, jobs and checks, open or acknowledged (acknowledged ones are pruned after pgmart.history_retention).';
+
+CREATE VIEW pgmart.open_alerts WITH (security_barrier) AS
+SELECT a.alert_id, a.raised_at, a.source_kind, a.source_name, a.severity, a.target, a.payload, a.rule_id
+  FROM pgmart.alerts a
+ WHERE a.acked_at IS NULL;
+COMMENT ON VIEW pgmart.open_alerts IS 'Your alerts not yet acknowledged (rule and health alerts), newest last; acknowledge with pgmart.ack_alert().';
+GRANT SELECT ON pgmart.alerts, pgmart.open_alerts TO PUBLIC;
 -- checks
 COMMENT ON FUNCTION pgmart.add_check IS
   'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
@@ -162,3 +181,40 @@ COMMENT ON FUNCTION pgmart.partitions IS 'The partitions of a table in time orde
 COMMENT ON FUNCTION pgmart._bound_epoch IS 'Internal: a range partition bound as epoch seconds of the column type.';
 COMMENT ON FUNCTION pgmart._partition_bounds IS 'Internal: every partition of a table with its catalog bounds.';
 COMMENT ON FUNCTION pgmart._now_epoch IS 'Internal: now as epoch seconds of the column type in a time zone.';
+
+-- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
+CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    names text[];
+BEGIN
+    SELECT pg_catalog.array_agg(d.object_name) INTO names
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.schema_name OPERATOR(pg_catalog.=) 'pgmart_owners'
+       AND d.object_type OPERATOR(pg_catalog.=) 'materialized view';
+    IF names IS NOT NULL THEN
+        PERFORM pgmart._anchors_dropped(names);
+    END IF;
+END $$;
+COMMENT ON FUNCTION pgmart._on_sql_drop IS 'Internal: event trigger that removes a registration whose owner anchor was dropped (DROP OWNED BY).';
+CREATE EVENT TRIGGER pgmart_anchor_dropped ON sql_drop EXECUTE FUNCTION pgmart._on_sql_drop();
+
+-- Privileges: nobody but the extension's owner may call pgmart's internal functions (their names
+-- start with an underscore), except the read-only catalog helpers the views call. Every public
+-- function checks who its caller is and what that role may act as.
+REVOKE ALL ON ALL ROUTINES IN SCHEMA pgmart FROM PUBLIC;
+DO $$
+DECLARE
+    f pg_catalog.regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
+                AND (p.proname OPERATOR(pg_catalog.!~) '^_'
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name}'::pg_catalog.name[]))
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
+    END LOOP;
+END $$;
+REVOKE ALL ON SCHEMA pgmart_owners FROM PUBLIC;
+
+SELECT pgmart._wake_launcher();

@@ -13,47 +13,63 @@ CREATE TABLE pgmart.metric (
     owner         text NOT NULL,
     description   text NOT NULL,
     normalized    text NOT NULL,
-    registered_by name NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    changed_at    timestamptz NOT NULL DEFAULT now(),
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     deprecated_at timestamptz,
-    replaced_by   text
+    replaced_by   text,
+    anchor        regclass NOT NULL
 );
 COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
 
-CREATE TABLE pgmart.metric_versions (
+CREATE TABLE pgmart.metric_version (
     name           text NOT NULL,
     version        integer NOT NULL,
     definition     jsonb NOT NULL,
     changed_by     name NOT NULL,
-    changed_at     timestamptz NOT NULL DEFAULT now(),
+    changed_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     change_summary text NOT NULL,
     PRIMARY KEY (name, version)
 );
-COMMENT ON TABLE pgmart.metric_versions IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed.';
+COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
 
 -- One protection view per metric lives here: PostgreSQL refuses to drop a column or table it uses.
 CREATE SCHEMA pgmart_metrics;
 COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
 GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
 
-CREATE VIEW pgmart.metrics AS
-SELECT m.name, m.version, m.owner, m.description, m.source::text AS source, m.expression, m.filter,
+-- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
+CREATE VIEW pgmart.metrics WITH (security_barrier) AS
+SELECT m.name, m.version, m.owner, m.description, pgmart._relation_name(m.source) AS source, m.expression, m.filter,
        m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
-       m.replaced_by, m.time_column, m.registered_by,
-       'pgmart_metrics.' || pg_catalog.quote_ident('metric_' || m.name) AS view,
+       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
+       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
        -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
        r.last_refreshed_at AS source_refreshed_at,
-       now() - r.last_refreshed_at AS source_age
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
   FROM pgmart.metric m
-  LEFT JOIN pgmart.refresh_view r ON r.view = m.source;
-COMMENT ON VIEW pgmart.metrics IS 'Every registered metric: owner, description, definition, version, grain, deprecation.';
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
+  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
 GRANT SELECT ON pgmart.metrics TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
 
--- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER).
+-- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
+CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
+SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
+  FROM pgmart.metric_version v
+ WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
+GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
+
+-- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER, so the
+-- source's row-level security applies to the caller), with the path pinned: the SQL is pgmart's own
+-- plus the metric's analysed fragments, which may call only built-in functions of pg_catalog.
 CREATE FUNCTION pgmart.metric_values(
     name text,
     from_ts timestamptz,
@@ -62,7 +78,7 @@ CREATE FUNCTION pgmart.metric_values(
     dimensions text[] DEFAULT '{}',
     timezone text DEFAULT 'UTC'
 ) RETURNS TABLE (bucket timestamptz, dimension_values jsonb, value numeric)
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY EXECUTE pgmart.metric_sql($1, $2, $3, $4, $5, $6);
 END $$;

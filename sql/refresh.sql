@@ -8,8 +8,7 @@ CREATE TABLE pgmart.refresh_view (
     use_concurrently  boolean,  -- NULL: CONCURRENTLY when possible
     freshness_slo     interval CHECK (freshness_slo > '0'::interval),
     period_s          float8 NOT NULL CHECK (period_s > 0),
-    owner             name NOT NULL,
-    registered_at     timestamptz NOT NULL DEFAULT now(),
+    registered_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_refreshed_at timestamptz,
     last_status       text,
     last_method       text
@@ -31,38 +30,43 @@ CREATE TABLE pgmart.refresh_history (
     status       text NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
     sqlstate     text,
     error        text,
-    run_by       name NOT NULL DEFAULT current_user
+    run_by       name NOT NULL DEFAULT CURRENT_USER,
+    owner        oid
 );
 CREATE INDEX refresh_history_view_idx ON pgmart.refresh_history (view_oid, started_at DESC);
 CREATE INDEX refresh_history_started_idx ON pgmart.refresh_history (started_at);
 COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
 
 -- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
--- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles.
+-- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
+-- with pgmart.grant_access(role, 'reader').
 CREATE VIEW pgmart.freshness AS
-SELECT CASE WHEN c.oid IS NULL THEN r.view_name ELSE pg_catalog.format('%I.%I', n.nspname, c.relname) END AS object,
-       'materialized_view'::text AS kind,
+SELECT CASE WHEN c.oid IS NULL THEN r.view_name
+            ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
+       'materialized_view'::pg_catalog.text AS kind,
        r.last_refreshed_at,
-       now() - r.last_refreshed_at AS age,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS age,
        r.freshness_slo AS slo,
-       (now() - coalesce(r.last_refreshed_at, r.registered_at))
-           > coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 * r.period_s)) AS stale,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
+           OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s)) AS stale,
        CASE WHEN c.oid IS NULL THEN 'dropped' ELSE r.last_status END AS last_status,
-       r.owner,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner,
        j.schedule,
        j.next_run_at AS next_refresh_at
   FROM pgmart.refresh_view r
-  JOIN pgmart.job j USING (job_id)
-  LEFT JOIN pg_catalog.pg_class c ON c.oid = r.view
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace;
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace;
 COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: last successful refresh, age, SLO, stale flag, last status, owner.';
 
--- Refresh history for the owners of the views (like pgmart.job_runs: each role sees its own).
-CREATE VIEW pgmart.refresh_runs AS
+-- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
+CREATE VIEW pgmart.refresh_runs WITH (security_barrier) AS
 SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
        h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
   FROM pgmart.refresh_history h
-  JOIN pg_catalog.pg_class c ON c.oid = h.view_oid
- WHERE pg_catalog.pg_has_role(c.relowner, 'MEMBER');
-COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of the materialized views you own (pruned after pgmart.history_retention).';
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.view_oid
+ WHERE pg_catalog.pg_has_role(coalesce(h.owner, c.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
 GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;

@@ -44,6 +44,19 @@ impl PgMartError {
     pub fn privilege(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
     }
+    /// 22004: a required argument is NULL.
+    pub fn null_argument(name: &str) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{name} must not be NULL"))
+    }
+    /// 25006: a write on a standby.
+    pub fn read_only(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION, message)
+    }
+    /// XX000: a pgmart bug (never expected; carries no backtrace).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message)
+            .hint("This is a pgmart bug, or pgmart's catalog was edited by hand; please report it.")
+    }
     /// 55000: the object is not in a state that allows this.
     pub fn state(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message)
@@ -103,6 +116,15 @@ pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
     s
 }
 
+/// The error code of a five-character SQLSTATE (inverse of [`sqlstate_text`]).
+pub fn sqlstate_code(s: &str) -> PgSqlErrorCode {
+    let mut code: i32 = 0;
+    for (i, ch) in s.bytes().take(5).enumerate() {
+        code |= (((ch as i32) - ('0' as i32)) & 0x3F) << (6 * i);
+    }
+    PgSqlErrorCode::from(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +133,8 @@ mod tests {
         assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE), "22023");
         assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO), "22012");
         assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE), "55P03");
+        for s in ["57014", "22023", "55P03", "42501"] {
+            assert_eq!(sqlstate_text(sqlstate_code(s)), s);
+        }
     }
 }

@@ -10,6 +10,7 @@ pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>
 pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
 pub static ALERT_NOTIFY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static MAX_JOBS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(10000);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -57,6 +58,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgmart.max_jobs_per_role",
+        c"Most pgmart jobs one role (not a superuser) may own in a database.",
+        c"Keeps one role from flooding the scheduler.",
+        &MAX_JOBS_PER_ROLE,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pgmart.alert_notify_limit",

@@ -9,12 +9,16 @@ pg_module_magic!();
 
 pub mod alerts;
 pub mod checks;
+pub mod compat;
 pub mod error;
+pub mod fragment;
 pub mod guc;
 pub mod jobs;
-pub mod refresh;
-pub mod partitions;
+pub mod locks;
 pub mod metrics;
+pub mod owners;
+pub mod partitions;
+pub mod refresh;
 pub mod sql;
 #[cfg(any(test, feature = "pg_test"))]
 pub mod testing;
@@ -37,9 +41,23 @@ extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = [
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
+/// Every registration kind with an owner anchor (see `owners`), and how each is removed when
+/// `DROP OWNED BY` drops its anchor.
+pub static REGISTRATIONS: &[owners::Registration] = &[
+    owners::Registration { prefix: "job", forget: jobs::api::forget },
+    owners::Registration { prefix: "check", forget: checks::exec::forget },
+    owners::Registration { prefix: "rule", forget: alerts::exec::forget_anchor },
+    owners::Registration { prefix: "metric", forget: metrics::exec::forget },
+];
+
 #[pg_guard]
 #[allow(non_snake_case)]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx puts a Rust backtrace into the DETAIL of errors whenever the environment asks for one;
+    // none may ever reach a user. Set before anything could capture one (the postmaster with
+    // preload, or this backend otherwise); the library's choice is cached at its first capture.
+    // SAFETY: _PG_init runs single-threaded.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::register();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         PRELOADED.store(true, Ordering::Relaxed);

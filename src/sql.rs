@@ -1,29 +1,279 @@
-//! Quoting, SPI helpers, subtransactions and role switching: the only place that talks to SPI
-//! directly. Identifiers are always quoted with `quote_identifier`; values always travel as
-//! parameters (`$1`), never through `format!`.
+//! The only place that talks to SPI, and the only place that changes whose privileges apply.
+//!
+//! * Every statement pgmart runs through these helpers runs with `search_path` pinned to
+//!   `pg_catalog, pg_temp` (pg_temp last, explicitly), whatever the caller's path is: no name in
+//!   pgmart's SQL can resolve to a caller's (or an attacker's) object. [`caller_path`] is the one,
+//!   explicit, way to resolve a *user's* names (a relation a user named in text, a user's command).
+//! * [`as_catalog_owner`] runs pgmart's catalog work as the extension's owner
+//!   (`pg_extension.extowner`), security-restricted, with the pinned path; [`as_role`] runs work on
+//!   a user's objects as that object's owner, the way core runs REFRESH and VACUUM. Both restore
+//!   the identity and every setting made inside on the way out, on the error path too.
+//! * Identifiers are always quoted with `quote_identifier`; values always travel as parameters
+//!   (`$1`), never through `format!`.
 
 use crate::error::{sqlstate_text, PgMartError};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use serde::de::DeserializeOwned;
+use std::cell::Cell;
+use std::ffi::CStr;
 use std::panic::AssertUnwindSafe;
 
 pub use pgrx::spi::{quote_identifier, quote_literal, quote_qualified_identifier};
 
+/// The search path of everything pgmart runs itself.
+pub const SAFE_PATH: &CStr = c"pg_catalog, pg_temp";
+
+thread_local! {
+    /// > 0 inside [`caller_path`]: statements resolve names through the caller's own path.
+    static CALLER_PATH: Cell<u32> = const { Cell::new(0) };
+    /// The user who called pgmart, saved when the first identity switch was made (0: none).
+    static OUTER_USER: Cell<u32> = const { Cell::new(0) };
+    static SWITCH_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// (local transaction id, extension owner) of the last lookup.
+    static EXTOWNER: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+}
+
+/// A GUC nest level: every setting made after it is undone when it is dropped (also while an
+/// ERROR unwinds through it; transaction abort would undo it too).
+struct GucScope(i32);
+
+impl GucScope {
+    fn new() -> Self {
+        GucScope(unsafe { pg_sys::NewGUCNestLevel() })
+    }
+    /// Set `name` to `value` for this scope (`SET LOCAL` semantics for the scope).
+    fn set(&self, name: &CStr, value: &CStr) {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+}
+
+impl Drop for GucScope {
+    fn drop(&mut self) {
+        unsafe { pg_sys::AtEOXact_GUC(false, self.0) };
+    }
+}
+
+fn path_is_pinned() -> bool {
+    unsafe {
+        let p = pg_sys::namespace_search_path;
+        !p.is_null() && CStr::from_ptr(p) == SAFE_PATH
+    }
+}
+
+/// Run `f` with `search_path` pinned to `pg_catalog, pg_temp` (unless it already is).
+pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    if CALLER_PATH.with(|c| c.get()) > 0 || path_is_pinned() {
+        return f();
+    }
+    let scope = GucScope::new();
+    scope.set(c"search_path", SAFE_PATH);
+    let r = f();
+    drop(scope);
+    r
+}
+
+/// Run `f` with the caller's own `search_path`: only to resolve names a user gave in text (a table
+/// in a check's parameters, the objects of a user's command), never inside an identity switch.
+pub fn caller_path<R>(f: impl FnOnce() -> R) -> R {
+    if SWITCH_DEPTH.with(|d| d.get()) > 0 {
+        PgMartError::internal("pgmart: a user's names cannot be resolved inside a privileged block").raise();
+    }
+    CALLER_PATH.with(|c| c.set(c.get() + 1));
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            CALLER_PATH.with(|c| c.set(c.get().saturating_sub(1)));
+        }
+    }
+    let _pop = Pop;
+    f()
+}
+
+/// Run `f` with `path` as the search path (a job owner's own path, for the owner's own command
+/// run as the owner): pgmart's helpers inside use it as given instead of pinning.
+pub fn with_user_path<R>(path: &str, f: impl FnOnce() -> R) -> R {
+    let scope = GucScope::new();
+    let value = std::ffi::CString::new(path).unwrap_or_else(|_| c"\"$user\", public".to_owned());
+    scope.set(c"search_path", &value);
+    CALLER_PATH.with(|c| c.set(c.get() + 1));
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            CALLER_PATH.with(|c| c.set(c.get().saturating_sub(1)));
+        }
+    }
+    let pop = Pop;
+    let r = f();
+    drop(pop);
+    drop(scope);
+    r
+}
+
+/// The search path a role's own sessions start with in this database: its `ALTER ROLE ... IN
+/// DATABASE ... SET`, its `ALTER ROLE ... SET`, the database's, or PostgreSQL's default.
+pub fn role_search_path(role: pg_sys::Oid) -> String {
+    one::<String>(
+        "SELECT pg_catalog.substr(c, 13) FROM ( \
+            SELECT s.setdatabase, s.setrole, pg_catalog.unnest(s.setconfig) AS c \
+              FROM pg_catalog.pg_db_role_setting s \
+             WHERE (s.setrole OPERATOR(pg_catalog.=) $1 OR s.setrole OPERATOR(pg_catalog.=) 0::pg_catalog.oid) \
+               AND (s.setdatabase OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+                                                             WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+                    OR s.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid)) x \
+          WHERE c OPERATOR(pg_catalog.^@) 'search_path=' \
+          ORDER BY (setrole OPERATOR(pg_catalog.<>) 0::pg_catalog.oid) DESC, (setdatabase OPERATOR(pg_catalog.<>) 0::pg_catalog.oid) DESC \
+          LIMIT 1",
+        &[role.into()],
+    )
+    .unwrap_or_else(|| "\"$user\", public".to_string())
+}
+
+/// The role that called pgmart: the current user, or the user saved when pgmart first switched
+/// identity (so code inside a privileged block still filters by the real caller).
+pub fn caller() -> pg_sys::Oid {
+    let outer = OUTER_USER.with(|u| u.get());
+    if SWITCH_DEPTH.with(|d| d.get()) > 0 && outer != 0 {
+        return pg_sys::Oid::from(outer);
+    }
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// The name of a role (for messages and history), or its OID in brackets when it is gone.
+pub fn role_name(role: pg_sys::Oid) -> String {
+    pinned(|| one::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[role.into()]))
+        .unwrap_or_else(|| format!("[role {}]", u32::from(role)))
+}
+
+/// "Has the owner's rights": `member` has `role`'s privileges without SET ROLE (USAGE).
+pub fn has_rights_of(member: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::has_privs_of_role(member, role) }
+}
+
+/// "May act as": `member` may SET ROLE to `role` (MEMBER on PostgreSQL 15).
+pub fn may_act_as(member: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    crate::compat::may_set_role(member, role)
+}
+
+/// The extension's owner (`pg_extension.extowner`), looked up once per transaction.
+pub fn extension_owner() -> pg_sys::Oid {
+    let xid = crate::compat::local_xid();
+    let (cached_xid, owner) = EXTOWNER.with(|c| c.get());
+    if cached_xid == xid && owner != 0 {
+        return pg_sys::Oid::from(owner);
+    }
+    let owner = pinned(|| {
+        one::<pg_sys::Oid>(
+            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
+            &[],
+        )
+    })
+    .unwrap_or_else(|| PgMartError::state("extension \"pgmart\" is not installed in this database").raise());
+    EXTOWNER.with(|c| c.set((xid, u32::from(owner))));
+    owner
+}
+
+/// An identity switch, undone on drop (on the error path too).
+struct Identity {
+    user: pg_sys::Oid,
+    sec: i32,
+}
+
+impl Identity {
+    fn enter(role: pg_sys::Oid, restricted: bool) -> Identity {
+        let (mut user, mut sec) = (pg_sys::InvalidOid, 0i32);
+        unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut sec) };
+        if SWITCH_DEPTH.with(|d| d.get()) == 0 {
+            OUTER_USER.with(|u| u.set(u32::from(user)));
+        }
+        SWITCH_DEPTH.with(|d| d.set(d.get() + 1));
+        let sro = pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+        let mut flags = sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+        if restricted {
+            flags |= sro;
+        } else {
+            flags &= !sro;
+        }
+        unsafe { pg_sys::SetUserIdAndSecContext(role, flags) };
+        Identity { user, sec }
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec) };
+        SWITCH_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+fn switched<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R {
+    // Order matters: the GUC scope is made after the switch and undone before it.
+    let id = Identity::enter(role, restricted);
+    let scope = GucScope::new();
+    scope.set(c"search_path", SAFE_PATH);
+    let saved = CALLER_PATH.with(|c| c.replace(0));
+    let r = f();
+    CALLER_PATH.with(|c| c.set(saved));
+    drop(scope);
+    drop(id);
+    r
+}
+
+/// Run `f` as `role`, the way core runs maintenance of a user's object as its owner: the user id
+/// is switched, `SET ROLE` and `SET SESSION AUTHORIZATION` are refused inside, the operation is
+/// security-restricted (no temporary objects, no deferred or at-commit user code), the path is
+/// pinned, and every setting made inside is undone after.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    switched(role, true, f)
+}
+
+/// Like [`as_role`] but not security-restricted, for the one statement that needs temporary
+/// tables (`REFRESH MATERIALIZED VIEW CONCURRENTLY`, which itself runs the view's query as the
+/// view's owner, restricted).
+pub fn as_role_unrestricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    switched(role, false, f)
+}
+
+/// Run `f` with the privileges of the extension's owner, for pgmart's own catalog: its tables are
+/// not writable by anyone else. Callers check the caller's rights first, and never run a user's
+/// code (fragments, commands, DDL on user objects) inside.
+pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = extension_owner();
+    switched(owner, true, f)
+}
+
 /// `query` wrapped to return all its rows as one jsonb array (decoded by [`decode_rows`]).
 fn rows_as_json(query: &str) -> String {
-    format!("WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::jsonb) FROM q")
+    format!(
+        "WITH q AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(q)), '[]'::pg_catalog.jsonb) FROM q"
+    )
+}
+
+fn spi_failure(e: pgrx::spi::Error) -> ! {
+    PgMartError::internal(format!("pgmart: SPI failure: {e}")).raise()
 }
 
 fn decode_rows<T: DeserializeOwned>(value: Option<pgrx::JsonB>) -> Vec<T> {
     let value = value.unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
-    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode row: {e}"))
+    serde_json::from_value(value.0)
+        .unwrap_or_else(|e| PgMartError::internal(format!("pgmart: cannot decode a catalog row: {e}")).raise())
 }
 
 /// Run a query (a SELECT, or DML with RETURNING) and decode every row (as `to_jsonb(row)`) into `T`.
 pub fn rows<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
-    decode_rows(Spi::get_one_with_args(&rows_as_json(query), args).unwrap_or_else(|e| error!("pgmart: SPI failure: {e}")))
+    decode_rows(pinned(|| Spi::get_one_with_args(&rows_as_json(query), args).unwrap_or_else(|e| spi_failure(e))))
 }
 
 thread_local! {
@@ -37,28 +287,33 @@ thread_local! {
 /// depends on changes), so it is not parsed and planned on every call.
 pub fn rows_cached<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     let wrapped = rows_as_json(query);
-    let value: Option<pgrx::JsonB> = Spi::connect(|c| {
-        PLANS.with(|plans| {
-            let mut plans = plans.borrow_mut();
-            if !plans.contains_key(&wrapped) {
-                let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
-                let stmt = c.prepare(wrapped.as_str(), &types)?.keep();
-                plans.insert(wrapped.clone(), stmt);
-            }
-            c.select(&plans[&wrapped], None, args)?.first().get_one::<pgrx::JsonB>()
+    let value: Option<pgrx::JsonB> = pinned(|| {
+        Spi::connect(|c| {
+            PLANS.with(|plans| {
+                let mut plans = plans.borrow_mut();
+                if !plans.contains_key(&wrapped) {
+                    let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
+                    let stmt = c.prepare(wrapped.as_str(), &types)?.keep();
+                    plans.insert(wrapped.clone(), stmt);
+                }
+                c.select(&plans[&wrapped], None, args)?.first().get_one::<pgrx::JsonB>()
+            })
         })
-    })
-    .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"));
+        .unwrap_or_else(|e| spi_failure(e))
+    });
     decode_rows(value)
 }
 
 /// Run a one-column query and decode that column of every row into `T`.
 pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
-    let wrapped = format!("WITH q(x) AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::jsonb) FROM q");
-    let value: pgrx::JsonB = Spi::get_one_with_args(&wrapped, args)
-        .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
+    let wrapped = format!(
+        "WITH q(x) AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::pg_catalog.jsonb) FROM q"
+    );
+    let value: pgrx::JsonB = pinned(|| Spi::get_one_with_args(&wrapped, args))
+        .unwrap_or_else(|e| spi_failure(e))
         .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
-    serde_json::from_value(value.0).unwrap_or_else(|e| error!("pgmart: cannot decode column: {e}"))
+    serde_json::from_value(value.0)
+        .unwrap_or_else(|e| PgMartError::internal(format!("pgmart: cannot decode a catalog column: {e}")).raise())
 }
 
 /// Run a query and decode its first row, if any.
@@ -68,22 +323,29 @@ pub fn row<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Option<T>
 
 /// First column of the first row.
 pub fn one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Option<T> {
-    match Spi::get_one_with_args::<T>(query, args) {
+    match pinned(|| Spi::get_one_with_args::<T>(query, args)) {
         Ok(v) => v,
         Err(pgrx::spi::Error::InvalidPosition) => None,
-        Err(e) => error!("pgmart: SPI failure: {e}"),
+        Err(e) => spi_failure(e),
     }
 }
 
 /// Run a statement for its effect.
 pub fn exec(query: &str, args: &[DatumWithOid]) {
-    Spi::run_with_args(query, args).unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
+    pinned(|| Spi::run_with_args(query, args)).unwrap_or_else(|e| spi_failure(e))
 }
 
 /// Run a statement and return the number of rows it processed.
 pub fn exec_count(query: &str, args: &[DatumWithOid]) -> u64 {
-    Spi::connect_mut(|c| c.update(query, None, args).map(|t| t.len() as u64))
-        .unwrap_or_else(|e| error!("pgmart: SPI failure: {e}"))
+    pinned(|| Spi::connect_mut(|c| c.update(query, None, args).map(|t| t.len() as u64))).unwrap_or_else(|e| spi_failure(e))
+}
+
+/// Run a statement without a row limit (PostgreSQL disables parallel query for any executor run
+/// given a tuple count, which is what a "first row" SPI call passes) and return its first column
+/// of its first row as jsonb.
+pub fn select_json_unlimited(query: &str) -> Option<pgrx::JsonB> {
+    pinned(|| Spi::connect(|c| c.select(query, None, &[])?.first().get_one::<pgrx::JsonB>()))
+        .unwrap_or_else(|e| spi_failure(e))
 }
 
 /// A caught ERROR, reduced to what history tables record.
@@ -92,36 +354,78 @@ pub struct Caught {
     pub sqlstate: String,
     pub message: String,
     pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+/// Strip what pgrx appends to a caught error's detail (a Rust backtrace): nothing of it may reach
+/// a user or a history row.
+fn clean_detail(d: Option<&str>) -> Option<String> {
+    let d = d?;
+    let cut = ["\nstack backtrace:", "stack backtrace:", "\n   0: "]
+        .iter()
+        .filter_map(|m| d.find(m))
+        .min()
+        .unwrap_or(d.len());
+    let s = d[..cut].trim_end().to_string();
+    (!s.is_empty()).then_some(s)
 }
 
 impl Caught {
     pub fn from_caught(e: &CaughtError) -> Caught {
         let r = match e {
-            CaughtError::PostgresError(r)
-            | CaughtError::ErrorReport(r)
-            | CaughtError::RustPanic { ereport: r, .. } => r,
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r,
         };
+        let internal = matches!(e, CaughtError::RustPanic { .. });
         Caught {
-            sqlstate: sqlstate_text(r.sql_error_code()),
+            sqlstate: if internal { "XX000".into() } else { sqlstate_text(r.sql_error_code()) },
             message: r.message().to_string(),
-            detail: r.detail().map(|s| s.to_string()),
+            detail: clean_detail(r.detail()),
+            hint: r.hint().map(|s| s.to_string()),
         }
     }
     pub fn from_error(e: &PgMartError) -> Caught {
-        Caught { sqlstate: sqlstate_text(e.code), message: e.message.clone(), detail: e.detail.clone() }
+        Caught { sqlstate: sqlstate_text(e.code), message: e.message.clone(), detail: e.detail.clone(), hint: e.hint.clone() }
+    }
+    /// A query cancel, statement timeout or shutdown: never swallowed by a subtransaction.
+    pub fn is_cancel(&self) -> bool {
+        self.sqlstate.starts_with("57")
+    }
+    /// Raise this error again, as it was (SQLSTATE, message, detail, hint).
+    pub fn raise(&self) -> ! {
+        let mut e = PgMartError::new(crate::error::sqlstate_code(&self.sqlstate), self.message.clone());
+        e.detail = self.detail.clone();
+        e.hint = self.hint.clone();
+        e.raise()
     }
 }
 
 /// Run `f` in an internal subtransaction. An ERROR inside rolls back only what `f` did and is
-/// returned as `Err`; the surrounding transaction goes on.
+/// returned as `Err`; the surrounding transaction goes on. A cancel (query cancel, statement
+/// timeout, termination) is raised again: it stops the whole call, as PL/pgSQL lets it.
 pub fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Caught> {
+    let r = subtransaction_catching_cancel(f);
+    if let Err(c) = &r {
+        if c.is_cancel() {
+            c.raise();
+        }
+    }
+    r
+}
+
+/// [`subtransaction`] that also returns cancels (the job engine tells its own timeout from a
+/// user's cancel and decides).
+pub fn subtransaction_catching_cancel<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Caught> {
     unsafe {
         // Kept as addresses so the catch handler stays UnwindSafe.
         let old_cxt = pg_sys::CurrentMemoryContext as usize;
         let old_owner = pg_sys::CurrentResourceOwner as usize;
+        let depth = SWITCH_DEPTH.with(|d| d.get());
+        let caller_path = CALLER_PATH.with(|c| c.get());
         let restore = move || {
             pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
             pg_sys::CurrentResourceOwner = old_owner as pg_sys::ResourceOwner;
+            SWITCH_DEPTH.with(|d| d.set(depth));
+            CALLER_PATH.with(|c| c.set(caller_path));
         };
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(old_cxt as pg_sys::MemoryContext);
@@ -143,50 +447,11 @@ pub fn subtransaction<R>(f: impl FnOnce() -> R) -> std::result::Result<R, Caught
 
 /// The OID of a role by name, or an error naming it.
 pub fn role_oid(role: &str) -> std::result::Result<pg_sys::Oid, PgMartError> {
-    one::<pg_sys::Oid>("SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1", &[role.into()])
-        .ok_or_else(|| PgMartError::undefined_object(format!("role \"{role}\" does not exist")))
-}
-
-/// The name of the current user (the role whose privileges apply right now).
-pub fn current_role() -> String {
-    one::<String>("SELECT current_user::text", &[]).unwrap_or_default()
-}
-
-/// Whether `member` may act as `role` (is a member of it, directly or not, or is superuser).
-pub fn can_act_as(member: &str, role: &str) -> bool {
-    one::<bool>(
-        "SELECT pg_catalog.pg_has_role($1::name, $2::name, 'MEMBER')",
-        &[member.into(), role.into()],
+    one::<pg_sys::Oid>(
+        "SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1::pg_catalog.text",
+        &[role.into()],
     )
-    .unwrap_or(false)
-}
-
-/// Run `f` with `role`'s privileges, the way `REFRESH MATERIALIZED VIEW` runs as the view's owner:
-/// the user id is switched, `SET ROLE` is refused inside, the operation is security-restricted
-/// (no temporary objects or session state left behind), and any `SET` made inside is undone after.
-/// Must be called inside a (sub)transaction: an ERROR inside restores the old user on abort.
-pub fn as_role<R>(role_oid: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R {
-    unsafe {
-        let mut save_user: pg_sys::Oid = pg_sys::InvalidOid;
-        let mut save_sec: i32 = 0;
-        pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_sec);
-        let mut flags = save_sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
-        if restricted {
-            flags |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
-        }
-        pg_sys::SetUserIdAndSecContext(role_oid, flags);
-        let nest = pg_sys::NewGUCNestLevel();
-        let r = f();
-        pg_sys::AtEOXact_GUC(false, nest);
-        pg_sys::SetUserIdAndSecContext(save_user, save_sec);
-        r
-    }
-}
-
-/// Run `f` with the privileges of the bootstrap superuser, for writes to pgmart's own catalog from
-/// functions that ordinary roles may call. Callers check the caller's rights first.
-pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
-    as_role(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), false, f)
+    .ok_or_else(|| PgMartError::undefined_object(format!("role \"{role}\" does not exist")))
 }
 
 /// `SET LOCAL name = value` through `set_config`, so the value is a parameter.
@@ -197,4 +462,14 @@ pub fn set_local(name: &str, value: &str) {
 /// Whether the server is a standby (in recovery).
 pub fn in_recovery() -> bool {
     unsafe { pg_sys::RecoveryInProgress() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backtraces_are_cut_from_details() {
+        assert_eq!(super::clean_detail(Some("stack backtrace:\n   0: x")), None);
+        assert_eq!(super::clean_detail(Some("useful\nstack backtrace:\n   0: x")).as_deref(), Some("useful"));
+        assert_eq!(super::clean_detail(Some("plain")).as_deref(), Some("plain"));
+    }
 }

@@ -54,8 +54,9 @@ fn _alert_fire<'a>(
         .extra_args()
         .ok()
         .and_then(|a| a.first().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(|| error!("pgmart._alert_fire needs the rule id as its argument"));
-    let relid = trigger.relid().unwrap_or_else(|e| error!("pgmart: {e}"));
+        .unwrap_or_else(|| crate::error::PgMartError::privilege("pgmart._alert_fire needs its rule id as its argument").raise());
+    let relid = trigger.relid().unwrap_or_else(|e| crate::error::PgMartError::internal(format!("pgmart: {e}")).raise());
+    exec::verify_trigger(rule_id, unsafe { (*trigger.trigger_data().tg_trigger).tgoid }, relid);
     let table = format!(
         "{}.{}",
         pgrx::spi::quote_identifier(trigger.table_schema().unwrap_or_default()),
@@ -70,13 +71,13 @@ fn _alert_fire<'a>(
         JSON_PLANS.with(|plans| {
             let mut plans = plans.borrow_mut();
             if !plans.contains_key(&reltype) {
-                let stmt = c.prepare("SELECT pg_catalog.to_jsonb($1)::text", &[PgOid::from(reltype)])?.keep();
+                let stmt = c.prepare("SELECT pg_catalog.to_jsonb($1)::pg_catalog.text", &[PgOid::from(reltype)])?.keep();
                 plans.insert(reltype, stmt);
             }
             c.select(plans.get(&reltype).unwrap(), Some(1), &[arg])?.first().get::<String>(1)
         })
     })
-    .unwrap_or_else(|e| error!("pgmart: cannot read the row for an alert: {e}"));
+    .unwrap_or_else(|e| crate::error::PgMartError::internal(format!("pgmart: cannot read the row for an alert: {e}")).raise());
     // Batch to the end of the statement only where this table's own statement trigger will run.
     let batch = unsafe {
         !trigger.trigger().tgisclone && !(*(*trigger.trigger_data().tg_relation).rd_rel).relispartition
@@ -88,8 +89,10 @@ fn _alert_fire<'a>(
 /// Statement trigger of every alert rule: summarises what went over the per-statement limit.
 #[pg_trigger(sql = false)] // created in sql/finalize.sql, in schema pgmart
 fn _alert_flush<'a>(
-    _trigger: &'a PgTrigger<'a>,
+    trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+    // Anyone's statement trigger calling this only flushes what pgmart's own row triggers queued.
+    let _ = trigger;
     exec::flush_statement();
     Ok(None)
 }

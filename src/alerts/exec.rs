@@ -4,100 +4,21 @@
 
 use super::{notify, plan};
 use crate::error::{OrRaise, PgMartError};
+use crate::fragment::{Runs, Shape};
 use crate::guc;
 use crate::sql;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{PgList, PgOid, PgSqlErrorCode};
+use pgrx::{PgOid, PgSqlErrorCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::ffi::{CStr, CString};
-
-/// The condition, deparsed with every column qualified (`new.col`, `old.col`) for trigger WHENs.
-pub struct Condition {
-    pub new_expr: String,
-    pub old_expr: String,
-}
-
-/// Parse and analyse `SELECT (<condition>) FROM <target>` and insist it is exactly one boolean,
-/// side-effect-free expression over the target's columns. Unknown columns raise 42703 and syntax
-/// errors 42601 from PostgreSQL's own analysis; everything else here is 22023.
-pub fn analyze_condition(relid: pg_sys::Oid, qualified_target: &str, condition: &str) -> Condition {
-    let bad = |why: &str| {
-        PgMartError::invalid(format!("alert rule condition {why}"))
-            .detail(format!("condition: {condition}"))
-            .hint("Write one boolean expression over the table's columns, e.g. signal_name = 'risk_flag' AND signal_value = 'high'.")
-            .raise()
-    };
-    if condition.trim().is_empty() {
-        bad("must not be empty");
-    }
-    let text = format!("SELECT ({condition}) FROM {qualified_target}");
-    let ctext = CString::new(text).unwrap_or_else(|_| bad("must not contain NUL bytes"));
-    unsafe {
-        let raw = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(ctext.as_ptr()));
-        if raw.len() != 1 {
-            bad("must be a single expression, not several statements");
-        }
-        let q = pg_sys::parse_analyze_fixedparams(
-            raw.get_ptr(0).unwrap(),
-            ctext.as_ptr(),
-            std::ptr::null(),
-            0,
-            std::ptr::null_mut(),
-        );
-        let q = &*q;
-        if q.commandType != pg_sys::CmdType::CMD_SELECT || !q.utilityStmt.is_null() {
-            bad("must be an expression");
-        }
-        let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg(q.rtable);
-        let only_target = rtable.len() == 1
-            && rtable
-                .get_ptr(0)
-                .map(|r| (*r).rtekind == pg_sys::RTEKind::RTE_RELATION && (*r).relid == relid)
-                .unwrap_or(false);
-        let targets = PgList::<pg_sys::TargetEntry>::from_pg(q.targetList);
-        let plain = q.cteList.is_null()
-            && q.groupClause.is_null()
-            && q.groupingSets.is_null()
-            && q.havingQual.is_null()
-            && q.windowClause.is_null()
-            && q.distinctClause.is_null()
-            && q.sortClause.is_null()
-            && q.limitCount.is_null()
-            && q.limitOffset.is_null()
-            && q.setOperations.is_null()
-            && q.rowMarks.is_null()
-            && (q.jointree.is_null() || (*q.jointree).quals.is_null());
-        if !only_target || targets.len() != 1 || !plain {
-            bad("must be one expression over the target table's columns only");
-        }
-        if q.hasSubLinks {
-            bad("must not contain subqueries");
-        }
-        if q.hasAggs || q.hasWindowFuncs || q.hasTargetSRFs {
-            bad("must not use aggregate, window or set-returning functions");
-        }
-        let expr = (*targets.get_ptr(0).unwrap()).expr as *mut pg_sys::Node;
-        if pg_sys::exprType(expr) != pg_sys::BOOLOID {
-            bad("is not boolean");
-        }
-        if pg_sys::contain_volatile_functions(expr) {
-            bad("must not call volatile functions (they may have side effects)");
-        }
-        let deparse = |alias: &CStr| {
-            let ctx = pg_sys::deparse_context_for(alias.as_ptr(), relid);
-            CStr::from_ptr(pg_sys::deparse_expression(expr, ctx, true, false)).to_string_lossy().into_owned()
-        };
-        Condition { new_expr: deparse(c"new"), old_expr: deparse(c"old") }
-    }
-}
+use std::ffi::CString;
 
 #[derive(Deserialize)]
 struct Target {
     relkind: String,
-    owned: bool,
+    owner: u32,
     qualified: String,
 }
 
@@ -111,14 +32,24 @@ pub struct NewRule<'a> {
     pub on_update: bool,
 }
 
+/// A rule's condition runs in its trigger's WHEN clause, as whoever writes to the table: it may
+/// call only built-ins of pg_catalog (see `fragment`).
+fn analyse_condition(relid: pg_sys::Oid, condition: &str) -> crate::fragment::Fragment {
+    crate::fragment::analyse(relid, condition, Shape::Condition, Runs::AsCaller, "alert rule condition", &["new", "old"])
+        .or_raise()
+}
+
 pub fn add_rule(r: NewRule) -> i64 {
     plan::check_name(r.name).or_raise();
     plan::check_severity(r.severity).or_raise();
     plan::check_channel(r.channel).or_raise();
+    let caller = sql::caller();
     let t: Target = sql::row(
-        "SELECT c.relkind::text AS relkind, pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned, \
-                pg_catalog.format('%I.%I', n.nspname, c.relname) AS qualified \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
+                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[r.target.into()],
     )
     .unwrap_or_else(|| PgMartError::undefined_table("target table does not exist").raise());
@@ -127,14 +58,16 @@ pub fn add_rule(r: NewRule) -> i64 {
             .hint("Alert rules watch ordinary or partitioned tables.")
             .raise();
     }
-    if !t.owned {
+    let owner = pg_sys::Oid::from(t.owner);
+    if !sql::may_act_as(caller, owner) {
         PgMartError::privilege(format!("must be owner of table {} to add an alert rule on it", t.qualified)).raise();
     }
     if let Some(cols) = &r.payload_columns {
         for c in cols {
             let found = sql::one::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 \
-                                AND attnum > 0 AND NOT attisdropped)",
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1 \
+                                AND attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND attnum OPERATOR(pg_catalog.>) 0 \
+                                AND NOT attisdropped)",
                 &[r.target.into(), c.as_str().into()],
             )
             .unwrap_or(false);
@@ -145,74 +78,160 @@ pub fn add_rule(r: NewRule) -> i64 {
         }
     }
     let exists = sql::as_catalog_owner(|| {
-        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.alert_rules WHERE name = $1)", &[r.name.into()])
+        sql::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pgmart.alert_rules WHERE name OPERATOR(pg_catalog.=) $1)",
+            &[r.name.into()],
+        )
     });
     if exists == Some(true) {
         PgMartError::duplicate(format!("alert rule \"{}\" already exists", r.name)).raise();
     }
-    let cond = analyze_condition(r.target, &t.qualified, r.condition);
-    let owner = sql::current_role();
+    let cond = analyse_condition(r.target, r.condition);
+    // The rule belongs to the table's owner (the role that may change the table and its triggers).
     let rule_id = sql::as_catalog_owner(|| {
-        sql::one::<i64>(
-            "INSERT INTO pgmart.alert_rules (name, target, condition, severity, channel, payload_columns, on_update, owner) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rule_id",
+        sql::one::<i64>("SELECT pg_catalog.nextval('pgmart.alert_rules_rule_id_seq'::pg_catalog.regclass)", &[])
+    })
+    .expect("rule id");
+    let anchor = crate::owners::create("rule", &rule_id.to_string(), owner, &format!("pgmart alert rule {}", r.name));
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "INSERT INTO pgmart.alert_rules (rule_id, name, target, condition, severity, channel, payload_columns, \
+                                             on_update, anchor, relation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.regclass, $10)",
             &[
+                rule_id.into(),
                 r.name.into(),
                 t.qualified.as_str().into(),
-                r.condition.into(),
+                cond.text.as_str().into(),
                 r.severity.into(),
                 r.channel.into(),
                 r.payload_columns.clone().into(),
                 r.on_update.into(),
-                owner.as_str().into(),
+                anchor.as_str().into(),
+                r.target.into(),
             ],
-        )
-    })
-    .expect("rule id");
-    // The triggers are created as the caller (the table's owner), so PostgreSQL checks it too.
-    for ddl in plan::trigger_ddl(rule_id, &t.qualified, &cond.new_expr, &cond.old_expr, r.on_update) {
-        sql::exec(&ddl, &[]);
-    }
+        );
+        // The triggers call internal functions nobody else may attach; the condition is the
+        // analysed, deparsed one.
+        for ddl in plan::trigger_ddl(rule_id, &t.qualified, &cond.prefixed[0], &cond.prefixed[1], r.on_update) {
+            sql::exec(&ddl, &[]);
+        }
+    });
     rule_id
 }
 
 #[derive(Deserialize)]
 struct RuleRow {
     rule_id: i64,
-    owner: String,
+    owner: u32,
+    anchor: String,
 }
 
-const RULE_COLUMNS: &str = "rule_id, owner::text AS owner";
+/// A rule the caller may act as, by name; the same error whether it is missing or not theirs.
+fn rule_for_caller(name: &str) -> RuleRow {
+    let rule: Option<RuleRow> = sql::as_catalog_owner(|| {
+        sql::row(
+            "SELECT r.rule_id, coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, r.anchor::pg_catalog.text AS anchor \
+               FROM pgmart.alert_rules r LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor \
+              WHERE r.name OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
+        )
+    });
+    let caller = sql::caller();
+    rule.filter(|r| r.owner != 0 && sql::may_act_as(caller, pg_sys::Oid::from(r.owner)))
+        .or_else(|| rule_if_superuser(name, caller))
+        .unwrap_or_else(|| {
+            PgMartError::undefined_object(format!("alert rule \"{name}\" does not exist or you may not act on it"))
+                .hint("pgmart.rules lists the rules you may act on.")
+                .raise()
+        })
+}
+
+/// A superuser may also drop a rule whose owner anchor is gone.
+fn rule_if_superuser(name: &str, caller: pg_sys::Oid) -> Option<RuleRow> {
+    if !unsafe { pg_sys::superuser_arg(caller) } {
+        return None;
+    }
+    sql::as_catalog_owner(|| {
+        sql::row(
+            "SELECT rule_id, 0::pg_catalog.int8 AS owner, anchor::pg_catalog.text AS anchor FROM pgmart.alert_rules \
+              WHERE name OPERATOR(pg_catalog.=) $1",
+            &[name.into()],
+        )
+    })
+}
 
 pub fn drop_rule(name: &str) {
-    let rule: RuleRow = sql::as_catalog_owner(|| {
-        sql::row(&format!("SELECT {RULE_COLUMNS} FROM pgmart.alert_rules WHERE name = $1"), &[name.into()])
-    })
-    .unwrap_or_else(|| PgMartError::undefined_object(format!("alert rule \"{name}\" does not exist")).raise());
-    let caller = sql::current_role();
-    if !sql::can_act_as(&caller, &rule.owner) {
-        PgMartError::privilege(format!("alert rule \"{name}\" belongs to {}", rule.owner)).raise();
+    let rule = rule_for_caller(name);
+    forget(rule.rule_id);
+    crate::owners::drop(&rule.anchor);
+}
+
+/// A rule whose owner anchor was dropped (DROP OWNED BY): it goes, with its triggers.
+pub fn forget_anchor(id: &str) {
+    if let Ok(rule_id) = id.parse::<i64>() {
+        forget(rule_id);
     }
-    // Find the rule's triggers wherever the table is now (it may have been renamed); clones on
-    // partitions go with their parent's trigger.
+}
+
+/// Remove rule `rule_id` and its triggers (wherever its table is now: it may have been renamed;
+/// clones on partitions go with their parent's trigger). Its alerts stay.
+pub fn forget(rule_id: i64) {
     #[derive(Deserialize)]
     struct Trig {
         rel: String,
         tgname: String,
     }
-    let names: Vec<String> = plan::trigger_names(rule.rule_id).to_vec();
-    let trigs: Vec<Trig> = sql::rows(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS rel, t.tgname::text AS tgname \
-           FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
-           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE t.tgname::text = ANY ($1) AND t.tgparentid = 0 AND NOT t.tgisinternal \
-            AND t.tgfoid IN ('pgmart._alert_fire()'::pg_catalog.regprocedure, 'pgmart._alert_flush()'::pg_catalog.regprocedure)",
-        &[names.into()],
-    );
-    for t in trigs {
-        sql::exec(&format!("DROP TRIGGER {} ON {}", sql::quote_identifier(&t.tgname), t.rel), &[]);
+    let names: Vec<String> = plan::trigger_names(rule_id).to_vec();
+    sql::as_catalog_owner(|| {
+        let trigs: Vec<Trig> = sql::rows(
+            "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS rel, \
+                    t.tgname::pg_catalog.text AS tgname \
+               FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+              WHERE t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
+                AND t.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid AND NOT t.tgisinternal \
+                AND t.tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY['pgmart._alert_fire()'::pg_catalog.regprocedure, \
+                                                              'pgmart._alert_flush()'::pg_catalog.regprocedure]::pg_catalog.oid[])",
+            &[names.into()],
+        );
+        for t in trigs {
+            sql::exec(&format!("DROP TRIGGER {} ON {}", sql::quote_identifier(&t.tgname), t.rel), &[]);
+        }
+        sql::exec("DELETE FROM pgmart.alert_rules WHERE rule_id OPERATOR(pg_catalog.=) $1", &[rule_id.into()]);
+    });
+    VERIFIED.with(|v| v.borrow_mut().clear());
+}
+
+thread_local! {
+    /// Triggers (by OID) already verified to be pgmart's own trigger for their rule.
+    static VERIFIED: RefCell<std::collections::HashMap<u32, i64>> = RefCell::new(std::collections::HashMap::new());
+}
+
+/// `_alert_fire` refuses to run from any trigger but the one pgmart made for that rule's table (or
+/// its clone on a partition): nobody can raise alerts under another role's rule and channel.
+pub fn verify_trigger(rule_id: i64, tgoid: pg_sys::Oid, relid: pg_sys::Oid) {
+    if VERIFIED.with(|v| v.borrow().get(&u32::from(tgoid)) == Some(&rule_id)) {
+        return;
     }
-    sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.alert_rules WHERE rule_id = $1", &[rule.rule_id.into()]));
+    let names: Vec<String> = plan::trigger_names(rule_id).to_vec();
+    let ok = sql::as_catalog_owner(|| {
+        sql::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t, pgmart.alert_rules r \
+                     WHERE t.oid OPERATOR(pg_catalog.=) $1 AND r.rule_id OPERATOR(pg_catalog.=) $2 \
+                       AND t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]) \
+                       AND (r.relation OPERATOR(pg_catalog.=) $3::pg_catalog.oid \
+                            OR r.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ( \
+                                 SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($3::pg_catalog.oid::pg_catalog.regclass) a)))",
+            &[tgoid.into(), rule_id.into(), relid.into(), names.into()],
+        )
+    })
+    .unwrap_or(false);
+    if !ok {
+        PgMartError::privilege("pgmart._alert_fire may only run from the trigger pgmart created for its alert rule").raise();
+    }
+    VERIFIED.with(|v| v.borrow_mut().insert(u32::from(tgoid), rule_id));
 }
 
 thread_local! {
@@ -278,20 +297,22 @@ fn notify_direct(channel: &str, payload: &str) {
 /// can be paired with its alert; rows come back in the order they were given.
 const RAISE_RULES: &str = "\
 WITH i AS MATERIALIZED ( \
-    SELECT pg_catalog.nextval('pgmart.alerts_alert_id_seq'::pg_catalog.regclass) AS alert_id, u.n, u.tbl, \
+    SELECT pg_catalog.nextval('pgmart.alert_alert_id_seq'::pg_catalog.regclass) AS alert_id, u.n, u.tbl, \
            r.name, r.severity, r.target, r.channel, \
-           CASE WHEN r.payload_columns IS NULL THEN u.row::jsonb \
-                ELSE coalesce((SELECT pg_catalog.jsonb_object_agg(k, u.row::jsonb -> k) \
-                                 FROM pg_catalog.unnest(r.payload_columns) k WHERE u.row::jsonb ? k), '{}'::jsonb) END AS payload \
-      FROM ROWS FROM (pg_catalog.unnest($1::int8[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) \
+           CASE WHEN r.payload_columns IS NULL THEN u.row::pg_catalog.jsonb \
+                ELSE coalesce((SELECT pg_catalog.jsonb_object_agg(k, u.row::pg_catalog.jsonb OPERATOR(pg_catalog.->) k) \
+                                 FROM pg_catalog.unnest(r.payload_columns) k \
+                                WHERE u.row::pg_catalog.jsonb OPERATOR(pg_catalog.?) k), '{}'::pg_catalog.jsonb) END AS payload \
+           , r.rule_id AS rid, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.anchor) AS owner \
+      FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[])) \
            WITH ORDINALITY AS u(rule_id, row, tbl, n) \
-      JOIN pgmart.alert_rules r ON r.rule_id = u.rule_id \
+      JOIN pgmart.alert_rules r ON r.rule_id OPERATOR(pg_catalog.=) u.rule_id \
      ORDER BY u.n), \
-     a AS (INSERT INTO pgmart.alerts (alert_id, source_kind, source_name, severity, target, payload) \
-           SELECT alert_id, 'rule', name, severity, target, payload FROM i ORDER BY n) \
+     a AS (INSERT INTO pgmart.alert (alert_id, source_kind, source_name, severity, target, payload, rule_id, owner) \
+           SELECT alert_id, 'rule', name, severity, target, payload, rid, owner FROM i ORDER BY n) \
 SELECT i.alert_id, i.name, i.channel, \
-       pg_catalog.jsonb_build_object('alert_id', i.alert_id, 'source_kind', 'rule', 'rule', i.name, \
-              'severity', i.severity, 'target', i.target, 'table', i.tbl, 'payload', i.payload)::text \
+       pg_catalog.jsonb_build_object('alert_id', i.alert_id, 'source_kind', 'rule', 'rule', i.name, 'rule_id', i.rid, \
+              'severity', i.severity, 'target', i.target, 'table', i.tbl, 'payload', i.payload)::pg_catalog.text \
   FROM i ORDER BY i.n";
 
 /// A matching row waiting for the end of its statement.
@@ -388,37 +409,39 @@ pub fn flush_statement() {
 #[derive(Deserialize)]
 struct AckRow {
     acked: bool,
-    visible: bool,
+    owner: u32,
 }
 
-/// Whether `$2` (a role name) may see/acknowledge the alert row `a`.
-pub const VISIBLE_TO_ROLE: &str = "(EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2 AND rolsuper) \
-      OR (a.source_kind = 'rule' AND EXISTS (SELECT 1 FROM pgmart.alert_rules r \
-            WHERE r.name = a.source_name AND pg_catalog.pg_has_role($2::name, r.owner, 'MEMBER'))) \
-      OR (a.source_kind = 'job' AND EXISTS (SELECT 1 FROM pgmart.job j \
-            WHERE j.job_id::text = a.payload->>'job_id' AND pg_catalog.pg_has_role($2::name, j.owner, 'MEMBER'))))";
+/// The current owner of an alert: of the rule, job or check that raised it, or its owner then.
+const ALERT_OWNER: &str = "SELECT al.acked_at IS NOT NULL AS acked, \
+       coalesce((SELECT c.relowner FROM pg_catalog.pg_class c \
+                  WHERE c.oid OPERATOR(pg_catalog.=) coalesce( \
+                        (SELECT r.anchor FROM pgmart.alert_rules r WHERE r.rule_id OPERATOR(pg_catalog.=) al.rule_id), \
+                        (SELECT k.anchor FROM pgmart.\"check\" k WHERE k.check_id OPERATOR(pg_catalog.=) al.check_id), \
+                        (SELECT j.anchor FROM pgmart.job j WHERE j.job_id OPERATOR(pg_catalog.=) al.job_id))), \
+                al.owner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner \
+  FROM pgmart.alert al WHERE al.alert_id OPERATOR(pg_catalog.=) $1";
 
 pub fn ack(alert_id: i64, note: Option<&str>) -> bool {
-    let caller = sql::current_role();
-    let row: AckRow = sql::as_catalog_owner(|| {
-        sql::row(
-            &format!("SELECT a.acked_at IS NOT NULL AS acked, {VISIBLE_TO_ROLE} AS visible FROM pgmart.alerts a WHERE a.alert_id = $1"),
-            &[alert_id.into(), caller.as_str().into()],
-        )
-    })
-    .unwrap_or_else(|| PgMartError::undefined_object(format!("alert {alert_id} does not exist")).raise());
-    if !row.visible {
-        PgMartError::privilege(format!("alert {alert_id} is not one of yours to acknowledge")).raise();
-    }
+    let caller = sql::caller();
+    let row: Option<AckRow> = sql::as_catalog_owner(|| sql::row(ALERT_OWNER, &[alert_id.into()]));
+    let row = row
+        .filter(|r| sql::may_act_as(caller, pg_sys::Oid::from(r.owner)) || unsafe { pg_sys::superuser_arg(caller) })
+        .unwrap_or_else(|| {
+            PgMartError::undefined_object(format!("alert {alert_id} does not exist or you may not act on it"))
+                .hint("pgmart.open_alerts lists the alerts you may acknowledge.")
+                .raise()
+        });
     if row.acked {
         pgrx::notice!("alert {alert_id} was already acknowledged");
         return false;
     }
+    let by = sql::role_name(caller);
     sql::as_catalog_owner(|| {
         sql::exec_count(
-            "UPDATE pgmart.alerts SET acked_at = clock_timestamp(), ack_note = $2, acked_by = $3 \
-              WHERE alert_id = $1 AND acked_at IS NULL",
-            &[alert_id.into(), note.into(), caller.as_str().into()],
+            "UPDATE pgmart.alert SET acked_at = pg_catalog.clock_timestamp(), ack_note = $2, acked_by = $3::pg_catalog.name \
+              WHERE alert_id OPERATOR(pg_catalog.=) $1 AND acked_at IS NULL",
+            &[alert_id.into(), note.into(), by.as_str().into()],
         )
     }) == 1
 }

@@ -14,35 +14,46 @@ use serde_json::{json, Value};
 
 pub const DEFAULT_CHANNEL: &str = "pgmart_alerts";
 
+/// A health alert from the engine or a capability, and whom it belongs to.
+pub struct Health<'a> {
+    pub source_kind: &'a str,
+    pub source_name: &'a str,
+    pub severity: &'a str,
+    pub target: Option<&'a str>,
+    pub payload: Value,
+    /// An identical open alert (same key) is not raised twice.
+    pub dedup_key: &'a str,
+    /// The role the alert belongs to (the owner of the job or check that raised it).
+    pub owner: pgrx::pg_sys::Oid,
+    pub job_id: Option<i64>,
+    pub check_id: Option<i64>,
+}
+
 /// Raise a health alert unless an identical one (same `dedup_key`) is still open. Returns the new
 /// alert's id, or None when it was de-duplicated.
-pub fn raise_health(
-    source_kind: &str,
-    source_name: &str,
-    severity: &str,
-    target: Option<&str>,
-    payload: Value,
-    dedup_key: &str,
-) -> Option<i64> {
+pub fn raise_health(h: Health) -> Option<i64> {
     let id = sql::as_catalog_owner(|| {
         sql::one::<i64>(
-            "INSERT INTO pgmart.alerts (source_kind, source_name, severity, target, payload, dedup_key) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO pgmart.alert (source_kind, source_name, severity, target, payload, dedup_key, owner, job_id, check_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (dedup_key) WHERE acked_at IS NULL AND dedup_key IS NOT NULL DO NOTHING \
              RETURNING alert_id",
             &[
-                source_kind.into(),
-                source_name.into(),
-                severity.into(),
-                target.into(),
-                pgrx::JsonB(payload.clone()).into(),
-                dedup_key.into(),
+                h.source_kind.into(),
+                h.source_name.into(),
+                h.severity.into(),
+                h.target.into(),
+                pgrx::JsonB(h.payload.clone()).into(),
+                h.dedup_key.into(),
+                h.owner.into(),
+                h.job_id.into(),
+                h.check_id.into(),
             ],
         )
     })?;
     let message = json!({
-        "alert_id": id, "source_kind": source_kind, "source_name": source_name,
-        "severity": severity, "target": target, "payload": payload,
+        "alert_id": id, "source_kind": h.source_kind, "source_name": h.source_name,
+        "severity": h.severity, "target": h.target, "payload": h.payload,
     });
     notify::send(DEFAULT_CHANNEL, &message);
     Some(id)

@@ -42,7 +42,7 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'ar_r1'"), Some(10));
         let stored = one::<bool>(
             "SELECT target = 'public.ar_sig1' AND severity = 'high' AND channel = 'pgmart_alerts' AND NOT on_update \
-                    AND owner = current_user FROM pgmart.alert_rules WHERE name = 'ar_r1'",
+                    AND owner = current_user FROM pgmart.rules WHERE name = 'ar_r1'",
         );
         assert_eq!(stored, Some(true));
         // UPDATEs do not fire a rule without on_update.
@@ -106,7 +106,7 @@ mod tests {
         assert_eq!(add("'b8', 'ar_seq4', 'true'"), "42809");
         assert_eq!(add("'b9', 'no_such_table4', 'true'"), "42P01");
         assert_eq!(add("'b10', 'ar_sig4', $$conversation_id IN (SELECT x FROM ar_other4)$$"), "22023");
-        assert_eq!(add("'b11', 'ar_sig4', $$true; DROP TABLE ar_other4$$"), "42601");
+        assert_eq!(add("'b11', 'ar_sig4', $$true; DROP TABLE ar_other4$$"), "22023");
         assert_eq!(add("'b12', 'ar_sig4', $$true) FROM ar_other4 --$$"), "22023");
         assert_eq!(add("'b13', 'ar_sig4', $$random() > 0.5$$"), "22023");
         assert_eq!(add("'b14', 'ar_sig4', $$count(*) > 0$$"), "22023");
@@ -114,7 +114,8 @@ mod tests {
         assert_eq!(add("'b16', 'ar_sig4', 'true', payload_columns => ARRAY['nope']"), "42703");
         assert_eq!(add("'b17', 'ar_sig4', ''"), "22023");
         assert_eq!(add("'', 'ar_sig4', 'true'"), "22023");
-        assert_eq!(add("'b18', 'ar_sig4', 'signal_name = '"), "42601");
+        // A syntax error is an invalid condition (22023), like every other refusal of a fragment.
+        assert_eq!(add("'b18', 'ar_sig4', 'signal_name = '"), "22023");
         // Nothing was stored and no trigger was created.
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.alert_rules WHERE name ~ '^b[0-9]+$' OR name = ''"), Some(0));
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ar_sig4'::regclass"), Some(0));
@@ -256,11 +257,11 @@ mod tests {
         let id = one::<i64>("SELECT alert_id FROM pgmart.open_alerts WHERE source_name = 'ar_failing11'").unwrap();
         assert_eq!(one::<bool>(&format!("SELECT pgmart.ack_alert({id}, 'fixing')")), Some(true));
         // Acked long ago: pruned. Open, however old: kept.
-        run(&format!("UPDATE pgmart.alerts SET acked_at = now() - interval '400 days', raised_at = now() - interval '401 days' WHERE alert_id = {id}"));
+        run(&format!("UPDATE pgmart.alert SET acked_at = now() - interval '400 days', raised_at = now() - interval '401 days' WHERE alert_id = {id}"));
         signals("ar_sig11");
         run("SELECT pgmart.add_alert_rule('ar_r11', 'ar_sig11', $$signal_value = 'high'$$)");
         run("INSERT INTO ar_sig11 VALUES (1, 'risk_flag', 'high', 1)");
-        run("UPDATE pgmart.alerts SET raised_at = now() - interval '401 days' WHERE source_name = 'ar_r11'");
+        run("UPDATE pgmart.alert SET raised_at = now() - interval '401 days' WHERE source_name = 'ar_r11'");
         // Pruning is skipped while another session prunes (tests run in parallel).
         if one::<bool>("SELECT pg_try_advisory_xact_lock(hashtext('pgmart.prune'))") == Some(true) {
             crate::jobs::history::prune();
@@ -293,7 +294,7 @@ mod tests {
         let other_drop = sqlstate_of("SELECT pgmart.drop_alert_rule('ar_other12')");
         run("RESET ROLE");
         assert_eq!(r.map_err(|c| c.message), Ok((Some(1), Some(0), Some(true))));
-        assert_eq!(other_drop, "42501");
+        assert_eq!(other_drop, "42704"); // "does not exist or you may not act on it"
         assert_eq!(alerts_of("ar_r12"), 1);
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.alert_rules WHERE name = 'ar_r12'"), Some(0));
     }

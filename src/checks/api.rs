@@ -53,7 +53,7 @@ fn run_checks(
     ),
 > {
     let oid = target.map(|t| u32::from(t.oid()) as i64);
-    let caller = crate::sql::current_role();
+    let caller = crate::sql::role_name(crate::sql::caller());
     let results = exec::run(oid, None, &format!("run_checks by {caller}"));
     TableIterator::new(results.into_iter().map(|r| {
         let sample = if r.sample.is_null() { None } else { Some(pgrx::JsonB(r.sample)) };

@@ -3,6 +3,7 @@
 
 use crate::checks::plan::{self, Check, Kind, Measured, TableFacts};
 use crate::error::{OrRaise, PgMartError};
+use crate::fragment::{Runs, Shape};
 use crate::jobs::engine::Job;
 use crate::sql::{self, Caught};
 use pgrx::prelude::*;
@@ -38,6 +39,7 @@ struct CheckRow {
     where_clause: Option<String>,
     last_status: Option<String>,
     last_sample: Option<Value>,
+    owner: u32,
 }
 
 impl CheckRow {
@@ -75,13 +77,12 @@ struct RelInfo {
     relation: String,
     relname: String,
     relkind: String,
-    owner: String,
 }
 
 fn rel_info(oid: i64) -> Option<RelInfo> {
     sql::row::<RelInfo>(
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS relation, \
-                c.relname::text AS relname, c.relkind::text AS relkind, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner \
+                c.relname::text AS relname, c.relkind::text AS relkind \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid",
         &[oid.into()],
     )
@@ -331,53 +332,87 @@ fn run_table(oid: i64, rows: &[&CheckRow]) -> Vec<CheckResult> {
     out
 }
 
-#[derive(Deserialize)]
-struct Setting {
-    kb: i64,
+/// Analyse a check's stored fragments again, as its owner, right before it runs (a helper function
+/// may have become volatile since it was registered); the checks with their fresh deparse, or the
+/// error that stops one.
+fn recheck(oid: i64, c: &CheckRow) -> std::result::Result<CheckRow, String> {
+    let relid = pg_sys::Oid::from(oid as u32);
+    let analyse = |text: &str, what: &str| {
+        crate::fragment::analyse(relid, text, Shape::Condition, Runs::AsRegistrant, what, &[])
+            .map(|f| f.text)
+            .map_err(|e| e.message)
+    };
+    let mut c = c.clone();
+    if let Some(w) = &c.where_clause {
+        c.where_clause = Some(analyse(w, "check where_clause")?);
+    }
+    if c.kind == "expression" {
+        let e = c.params.get("expression").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        c.params["expression"] = json!(analyse(&e, "check expression")?);
+    }
+    Ok(c)
 }
 
-/// Run checks (all the caller may run, one table's, or one job's) and record the results.
+/// Run checks (all the caller may act as, one table's, or one job's) and record the results. Each
+/// table's checks run as their owner (one statement, one snapshot, per table and owner).
 pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckResult> {
-    let caller = sql::current_role();
+    let caller = sql::caller();
     let rows = sql::as_catalog_owner(|| {
         sql::rows::<CheckRow>(
-            "SELECT check_id, name, target::oid::bigint AS target_oid, \
-                    target::text AS target, \
-                    kind, columns, params, severity, where_clause, \
-                    (SELECT r.status FROM pgmart.check_results r WHERE r.check_id = c.check_id \
+            "SELECT c.check_id, c.name, c.target::pg_catalog.oid::pg_catalog.int8 AS target_oid, \
+                    c.target::pg_catalog.text AS target, \
+                    c.kind, c.columns, c.params, c.severity, c.where_clause, \
+                    coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, \
+                    (SELECT r.status FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
                       ORDER BY r.run_at DESC LIMIT 1) AS last_status, \
-                    (SELECT r.sample FROM pgmart.check_results r WHERE r.check_id = c.check_id AND r.status <> 'error' \
-                      ORDER BY r.run_at DESC LIMIT 1) AS last_sample \
-               FROM pgmart.\"check\" c \
-              WHERE ($1::bigint IS NULL OR target::oid = $1::bigint::oid) \
-                AND ($2::bigint IS NULL OR job_id = $2) \
-                AND ($2::bigint IS NOT NULL OR pg_catalog.pg_has_role($3::name, owner, 'MEMBER') \
-                     OR coalesce(pg_catalog.has_table_privilege($3::name, target::oid, 'SELECT'), false)) \
-              ORDER BY check_id",
-            &[target.into(), job_id.into(), caller.as_str().into()],
+                    (SELECT r.sample FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
+                        AND r.status OPERATOR(pg_catalog.<>) 'error' ORDER BY r.run_at DESC LIMIT 1) AS last_sample \
+               FROM pgmart.\"check\" c LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor \
+              WHERE ($1::pg_catalog.int8 IS NULL OR c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid) \
+                AND ($2::pg_catalog.int8 IS NULL OR c.job_id OPERATOR(pg_catalog.=) $2) \
+                AND a.relowner IS NOT NULL \
+              ORDER BY c.check_id",
+            &[target.into(), job_id.into()],
         )
     });
-    // Enough memory for the distinct/sort and hash passes of a few million rows; no JIT start-up.
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
-    let cur = sql::row::<Setting>("SELECT setting::bigint AS kb FROM pg_catalog.pg_settings WHERE name = 'work_mem'", &[])
-        .map(|s| s.kb)
-        .unwrap_or(4096);
-    if cur < 262144 {
-        sql::set_local("work_mem", "256MB");
-    }
-    sql::set_local("jit", "off");
-    let mut tables: Vec<i64> = vec![];
+    // A caller runs (and writes history for) only the checks of roles it may act as.
+    let rows: Vec<CheckRow> = rows
+        .into_iter()
+        .filter(|r| job_id.is_some() || sql::may_act_as(caller, pg_sys::Oid::from(r.owner)))
+        .collect();
+    let mut groups: Vec<(i64, u32)> = vec![];
     for r in &rows {
-        if !tables.contains(&r.target_oid) {
-            tables.push(r.target_oid);
+        if !groups.contains(&(r.target_oid, r.owner)) {
+            groups.push((r.target_oid, r.owner));
         }
     }
     let mut results = vec![];
-    for t in tables {
-        let of_table: Vec<&CheckRow> = rows.iter().filter(|r| r.target_oid == t).collect();
-        results.extend(run_table(t, &of_table));
+    for (t, owner) in groups {
+        let of_group: Vec<&CheckRow> = rows.iter().filter(|r| r.target_oid == t && r.owner == owner).collect();
+        results.extend(sql::as_role(pg_sys::Oid::from(owner), || {
+            // Enough memory for the distinct/sort and hash passes of a few million rows; no JIT
+            // start-up (both undone when the owner's block ends).
+            let cur = sql::one::<i64>(
+                "SELECT setting::pg_catalog.int8 FROM pg_catalog.pg_settings WHERE name OPERATOR(pg_catalog.=) 'work_mem'",
+                &[],
+            )
+            .unwrap_or(4096);
+            if cur < 262144 {
+                sql::set_local("work_mem", "256MB");
+            }
+            sql::set_local("jit", "off");
+            let mut out = vec![];
+            let mut fresh = vec![];
+            for r in of_group {
+                match recheck(t, r) {
+                    Ok(c) => fresh.push(c),
+                    Err(msg) => out.push(r.result("error", None, 0.0, Some(msg))),
+                }
+            }
+            out.extend(run_table(t, &fresh.iter().collect::<Vec<_>>()));
+            out
+        }));
     }
-    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
     // Report in check order.
     results.sort_by_key(|r| rows.iter().position(|x| x.check_id == r.check_id));
     record(&results, &rows, run_by);
@@ -391,45 +426,51 @@ fn record(results: &[CheckResult], rows: &[CheckRow], run_by: &str) {
     let payload: Vec<Value> = results
         .iter()
         .map(|r| {
+            let owner = rows.iter().find(|x| x.check_id == r.check_id).map(|x| x.owner).unwrap_or(0);
             json!({
                 "check_id": r.check_id, "name": r.name, "target": r.target, "kind": r.kind, "status": r.status,
                 "failing_rows": r.failing_rows, "checked_rows": r.checked_rows, "sample": r.sample,
-                "duration_ms": r.duration_ms, "message": r.message,
+                "duration_ms": r.duration_ms, "message": r.message, "owner": owner,
             })
         })
         .collect();
     sql::as_catalog_owner(|| {
         sql::exec(
-            "INSERT INTO pgmart.check_results (check_id, name, target, kind, status, failing_rows, checked_rows, \
-                                               sample, duration_ms, message, run_by) \
-             SELECT check_id, name, target, kind, status, failing_rows, checked_rows, sample, duration_ms, message, $2 \
+            "INSERT INTO pgmart.check_result (check_id, name, target, kind, status, failing_rows, checked_rows, \
+                                              sample, duration_ms, message, run_by, owner) \
+             SELECT x.check_id, x.name, x.target, x.kind, x.status, x.failing_rows, x.checked_rows, x.sample, \
+                    x.duration_ms, x.message, $2, x.owner \
                FROM pg_catalog.jsonb_to_recordset($1) AS x(check_id bigint, name text, target text, kind text, \
-                    status text, failing_rows bigint, checked_rows bigint, sample jsonb, duration_ms float8, message text)",
+                    status text, failing_rows bigint, checked_rows bigint, sample jsonb, duration_ms double precision, \
+                    message text, owner bigint)",
             &[pgrx::JsonB(Value::Array(payload)).into(), run_by.into()],
         )
     });
     for r in results {
-        let severity = rows.iter().find(|x| x.check_id == r.check_id).map(|x| x.severity.as_str()).unwrap_or("error");
+        let row = rows.iter().find(|x| x.check_id == r.check_id);
+        let severity = row.map(|x| x.severity.as_str()).unwrap_or("error");
         if r.status == "fail" && severity == "error" {
-            crate::alerts::raise_health(
-                "check",
-                &r.name,
-                "high",
-                Some(&r.target),
-                json!({
+            crate::alerts::raise_health(crate::alerts::Health {
+                source_kind: "check",
+                source_name: &r.name,
+                severity: "high",
+                target: Some(&r.target),
+                payload: json!({
                     "check_id": r.check_id, "kind": r.kind, "failing_rows": r.failing_rows,
                     "checked_rows": r.checked_rows, "sample": r.sample, "run_by": run_by,
                 }),
-                &format!("check:{}", r.check_id),
-            );
+                dedup_key: &format!("check:{}", r.check_id),
+                owner: pg_sys::Oid::from(row.map(|x| x.owner).unwrap_or(0)),
+                job_id: None,
+                check_id: Some(r.check_id),
+            });
         }
     }
 }
 
 /// The `check_suite` job kind: run this job's checks (as the job's owner, set by the engine).
 pub fn run_job(job: &Job) -> Value {
-    let target = job.config.get("target_oid").and_then(|v| v.as_i64());
-    let results = run(target, Some(job.job_id), &format!("job {}", job.job_id));
+    let results = run(None, Some(job.job_id), &format!("job {}", job.job_id));
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
     json!({
         "message": format!("{} checks: {} pass, {} warn, {} fail, {} error",
@@ -464,68 +505,12 @@ fn map_plan_error(e: &Caught, what: &str) -> PgMartError {
     }
 }
 
-/// Check a user SQL fragment (an expression or a where_clause): one boolean expression over the
-/// table's own columns, no subquery, no other table, no statement separator.
-fn validate_fragment(relation: &str, text: &str, what: &str) {
-    if text.trim().is_empty() {
-        PgMartError::invalid(format!("{what} must not be empty")).raise();
-    }
-    if text.contains(';') {
-        PgMartError::invalid(format!("{what} must be a single expression (no \";\")")).raise();
-    }
-    let shape = sql::subtransaction(|| unsafe {
-        let c = std::ffi::CString::new(format!("SELECT ({text})")).unwrap_or_default();
-        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let list = pgrx::PgList::<pg_sys::RawStmt>::from_pg(list);
-        if list.len() != 1 {
-            return Err("more than one statement");
-        }
-        let stmt = (*list.get_ptr(0).unwrap()).stmt;
-        if (*stmt).type_ != pg_sys::NodeTag::T_SelectStmt {
-            return Err("not an expression");
-        }
-        let s = stmt as *mut pg_sys::SelectStmt;
-        let s = &*s;
-        let targets = pgrx::PgList::<pg_sys::Node>::from_pg(s.targetList);
-        if targets.len() != 1
-            || !s.fromClause.is_null()
-            || !s.whereClause.is_null()
-            || !s.groupClause.is_null()
-            || !s.havingClause.is_null()
-            || !s.windowClause.is_null()
-            || !s.sortClause.is_null()
-            || !s.limitCount.is_null()
-            || !s.limitOffset.is_null()
-            || !s.withClause.is_null()
-            || !s.distinctClause.is_null()
-            || !s.intoClause.is_null()
-            || !s.lockingClause.is_null()
-            || s.op != pg_sys::SetOperation::SETOP_NONE
-        {
-            return Err("not a single expression");
-        }
-        let tree = pg_sys::nodeToString(stmt as *const std::ffi::c_void);
-        let tree = std::ffi::CStr::from_ptr(tree).to_string_lossy().to_uppercase();
-        if tree.contains("SUBLINK") {
-            return Err("a subquery");
-        }
-        Ok(())
-    });
-    match shape {
-        Err(e) => PgMartError::new(pgrx::PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, format!("invalid {what}: {}", e.message)).raise(),
-        Ok(Err(why)) => PgMartError::invalid(format!("invalid {what}: it contains {why}"))
-            .hint("Give one boolean expression over the table's own columns, without subqueries or other tables.")
-            .raise(),
-        Ok(Ok(())) => {}
-    }
-    let planned = sql::subtransaction(|| sql::exec(&format!("SELECT 1 FROM {relation} WHERE ({text}) LIMIT 0"), &[]));
-    if let Err(e) = planned {
-        let err = map_plan_error(&e, what);
-        if e.sqlstate == "42804" {
-            PgMartError::invalid(format!("invalid {what}: it must be a boolean expression ({})", e.message)).raise();
-        }
-        err.raise();
-    }
+/// A check's fragment (an expression or a where_clause): one boolean expression over the table's
+/// own columns, analysed as the registrant (it runs as them); the deparsed form is what is stored.
+fn analyse_fragment(oid: i64, text: &str, what: &str) -> String {
+    crate::fragment::analyse(pg_sys::Oid::from(oid as u32), text, Shape::Condition, Runs::AsRegistrant, what, &[])
+        .or_raise()
+        .text
 }
 
 pub fn register(n: NewCheck) -> i64 {
@@ -538,15 +523,9 @@ pub fn register(n: NewCheck) -> i64 {
     if !matches!(rel.relkind.as_str(), "r" | "p" | "m" | "v" | "f") {
         PgMartError::invalid(format!("\"{}\" is not a table, view or materialized view", rel.relname)).raise();
     }
-    let caller = sql::current_role();
-    let allowed = sql::can_act_as(&caller, &rel.owner)
-        || sql::one::<bool>("SELECT pg_catalog.has_table_privilege($1::name, $2::oid, 'SELECT')", &[
-            caller.as_str().into(),
-            n.target_oid.into(),
-        ])
-        .unwrap_or(false);
-    if !allowed {
-        PgMartError::privilege(format!("role \"{caller}\" may not check table {}: it needs SELECT on it", rel.relation))
+    let caller = sql::caller();
+    if !may_read(caller, n.target_oid) {
+        PgMartError::privilege(format!("you may not check table {}: a check runs as you and needs SELECT on it", rel.relation))
             .raise();
     }
     let f = facts(n.target_oid, &rel);
@@ -561,6 +540,8 @@ pub fn register(n: NewCheck) -> i64 {
         }
     }
     let mut params = n.params.clone();
+    // The default name is made from what the user wrote (before it is analysed and deparsed).
+    let default_name = plan::default_name(kind, n.kind, &rel.relname, &n.columns, &n.params);
     match kind {
         Kind::Freshness => {
             let ty = &f.columns.iter().find(|(name, _)| name == &n.columns[0]).expect("column").1;
@@ -581,14 +562,22 @@ pub fn register(n: NewCheck) -> i64 {
         }
         Kind::Expression => {
             let e = params.get("expression").and_then(|v| v.as_str()).unwrap_or("").to_string();
-            validate_fragment(&rel.relation, &e, "expression");
+            params["expression"] = json!(analyse_fragment(n.target_oid, &e, "check expression"));
         }
         Kind::Relationships => {
             let to = params.get("to").and_then(|v| v.as_str()).unwrap_or("").to_string();
-            let poid = sql::subtransaction(|| sql::one::<i64>("SELECT pg_catalog.to_regclass($1)::oid::bigint", &[to.as_str().into()]))
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| PgMartError::undefined_table(format!("parent table \"{to}\" does not exist")).raise());
+            // The parent is a name the user gave: resolved through the caller's own search_path.
+            let poid = sql::subtransaction(|| {
+                sql::caller_path(|| {
+                    sql::one::<i64>(
+                        "SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid::pg_catalog.int8",
+                        &[to.as_str().into()],
+                    )
+                })
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| PgMartError::undefined_table(format!("parent table \"{to}\" does not exist")).raise());
             let prel = rel_info(poid).expect("parent");
             let field = params.get("field").and_then(|v| v.as_str()).unwrap_or("").to_string();
             let pf = facts(poid, &prel);
@@ -596,13 +585,8 @@ pub fn register(n: NewCheck) -> i64 {
                 PgMartError::undefined_column(format!("column \"{field}\" of relation {} does not exist", prel.relation))
                     .raise();
             }
-            let may = sql::one::<bool>("SELECT pg_catalog.has_table_privilege($1::name, $2::oid, 'SELECT')", &[
-                caller.as_str().into(),
-                poid.into(),
-            ])
-            .unwrap_or(false);
-            if !may {
-                PgMartError::privilege(format!("role \"{caller}\" needs SELECT on the parent table {}", prel.relation)).raise();
+            if !may_read(caller, poid) {
+                PgMartError::privilege(format!("you need SELECT on the parent table {}", prel.relation)).raise();
             }
             params["to"] = json!(prel.relation);
         }
@@ -610,7 +594,11 @@ pub fn register(n: NewCheck) -> i64 {
             let cols = params.get("columns").and_then(|v| v.as_object()).cloned().unwrap_or_default();
             for (name, ty) in cols {
                 let ty = ty.as_str().unwrap_or("");
-                let ok = sql::subtransaction(|| sql::one::<bool>("SELECT pg_catalog.to_regtype($1) IS NOT NULL", &[ty.into()]));
+                let ok = sql::subtransaction(|| {
+                    sql::caller_path(|| {
+                        sql::one::<bool>("SELECT pg_catalog.to_regtype($1::pg_catalog.text) IS NOT NULL", &[ty.into()])
+                    })
+                });
                 if !matches!(ok, Ok(Some(true))) {
                     PgMartError::invalid(format!("type \"{ty}\" of expected column \"{name}\" does not exist")).raise();
                 }
@@ -618,12 +606,11 @@ pub fn register(n: NewCheck) -> i64 {
         }
         _ => {}
     }
-    if let Some(w) = n.where_clause {
-        if kind == Kind::Schema {
-            PgMartError::invalid("a schema check takes no where_clause").raise();
-        }
-        validate_fragment(&rel.relation, w, "where_clause");
-    }
+    let where_clause = match n.where_clause {
+        Some(_) if kind == Kind::Schema => PgMartError::invalid("a schema check takes no where_clause").raise(),
+        Some(w) => Some(analyse_fragment(n.target_oid, w, "check where_clause")),
+        None => None,
+    };
     // Plan the check's own SQL (without running it): literals of the wrong type, incomparable keys.
     let check = Check {
         id: 0,
@@ -632,7 +619,7 @@ pub fn register(n: NewCheck) -> i64 {
         columns: n.columns.clone(),
         params: params.clone(),
         severity: n.severity.into(),
-        where_clause: n.where_clause.map(String::from),
+        where_clause: where_clause.clone(),
         expect_failures: false,
         prev_sample: None,
     };
@@ -646,42 +633,62 @@ pub fn register(n: NewCheck) -> i64 {
             map_plan_error(&e, &format!("{} check", n.kind)).raise();
         }
     }
+    if let Some(s) = n.schedule {
+        crate::jobs::engine::validate(s, "UTC").or_raise();
+    }
     let name = match n.name {
         Some(s) if s.trim().is_empty() => PgMartError::invalid("check name must not be empty").raise(),
         Some(s) => s.to_string(),
-        None => plan::default_name(kind, n.kind, &rel.relname, &n.columns, &params),
+        None => default_name,
     };
-    let job_id = n.schedule.map(|s| suite_job(n.target_oid, &rel, s, &caller));
+    let exists = sql::as_catalog_owner(|| {
+        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.\"check\" WHERE name OPERATOR(pg_catalog.=) $1)", &[name.as_str().into()])
+    });
+    if exists == Some(true) {
+        PgMartError::duplicate(format!("a pgmart check named \"{name}\" already exists"))
+            .hint("Pass another name => '...', or drop the existing one with pgmart.drop_check().")
+            .raise();
+    }
+    let job_id = n.schedule.map(|s| suite_job(n.target_oid, &rel, s, caller));
+    let check_id = sql::as_catalog_owner(|| {
+        sql::one::<i64>("SELECT pg_catalog.nextval('pgmart.check_check_id_seq'::pg_catalog.regclass)", &[])
+    })
+    .expect("check id");
+    let anchor = crate::owners::create("check", &check_id.to_string(), caller, &format!("pgmart check {name}"));
     sql::as_catalog_owner(|| {
-        if sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.\"check\" WHERE name = $1)", &[name.as_str().into()])
-            .unwrap_or(false)
-        {
-            PgMartError::duplicate(format!("a pgmart check named \"{name}\" already exists"))
-                .hint("Pass another name => '...', or drop the existing one with pgmart.drop_check().")
-                .raise();
-        }
-        sql::one::<i64>(
-            "INSERT INTO pgmart.\"check\" (name, target, kind, columns, params, severity, where_clause, schedule, job_id, owner) \
-             VALUES ($1, $2::oid::regclass, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING check_id",
+        sql::exec(
+            "INSERT INTO pgmart.\"check\" (check_id, name, target, kind, columns, params, severity, where_clause, schedule, \
+                                           job_id, anchor) \
+             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.regclass)",
             &[
+                check_id.into(),
                 name.as_str().into(),
                 n.target_oid.into(),
                 n.kind.into(),
                 n.columns.clone().into(),
                 pgrx::JsonB(params.clone()).into(),
                 n.severity.into(),
-                n.where_clause.into(),
-                n.schedule.into(),
+                where_clause.clone().into(),
+                n.schedule.map(str::trim).into(),
                 job_id.into(),
-                caller.as_str().into(),
+                anchor.as_str().into(),
             ],
         )
-        .expect("check id")
-    })
+    });
+    check_id
+}
+
+/// Whether `role` may read table `oid` (a check runs as its registrant).
+fn may_read(role: pg_sys::Oid, oid: i64) -> bool {
+    sql::one::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1::pg_catalog.oid, $2::pg_catalog.oid, 'SELECT')",
+        &[role.into(), oid.into()],
+    )
+    .unwrap_or(false)
 }
 
 /// The one `check_suite` job of (table, owner): reused, its schedule updated when a new one is given.
-fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: &str) -> i64 {
+fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: pg_sys::Oid) -> i64 {
     #[derive(Deserialize)]
     struct J {
         job_id: i64,
@@ -689,35 +696,26 @@ fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: &str) -> i64 {
     }
     let existing = sql::as_catalog_owner(|| {
         sql::row::<J>(
-            "SELECT job_id, schedule FROM pgmart.job WHERE kind = 'check_suite' AND owner = $1::name \
-                AND (config->>'target_oid')::bigint = $2 ORDER BY job_id LIMIT 1",
+            "SELECT j.job_id, j.schedule FROM pgmart.job j \
+               JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+              WHERE j.kind OPERATOR(pg_catalog.=) 'check_suite' AND a.relowner OPERATOR(pg_catalog.=) $1 \
+                AND EXISTS (SELECT 1 FROM pgmart.\"check\" c WHERE c.job_id OPERATOR(pg_catalog.=) j.job_id \
+                               AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2::pg_catalog.int8::pg_catalog.oid) \
+              ORDER BY j.job_id LIMIT 1",
             &[owner.into(), oid.into()],
         )
     });
     match existing {
         Some(j) => {
             if j.schedule != schedule.trim() {
-                let (s, tz) = crate::jobs::engine::validate(schedule, "UTC").or_raise();
-                let next = crate::jobs::engine::first_run(&s, &tz, chrono::Utc::now()).or_raise();
-                sql::as_catalog_owner(|| {
-                    sql::exec(
-                        "UPDATE pgmart.job SET schedule = $2, next_run_at = to_timestamp($3) WHERE job_id = $1",
-                        &[j.job_id.into(), schedule.trim().into(), (next.timestamp_micros() as f64 / 1e6).into()],
-                    )
-                });
+                crate::jobs::api::reschedule(j.job_id, schedule.trim(), None);
                 notice!("the check suite of {} now runs on schedule '{}' (for all its checks)", rel.relation, schedule.trim());
             }
             j.job_id
         }
         None => {
-            let mut name = format!("checks {} ({owner})", rel.relation);
-            let taken = sql::as_catalog_owner(|| {
-                sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name = $1)", &[name.as_str().into()])
-            })
-            .unwrap_or(false);
-            if taken {
-                name = format!("{name} #{oid}");
-            }
+            let role = sql::role_name(owner);
+            let name = crate::jobs::api::free_name(&format!("checks {} ({role})", rel.relation));
             crate::jobs::api::register(crate::jobs::api::NewJob {
                 name: &name,
                 kind: "check_suite",
@@ -725,7 +723,7 @@ fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: &str) -> i64 {
                 schedule,
                 timezone: "UTC",
                 owner,
-                config: json!({ "target_oid": oid }),
+                config: json!({}),
                 max_retries: 3,
                 retry_backoff: None,
                 start_at: None,
@@ -734,37 +732,62 @@ fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: &str) -> i64 {
     }
 }
 
-/// Delete a check; its suite job goes when its last check does.
+#[derive(Deserialize)]
+struct Registered {
+    check_id: i64,
+    owner: u32,
+    job_id: Option<i64>,
+    table_owner: Option<u32>,
+}
+
+/// Delete a check (by name) that the caller may act on (as the check's owner, or the table's);
+/// the same error when it does not exist.
 pub fn drop(name: &str) {
-    #[derive(Deserialize)]
-    struct D {
-        check_id: i64,
-        owner: String,
-        job_id: Option<i64>,
-        table_owner: Option<String>,
-    }
     let d = sql::as_catalog_owner(|| {
-        sql::row::<D>(
-            "SELECT check_id, owner::text AS owner, job_id, \
-                    (SELECT pg_catalog.pg_get_userbyid(relowner)::text FROM pg_catalog.pg_class WHERE oid = target::oid) AS table_owner \
-               FROM pgmart.\"check\" WHERE name = $1",
+        sql::row::<Registered>(
+            "SELECT c.check_id, coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, c.job_id, \
+                    (SELECT t.relowner::pg_catalog.int8 FROM pg_catalog.pg_class t \
+                      WHERE t.oid OPERATOR(pg_catalog.=) c.target::pg_catalog.oid) AS table_owner \
+               FROM pgmart.\"check\" c LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor \
+              WHERE c.name OPERATOR(pg_catalog.=) $1",
             &[name.into()],
         )
-    })
-    .unwrap_or_else(|| PgMartError::undefined_object(format!("check \"{name}\" does not exist")).raise());
-    let caller = sql::current_role();
-    let may = sql::can_act_as(&caller, &d.owner) || d.table_owner.map(|o| sql::can_act_as(&caller, &o)).unwrap_or(false);
-    if !may {
-        PgMartError::privilege(format!("role \"{caller}\" may not drop check \"{name}\" owned by \"{}\"", d.owner)).raise();
-    }
+    });
+    let caller = sql::caller();
+    let may = |o: u32| o != 0 && sql::may_act_as(caller, pg_sys::Oid::from(o));
+    let d = d
+        .filter(|d| may(d.owner) || d.table_owner.is_some_and(may) || unsafe { pg_sys::superuser_arg(caller) })
+        .unwrap_or_else(|| {
+            PgMartError::undefined_object(format!("check \"{name}\" does not exist or you may not act on it"))
+                .hint("pgmart.checks lists the checks you may act on.")
+                .raise()
+        });
+    forget_check(d.check_id, d.job_id);
+    crate::owners::drop(&crate::owners::anchor_name("check", &d.check_id.to_string()));
+}
+
+/// Remove check `check_id`; its suite job goes when its last check does.
+fn forget_check(check_id: i64, job_id: Option<i64>) {
     sql::as_catalog_owner(|| {
-        sql::exec("DELETE FROM pgmart.\"check\" WHERE check_id = $1", &[d.check_id.into()]);
-        if let Some(j) = d.job_id {
-            let left = sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.\"check\" WHERE job_id = $1)", &[j.into()])
-                .unwrap_or(true);
+        sql::exec("DELETE FROM pgmart.\"check\" WHERE check_id OPERATOR(pg_catalog.=) $1", &[check_id.into()]);
+        if let Some(j) = job_id {
+            let left = sql::one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pgmart.\"check\" WHERE job_id OPERATOR(pg_catalog.=) $1)",
+                &[j.into()],
+            )
+            .unwrap_or(true);
             if !left {
                 crate::jobs::api::delete_job(j);
             }
         }
     });
+}
+
+/// A check whose owner anchor was dropped (DROP OWNED BY): it goes too.
+pub fn forget(id: &str) {
+    let Ok(check_id) = id.parse::<i64>() else { return };
+    let job_id = sql::as_catalog_owner(|| {
+        sql::one::<i64>("SELECT job_id FROM pgmart.\"check\" WHERE check_id OPERATOR(pg_catalog.=) $1", &[check_id.into()])
+    });
+    forget_check(check_id, job_id);
 }

@@ -16,10 +16,12 @@ mod tests {
             failing_rows: Option<i64>,
             checked_rows: Option<i64>,
         }
-        let r = sql::row::<R>(
-            &format!("SELECT status, failing_rows, checked_rows FROM pgmart.run_checks('{table}') WHERE name = '{name}'"),
-            &[],
-        )
+        let r = sql::caller_path(|| {
+            sql::row::<R>(
+                &format!("SELECT status, failing_rows, checked_rows FROM pgmart.run_checks('{table}') WHERE name = '{name}'"),
+                &[],
+            )
+        })
         .unwrap_or_else(|| panic!("no result for {name}"));
         (r.status, r.failing_rows, r.checked_rows)
     }
@@ -307,7 +309,7 @@ mod tests {
         run("SELECT pgmart.add_check('ck_al', 'unique', ARRAY['id'], severity => 'warn', name => 'ck_al_warn')");
         run("SELECT * FROM pgmart.run_checks('ck_al')");
         run("SELECT * FROM pgmart.run_checks('ck_al')");
-        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE target = 'ck_al'"), Some(4));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE target = 'public.ck_al'"), Some(4));
         // One open alert for the error-severity check (de-duplicated), none for the warning.
         assert_eq!(
             one::<i64>("SELECT count(*) FROM pgmart.alerts WHERE source_kind = 'check' AND source_name = 'unique_ck_al_id'"),
@@ -329,7 +331,7 @@ mod tests {
         let job = one::<i64>("SELECT job_id FROM pgmart.jobs WHERE kind = 'check_suite' AND target = 'public.ck_sj'").unwrap();
         let st = one::<String>(&format!("SELECT status FROM pgmart.run_job({job})"));
         assert_eq!(st.as_deref(), Some("succeeded"));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE target = 'ck_sj'"), Some(2));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE target = 'public.ck_sj'"), Some(2));
         run("SELECT pgmart.drop_check('unique_ck_sj_id')");
         assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {job}")), Some(1));
         run("SELECT pgmart.drop_check('not_null_ck_sj_id')");

@@ -1,13 +1,15 @@
 //! SQL-facing job functions: thin wrappers over the engine. Also the registration path every
-//! capability uses for its own job kind ([`register`]).
+//! capability uses for its own job kind ([`register`]), and the one place the job catalog's
+//! schedule columns are changed ([`reschedule`]).
 
 use crate::error::{OrRaise, PgMartError};
-use crate::jobs::engine::{self, RunReport, Trigger};
+use crate::guc;
+use crate::jobs::engine::{self, Job, RunReport, Trigger};
 use crate::jobs::sql_job;
 use crate::sql;
 use chrono::Utc;
-use pgrx::prelude::*;
 use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 type RunRows = TableIterator<
@@ -38,11 +40,12 @@ pub struct NewJob<'a> {
     pub target: Option<&'a str>,
     pub schedule: &'a str,
     pub timezone: &'a str,
-    pub owner: &'a str,
+    /// The role the job runs as (the caller has been checked to be allowed to act as it).
+    pub owner: pg_sys::Oid,
     pub config: Value,
     pub max_retries: i32,
     pub retry_backoff: Option<&'a str>,
-    pub start_at: Option<pgrx::datum::TimestampWithTimeZone>,
+    pub start_at: Option<TimestampWithTimeZone>,
 }
 
 /// Whether this server loaded pgmart through shared_preload_libraries (so workers run jobs).
@@ -58,10 +61,76 @@ pub fn notice_if_no_workers() {
     }
 }
 
+/// Refuse writes on a standby with 25006 and a hint.
+pub fn require_primary(what: &str) {
+    if sql::in_recovery() {
+        PgMartError::read_only(format!("cannot {what} on a standby"))
+            .hint("Run it on the primary; the standby receives the change through replication.")
+            .raise();
+    }
+}
+
+/// `start_at` must be a finite time (a job at ±infinity would never run, or run at once forever).
+fn check_start_at(start_at: Option<TimestampWithTimeZone>) -> Option<f64> {
+    let t = start_at?;
+    let epoch = sql::one::<f64>(
+        "SELECT CASE WHEN pg_catalog.isfinite($1::timestamp with time zone) \
+                     THEN EXTRACT(epoch FROM $1::timestamp with time zone)::double precision END",
+        &[t.into()],
+    );
+    match epoch {
+        Some(e) if (-62135596800.0..=253402300799.0).contains(&e) => Some(e),
+        _ => PgMartError::invalid("start_at must be a finite time between the years 1 and 9999").raise(),
+    }
+}
+
+/// A job name not taken yet: `base`, or `base (2)`, `base (3)`, ...
+pub fn free_name(base: &str) -> String {
+    let taken: Vec<String> = sql::as_catalog_owner(|| {
+        sql::column::<String>(
+            "SELECT name FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1 \
+                OR name OPERATOR(pg_catalog.^@) ($1 OPERATOR(pg_catalog.||) ' (')",
+            &[base.into()],
+        )
+    });
+    if !taken.iter().any(|t| t == base) {
+        return base.to_string();
+    }
+    (2..).map(|n| format!("{base} ({n})")).find(|c| !taken.contains(c)).expect("a free name")
+}
+
+/// One role may own at most `pgmart.max_jobs_per_role` jobs (superusers are not limited).
+fn check_job_limit(owner: pg_sys::Oid) {
+    if unsafe { pg_sys::superuser_arg(owner) } {
+        return;
+    }
+    let limit = guc::MAX_JOBS_PER_ROLE.get() as i64;
+    let n = sql::as_catalog_owner(|| {
+        sql::one::<i64>(
+            "SELECT pg_catalog.count(*) FROM pgmart.job j JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+              WHERE a.relowner OPERATOR(pg_catalog.=) $1",
+            &[owner.into()],
+        )
+    })
+    .unwrap_or(0);
+    if n >= limit {
+        PgMartError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("role {} already owns {n} pgmart jobs, the most pgmart.max_jobs_per_role allows", sql::role_name(owner)),
+        )
+        .hint("Drop jobs you no longer need, or ask an administrator to raise pgmart.max_jobs_per_role.")
+        .raise();
+    }
+}
+
 /// Validate and insert a job; returns its id. Raises on a bad schedule, time zone, duplicate name.
 pub fn register(job: NewJob) -> i64 {
+    require_primary("register a pgmart job");
     if job.name.trim().is_empty() {
         PgMartError::invalid("job name must not be empty").raise();
+    }
+    if job.name.len() > 200 {
+        PgMartError::invalid("job name is longer than 200 bytes").raise();
     }
     if job.max_retries < 0 || job.max_retries > 100 {
         PgMartError::invalid("max_retries must be between 0 and 100").raise();
@@ -69,88 +138,155 @@ pub fn register(job: NewJob) -> i64 {
     let (schedule, tz) = engine::validate(job.schedule, job.timezone).or_raise();
     let backoff = job.retry_backoff.unwrap_or("1 minute");
     check_backoff(backoff);
+    let start_epoch = check_start_at(job.start_at);
     let first = engine::first_run(&schedule, &tz, Utc::now()).or_raise();
-    let first_epoch = first.timestamp_micros() as f64 / 1e6;
+    let first_epoch = start_epoch.unwrap_or(first.timestamp_micros() as f64 / 1e6);
+    check_job_limit(job.owner);
+    let exists = sql::as_catalog_owner(|| {
+        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1)", &[job.name.into()])
+    });
+    if exists == Some(true) {
+        PgMartError::duplicate(format!("a pgmart job named \"{}\" already exists", job.name))
+            .hint("Choose another name, or change the existing job with pgmart.alter_job().")
+            .raise();
+    }
     let id = sql::as_catalog_owner(|| {
-        if sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name = $1)", &[job.name.into()])
-            .unwrap_or(false)
-        {
-            PgMartError::duplicate(format!("a pgmart job named \"{}\" already exists", job.name))
-                .hint("Choose another name, or change the existing job with pgmart.alter_job().")
-                .raise();
-        }
-        sql::one::<i64>(
-            "INSERT INTO pgmart.job (name, kind, target, schedule, timezone, owner, config, max_retries, \
-                                     retry_backoff, next_run_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::interval, coalesce($10, to_timestamp($11))) RETURNING job_id",
+        sql::one::<i64>("SELECT pg_catalog.nextval('pgmart.job_job_id_seq'::pg_catalog.regclass)", &[])
+    })
+    .expect("job id");
+    let anchor = crate::owners::create("job", &id.to_string(), job.owner, &format!("pgmart job {id}: {}", job.name));
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "INSERT INTO pgmart.job (job_id, name, kind, target, schedule, timezone, config, max_retries, \
+                                     retry_backoff, next_run_at, anchor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.text::interval, pg_catalog.to_timestamp($10), \
+                     $11::pg_catalog.regclass)",
             &[
+                id.into(),
                 job.name.into(),
                 job.kind.into(),
                 job.target.into(),
                 job.schedule.trim().into(),
                 job.timezone.trim().into(),
-                job.owner.into(),
                 pgrx::JsonB(job.config).into(),
                 job.max_retries.into(),
                 backoff.into(),
-                job.start_at.into(),
                 first_epoch.into(),
+                anchor.as_str().into(),
             ],
         )
-        .expect("job id")
     });
     notice_if_no_workers();
     id
 }
 
-fn check_backoff(text: &str) {
+pub fn check_backoff(text: &str) {
     let ok = sql::subtransaction(|| {
-        sql::one::<bool>("SELECT $1::text::interval >= '0'::interval", &[text.into()]).unwrap_or(false)
+        sql::one::<bool>(
+            "SELECT $1::pg_catalog.text::interval OPERATOR(pg_catalog.>=) '0'::interval \
+                AND $1::pg_catalog.text::interval OPERATOR(pg_catalog.<=) '1 day'::interval",
+            &[text.into()],
+        )
+        .unwrap_or(false)
     });
     if !matches!(ok, Ok(true)) {
-        PgMartError::invalid(format!("invalid retry_backoff \"{text}\": give a non-negative interval")).raise();
+        PgMartError::invalid(format!("invalid retry_backoff \"{text}\": give an interval between 0 and 1 day")).raise();
     }
 }
 
-/// Load a job the caller may act as, or raise (42704 unknown, 42501 not allowed).
-pub fn job_for_caller(job_id: i64) -> engine::Job {
-    let job = sql::as_catalog_owner(|| {
-        sql::row::<engine::Job>(&format!("{} WHERE job_id = $1", engine::JOB_SELECT), &[job_id.into()])
-    })
-    .unwrap_or_else(|| PgMartError::undefined_object(format!("job {job_id} does not exist")).raise());
-    let caller = sql::current_role();
-    if !sql::can_act_as(&caller, &job.owner) {
-        PgMartError::privilege(format!("role \"{caller}\" may not change job {job_id} owned by \"{}\"", job.owner))
-            .raise();
-    }
-    job
+/// Change a job's schedule (and time zone): it next runs at its new schedule's first slot. The one
+/// path every capability uses to reschedule its job.
+pub fn reschedule(job_id: i64, schedule: &str, timezone: Option<&str>) {
+    let current = engine::load(job_id).unwrap_or_else(|| engine::not_yours(job_id).raise());
+    let tz_text = timezone.unwrap_or(&current.timezone).trim().to_string();
+    let (s, tz) = engine::validate(schedule, &tz_text).or_raise();
+    let next = engine::first_run(&s, &tz, Utc::now()).or_raise();
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.job SET schedule = $2, timezone = $3, next_run_at = pg_catalog.to_timestamp($4) \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into(), schedule.trim().into(), tz_text.as_str().into(), (next.timestamp_micros() as f64 / 1e6).into()],
+        )
+    });
 }
 
-/// Delete a job of any kind (capabilities call this when their object is dropped).
+/// Load a job the caller may act as, or raise the same "does not exist or you may not act on it"
+/// for a missing job and another role's (a superuser may also act on jobs whose owner is gone).
+pub fn job_for_caller(job_id: i64) -> Job {
+    let caller = sql::caller();
+    engine::load(job_id)
+        .filter(|j| {
+            (j.owner != 0 && sql::may_act_as(caller, j.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) }
+        })
+        .unwrap_or_else(|| engine::not_yours(job_id).raise())
+}
+
 /// Stop the scheduler running a job (it stays, with its history, until resumed or dropped).
 pub fn disable_job(job_id: i64) {
-    sql::as_catalog_owner(|| sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id = $1", &[job_id.into()]));
+    sql::as_catalog_owner(|| {
+        sql::exec("UPDATE pgmart.job SET enabled = false WHERE job_id OPERATOR(pg_catalog.=) $1", &[job_id.into()])
+    });
 }
 
 /// A job whose table or view was dropped: disable it once, with a health alert (one while open),
 /// instead of letting it run forever for nothing. `pgmart.drop_job` then removes it.
-pub fn disable_orphaned(job_id: i64, source_kind: &str, object: &str, target: Option<&str>, problem: &str) {
-    disable_job(job_id);
-    crate::alerts::raise_health(
+pub fn disable_orphaned(job: &Job, source_kind: &str, object: &str, target: Option<&str>, problem: &str) {
+    disable_job(job.job_id);
+    crate::alerts::raise_health(crate::alerts::Health {
         source_kind,
-        object,
-        "medium",
+        source_name: object,
+        severity: "medium",
         target,
-        json!({ "problem": problem, "job_id": job_id }),
-        &format!("{source_kind}_dropped:{job_id}"),
-    );
+        payload: json!({ "problem": problem, "job_id": job.job_id }),
+        dedup_key: &format!("{source_kind}_dropped:{}", job.job_id),
+        owner: job.owner_oid(),
+        job_id: Some(job.job_id),
+        check_id: None,
+    });
 }
 
+/// Delete a job row (with its history and the registrations that reference it).
 pub fn delete_job(job_id: i64) {
-    sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.job WHERE job_id = $1", &[job_id.into()]));
+    sql::as_catalog_owner(|| {
+        sql::exec("DELETE FROM pgmart.job WHERE job_id OPERATOR(pg_catalog.=) $1", &[job_id.into()])
+    });
+    crate::owners::drop(&crate::owners::anchor_name("job", &job_id.to_string()));
+}
+
+/// Delete a job and its owner anchor.
+pub fn drop_job_and_anchor(job_id: i64) {
+    delete_job(job_id);
+}
+
+/// A job whose owner anchor was dropped (DROP OWNED BY): it goes, with what hangs on it.
+pub fn forget(id: &str) {
+    if let Ok(job_id) = id.parse::<i64>() {
+        sql::as_catalog_owner(|| {
+            sql::exec("DELETE FROM pgmart.job WHERE job_id OPERATOR(pg_catalog.=) $1", &[job_id.into()]);
+        });
+    }
+}
+
+/// The role a registering call makes its object for: the caller, or `run_as` when the caller may
+/// act as that role.
+pub fn owner_for(run_as: Option<&str>) -> pg_sys::Oid {
+    let caller = sql::caller();
+    match run_as {
+        None => caller,
+        Some(name) => {
+            let role = sql::role_oid(name).or_raise();
+            if !sql::may_act_as(caller, role) {
+                PgMartError::privilege(format!("you may not schedule jobs to run as \"{name}\""))
+                    .hint(format!("Only a role that may SET ROLE to \"{name}\" may make it a job's owner."))
+                    .raise();
+            }
+            role
+        }
+    }
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
+#[allow(clippy::too_many_arguments)]
 fn schedule_sql(
     name: &str,
     command: &str,
@@ -162,19 +298,14 @@ fn schedule_sql(
     run_as: default!(Option<&str>, "NULL"),
 ) -> i64 {
     sql_job::validate_command(command).or_raise();
-    let caller = sql::current_role();
-    let owner = run_as.unwrap_or(caller.as_str()).to_string();
-    sql::role_oid(&owner).or_raise();
-    if !sql::can_act_as(&caller, &owner) {
-        PgMartError::privilege(format!("role \"{caller}\" may not schedule jobs to run as \"{owner}\"")).raise();
-    }
+    let owner = owner_for(run_as);
     register(NewJob {
         name,
         kind: "sql",
         target: None,
         schedule,
         timezone,
-        owner: &owner,
+        owner,
         config: json!({ "command": command }),
         max_retries,
         retry_backoff: Some(retry_backoff),
@@ -215,24 +346,23 @@ fn run_job(job_id: i64) -> TableIterator<
         name!(message, Option<String>),
     ),
 > {
-    if sql::in_recovery() {
-        PgMartError::new(pgrx::PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION, "cannot run a pgmart job on a standby")
-            .raise();
-    }
-    let caller = sql::current_role();
-    let job = engine::claim_for_manual_run(job_id, &caller);
-    let run_id = engine::start_run(&job, &format!("run_job by {caller}"));
+    require_primary("run a pgmart job");
+    let caller = sql::caller();
+    let job = engine::claim_for_manual_run(job_id, caller);
+    let run_id = engine::start_run(&job, &format!("run_job by {}", sql::role_name(caller)));
     to_rows(vec![engine::execute(&job, run_id, Trigger::Manual)])
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn pause_job(job_id: i64) {
+    require_primary("pause a pgmart job");
     job_for_caller(job_id);
     disable_job(job_id);
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn resume_job(job_id: i64) {
+    require_primary("resume a pgmart job");
     let job = job_for_caller(job_id);
     let now = Utc::now();
     let next = engine::next_slot(&job, now).or_raise();
@@ -240,7 +370,8 @@ fn resume_job(job_id: i64) {
     sql::as_catalog_owner(|| {
         sql::exec(
             "UPDATE pgmart.job SET enabled = true, consecutive_failures = 0, \
-                    next_run_at = CASE WHEN $2 THEN to_timestamp($3) ELSE next_run_at END WHERE job_id = $1",
+                    next_run_at = CASE WHEN $2 THEN pg_catalog.to_timestamp($3) ELSE next_run_at END \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
             &[job_id.into(), behind.into(), (next.timestamp_micros() as f64 / 1e6).into()],
         )
     });
@@ -258,6 +389,7 @@ fn alter_job(
     command: default!(Option<&str>, "NULL"),
     name: default!(Option<&str>, "NULL"),
 ) {
+    require_primary("alter a pgmart job");
     let job = job_for_caller(job_id);
     if let Some(n) = max_retries {
         if !(0..=100).contains(&n) {
@@ -271,6 +403,9 @@ fn alter_job(
         if n.trim().is_empty() {
             PgMartError::invalid("job name must not be empty").raise();
         }
+        if n.len() > 200 {
+            PgMartError::invalid("job name is longer than 200 bytes").raise();
+        }
     }
     let mut config = job.config.clone();
     if let Some(c) = command {
@@ -280,39 +415,38 @@ fn alter_job(
         sql_job::validate_command(c).or_raise();
         config["command"] = json!(c);
     }
-    let new_schedule = schedule.unwrap_or(&job.schedule).trim().to_string();
-    let new_tz = timezone.unwrap_or(&job.timezone).trim().to_string();
-    let (s, tz) = engine::validate(&new_schedule, &new_tz).or_raise();
-    let rescheduled = schedule.is_some() || timezone.is_some();
-    let next = engine::first_run(&s, &tz, Utc::now()).or_raise();
-    sql::as_catalog_owner(|| {
-        if let Some(n) = name {
-            if sql::one::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name = $1 AND job_id <> $2)",
+    if schedule.is_some() || timezone.is_some() {
+        // Validated before anything changes; applied through the one reschedule path.
+        let s = schedule.unwrap_or(&job.schedule).to_string();
+        engine::validate(&s, timezone.unwrap_or(&job.timezone)).or_raise();
+    }
+    if let Some(n) = name {
+        let taken = sql::as_catalog_owner(|| {
+            sql::one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1 AND job_id OPERATOR(pg_catalog.<>) $2)",
                 &[n.into(), job_id.into()],
             )
-            .unwrap_or(false)
-            {
-                PgMartError::duplicate(format!("a pgmart job named \"{n}\" already exists")).raise();
-            }
+        });
+        if taken == Some(true) {
+            PgMartError::duplicate(format!("a pgmart job named \"{n}\" already exists")).raise();
         }
+    }
+    if schedule.is_some() || timezone.is_some() {
+        reschedule(job_id, schedule.unwrap_or(&job.schedule), timezone);
+    }
+    sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.job SET schedule = $2, timezone = $3, max_retries = coalesce($4, max_retries), \
-                    retry_backoff = coalesce($5::interval, retry_backoff), enabled = coalesce($6, enabled), \
-                    config = $7, name = coalesce($8, name), \
-                    next_run_at = CASE WHEN $9 THEN to_timestamp($10) ELSE next_run_at END \
-              WHERE job_id = $1",
+            "UPDATE pgmart.job SET max_retries = coalesce($2, max_retries), \
+                    retry_backoff = coalesce($3::pg_catalog.text::interval, retry_backoff), enabled = coalesce($4, enabled), \
+                    config = $5, name = coalesce($6, name) \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
             &[
                 job_id.into(),
-                new_schedule.as_str().into(),
-                new_tz.as_str().into(),
                 max_retries.into(),
                 retry_backoff.into(),
                 enabled.into(),
                 pgrx::JsonB(config).into(),
                 name.into(),
-                rescheduled.into(),
-                (next.timestamp_micros() as f64 / 1e6).into(),
             ],
         )
     });
@@ -320,6 +454,7 @@ fn alter_job(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_job(job_id: i64) {
+    require_primary("drop a pgmart job");
     let job = job_for_caller(job_id);
     // A refresh or partition job whose table or view was dropped is disabled when it next runs; it
     // (and its registration) can then go this way, since the object's name no longer resolves.
@@ -328,16 +463,20 @@ fn drop_job(job_id: i64) {
             sql::one::<bool>(
                 "SELECT CASE $2 \
                    WHEN 'partition_maintenance' THEN NOT EXISTS (SELECT 1 FROM pgmart.partition_set s \
-                          JOIN pg_catalog.pg_class c ON c.oid = s.parent WHERE s.job_id = $1) \
+                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.parent \
+                         WHERE s.job_id OPERATOR(pg_catalog.=) $1) \
                    WHEN 'refresh' THEN NOT EXISTS (SELECT 1 FROM pgmart.refresh_view r \
-                          JOIN pg_catalog.pg_class c ON c.oid = r.view WHERE r.job_id = $1) \
+                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view \
+                         WHERE r.job_id OPERATOR(pg_catalog.=) $1) \
                    ELSE false END",
                 &[job_id.into(), job.kind.as_str().into()],
             )
             .unwrap_or(false)
         });
     if orphaned {
-        sql::as_catalog_owner(|| sql::exec("DELETE FROM pgmart.partition_set WHERE job_id = $1", &[job_id.into()]));
+        sql::as_catalog_owner(|| {
+            sql::exec("DELETE FROM pgmart.partition_set WHERE job_id OPERATOR(pg_catalog.=) $1", &[job_id.into()])
+        });
     } else if job.kind != "sql" {
         let hint = match job.kind.as_str() {
             "partition_maintenance" => "Use pgmart.drop_partition_set().",

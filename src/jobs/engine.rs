@@ -28,7 +28,9 @@ pub struct Job {
     pub target: Option<String>,
     pub schedule: String,
     pub timezone: String,
-    pub owner: String,
+    /// The role the job runs as: its anchor's owner (0 when the anchor is gone).
+    pub owner: u32,
+    pub anchor: String,
     pub max_retries: i32,
     pub retry_backoff_s: f64,
     pub consecutive_failures: i32,
@@ -38,6 +40,9 @@ pub struct Job {
 }
 
 impl Job {
+    pub fn owner_oid(&self) -> pg_sys::Oid {
+        pg_sys::Oid::from(self.owner)
+    }
     /// This run's attempt within its scheduled occurrence: 1 for a fresh run, 2.. for retries.
     /// Each scheduled occurrence gets its own `max_retries` retries.
     pub fn attempt(&self) -> i32 {
@@ -45,9 +50,12 @@ impl Job {
     }
 }
 
-pub const JOB_SELECT: &str = "SELECT job_id, name, kind, target, schedule, timezone, owner::text AS owner, \
-     max_retries, extract(epoch FROM retry_backoff)::float8 AS retry_backoff_s, consecutive_failures, \
-     config, extract(epoch FROM next_run_at)::float8 AS next_run_epoch, enabled FROM pgmart.job";
+/// A job row with its owner; filter with `WHERE` on `j` (and lock with `FOR UPDATE OF j`).
+pub const JOB_SELECT: &str = "SELECT j.job_id, j.name, j.kind, j.target, j.schedule, j.timezone, \
+     coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, j.anchor::pg_catalog.text AS anchor, \
+     j.max_retries, EXTRACT(epoch FROM j.retry_backoff)::double precision AS retry_backoff_s, j.consecutive_failures, \
+     j.config, EXTRACT(epoch FROM j.next_run_at)::double precision AS next_run_epoch, j.enabled \
+     FROM pgmart.job j LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
 /// One line of `refresh_due()` / `run_job()` output.
 #[derive(Debug, Clone)]
@@ -87,7 +95,7 @@ pub fn parse_schedule(text: &str) -> Result<Schedule> {
         ScheduleText::Cron(c) => Ok(Schedule::Cron(Box::new(schedule::parse_cron(&c)?))),
         ScheduleText::Interval(i) => {
             let parsed = sql::subtransaction(|| {
-                sql::one::<pgrx::datum::Interval>("SELECT $1::text::interval", &[i.as_str().into()])
+                sql::one::<pgrx::datum::Interval>("SELECT $1::pg_catalog.text::interval", &[i.as_str().into()])
             });
             let iv = match parsed {
                 Ok(Some(iv)) => iv,
@@ -138,29 +146,40 @@ pub fn recover_interrupted() -> u64 {
             "UPDATE pgmart.job j SET running_pid = NULL, running_since = NULL \
               WHERE running_pid IS NOT NULL AND NOT EXISTS ( \
                     SELECT 1 FROM pg_catalog.pg_stat_activity a \
-                     WHERE a.pid = j.running_pid AND a.backend_start <= j.running_since)",
+                     WHERE a.pid OPERATOR(pg_catalog.=) j.running_pid \
+                       AND a.backend_start OPERATOR(pg_catalog.<=) j.running_since)",
             &[],
         );
         sql::exec_count(
-            "UPDATE pgmart.job_run r SET status = 'interrupted', finished_at = clock_timestamp(), \
+            "UPDATE pgmart.job_run r SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(), \
                     message = 'the process running this job ended before the run finished; it will run again' \
-              WHERE status = 'running' AND NOT EXISTS ( \
+              WHERE status OPERATOR(pg_catalog.=) 'running' AND NOT EXISTS ( \
                     SELECT 1 FROM pg_catalog.pg_stat_activity a \
-                     WHERE a.pid = r.pid AND a.backend_start <= r.started_at)",
+                     WHERE a.pid OPERATOR(pg_catalog.=) r.pid \
+                       AND a.backend_start OPERATOR(pg_catalog.<=) r.started_at)",
             &[],
         )
     })
 }
 
+/// `WHERE` condition: the role `$1` may act as the job's owner.
+fn act_as_condition(param: &str) -> String {
+    format!(
+        "a.relowner IS NOT NULL AND pg_catalog.pg_has_role({param}::pg_catalog.oid, a.relowner, '{}'::pg_catalog.text)",
+        crate::compat::ACT_AS_PRIVILEGE
+    )
+}
+
 /// Claim the next due job `caller` may act as (skipping those in `done`), locking its row until
 /// the caller's transaction ends. Claiming one at a time lets concurrent callers share the work.
-pub fn claim_next_for_session(caller: &str, done: &[i64]) -> Option<Job> {
+pub fn claim_next_for_session(caller: pg_sys::Oid, done: &[i64]) -> Option<Job> {
     sql::as_catalog_owner(|| {
         sql::row::<Job>(
             &format!(
-                "{JOB_SELECT} WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
-                   AND pg_catalog.pg_has_role($1::name, owner, 'MEMBER') AND job_id <> ALL($2) \
-                 ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "{JOB_SELECT} WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+                   AND j.running_pid IS NULL AND {} AND j.job_id OPERATOR(pg_catalog.<>) ALL($2::pg_catalog.int8[]) \
+                 ORDER BY j.next_run_at, j.job_id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+                act_as_condition("$1")
             ),
             &[caller.into(), done.to_vec().into()],
         )
@@ -172,36 +191,39 @@ pub fn claim_next_for_session(caller: &str, done: &[i64]) -> Option<Job> {
 pub fn claim_one_for_worker() -> Option<(Job, i64)> {
     sql::as_catalog_owner(|| {
         let job_id = sql::one::<i64>(
-            "UPDATE pgmart.job SET running_pid = pg_backend_pid(), running_since = clock_timestamp() \
-              WHERE job_id = (SELECT job_id FROM pgmart.job \
-                               WHERE enabled AND next_run_at <= clock_timestamp() AND running_pid IS NULL \
+            "UPDATE pgmart.job SET running_pid = pg_catalog.pg_backend_pid(), running_since = pg_catalog.clock_timestamp() \
+              WHERE job_id OPERATOR(pg_catalog.=) (SELECT job_id FROM pgmart.job \
+                               WHERE enabled AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+                                 AND running_pid IS NULL \
                                ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING job_id",
             &[],
         )?;
-        let job = sql::row::<Job>(&format!("{JOB_SELECT} WHERE job_id = $1"), &[job_id.into()])?;
+        let job = sql::row::<Job>(&format!("{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1"), &[job_id.into()])?;
         let run_id = start_run(&job, "pgmart scheduler");
         Some((job, run_id))
     })
 }
 
+/// A job by id as the catalog has it (no privilege check).
+pub fn load(job_id: i64) -> Option<Job> {
+    sql::as_catalog_owner(|| sql::row::<Job>(&format!("{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1"), &[job_id.into()]))
+}
+
+/// The error for a job that does not exist or that the caller may not act on: the same for both,
+/// so that nobody learns about other roles' jobs.
+pub fn not_yours(job: impl std::fmt::Display) -> PgMartError {
+    PgMartError::undefined_object(format!("job {job} does not exist or you may not act on it"))
+        .hint("pgmart.jobs lists the jobs you may act on.")
+}
+
 /// Lock one job for a manual run; errors if it is running elsewhere or unknown.
-pub fn claim_for_manual_run(job_id: i64, caller: &str) -> Job {
-    let job = sql::as_catalog_owner(|| {
-        sql::row::<Job>(&format!("{JOB_SELECT} WHERE job_id = $1"), &[job_id.into()])
-    })
-    .unwrap_or_else(|| PgMartError::undefined_object(format!("job {job_id} does not exist")).raise());
-    if !sql::can_act_as(caller, &job.owner) {
-        PgMartError::privilege(format!(
-            "role \"{caller}\" may not run job {job_id} owned by \"{}\"",
-            job.owner
-        ))
-        .raise();
-    }
+pub fn claim_for_manual_run(job_id: i64, caller: pg_sys::Oid) -> Job {
+    let job = load(job_id).filter(|j| j.owner != 0 && sql::may_act_as(caller, j.owner_oid())).unwrap_or_else(|| not_yours(job_id).raise());
     recover_interrupted();
     let locked = sql::as_catalog_owner(|| {
         sql::row::<Job>(
-            &format!("{JOB_SELECT} WHERE job_id = $1 AND running_pid IS NULL FOR UPDATE SKIP LOCKED"),
+            &format!("{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1 AND j.running_pid IS NULL FOR UPDATE OF j SKIP LOCKED"),
             &[job_id.into()],
         )
     });
@@ -220,7 +242,7 @@ pub fn start_run(job: &Job, run_by: &str) -> i64 {
     sql::as_catalog_owner(|| {
         sql::one::<i64>(
             "INSERT INTO pgmart.job_run (job_id, status, attempt, run_by, pid) \
-             VALUES ($1, 'running', $2, $3, pg_backend_pid()) RETURNING run_id",
+             VALUES ($1, 'running', $2, $3, pg_catalog.pg_backend_pid()) RETURNING run_id",
             &[job.job_id.into(), job.attempt().into(), run_by.into()],
         )
         .expect("run id")
@@ -235,24 +257,49 @@ fn report_activity(text: &str) {
     }
 }
 
+/// Writes that must survive the rollback of a failed run (a failed refresh's history row, its
+/// alert): a kind queues them with [`after_rollback`] and the engine makes them after the run's
+/// subtransaction, whatever its outcome.
+pub type Deferred = Box<dyn FnOnce()>;
+
+thread_local! {
+    static DEFERRED: std::cell::RefCell<Vec<Deferred>> = std::cell::RefCell::new(Vec::new());
+}
+
+/// Queue a write to be made after the current job run, even when the run fails and is rolled back.
+pub fn after_rollback(f: impl FnOnce() + 'static) {
+    DEFERRED.with(|d| d.borrow_mut().push(Box::new(f)));
+}
+
+/// Make the queued writes (see [`after_rollback`]); also called by non-job callers after a
+/// subtransaction that may have queued some.
+pub fn flush_deferred() {
+    let items: Vec<Deferred> = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    for f in items {
+        f();
+    }
+}
+
 /// Run one claimed job as its owner in a subtransaction, then record the outcome and schedule the
-/// next run. Never raises for a failure of the job itself.
+/// next run. Never raises for a failure of the job itself; a cancel stops everything.
 pub fn execute(job: &Job, run_id: i64, trigger: Trigger) -> RunReport {
     let started = std::time::Instant::now();
     report_activity(&format!("pgmart job {} ({}): {}", job.job_id, job.kind, job.name));
-    let outcome: std::result::Result<Value, Caught> = match sql::role_oid(&job.owner) {
-        Err(e) => Err(Caught::from_error(&e)),
-        Ok(owner) => {
-            // The job's lock_timeout (and anything it SETs) must not outlive it in the caller's transaction.
-            let nest = unsafe { pg_sys::NewGUCNestLevel() };
-            let r = sql::subtransaction(|| {
+    let outcome: std::result::Result<Value, Caught> = if job.owner == 0 {
+        Err(Caught::from_error(&PgMartError::state(format!(
+            "job {} has no owner any more (its owner anchor was dropped)",
+            job.job_id
+        ))))
+    } else {
+        // The job's lock_timeout (and anything it SETs) must not outlive it in the caller's transaction.
+        let r = sql::subtransaction(|| {
+            sql::as_role(job.owner_oid(), || {
                 sql::set_local("lock_timeout", &format!("{}ms", guc::LOCK_TIMEOUT_MS.get()));
-                sql::as_role(owner, true, || crate::jobs::kinds::run(job))
-            });
-            unsafe { pg_sys::AtEOXact_GUC(false, nest) };
-            crate::refresh::exec::flush_pending(); // a failed refresh's history/alerts, after the rollback
-            r
-        }
+                crate::jobs::kinds::run(job)
+            })
+        });
+        flush_deferred();
+        r
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let report = record(job, run_id, trigger, outcome, duration_ms);
@@ -285,15 +332,15 @@ fn record(
             report.message = details.get("message").and_then(|m| m.as_str()).map(String::from);
             let next = if trigger == Trigger::Schedule || was_due { slot() } else { job.next_run_epoch };
             sql::exec(
-                "UPDATE pgmart.job_run SET status = 'succeeded', finished_at = clock_timestamp(), details = $2 \
-                  WHERE run_id = $1",
+                "UPDATE pgmart.job_run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(), details = $2 \
+                  WHERE run_id OPERATOR(pg_catalog.=) $1",
                 &[run_id.into(), pgrx::JsonB(details).into()],
             );
             sql::exec(
-                "UPDATE pgmart.job SET last_run_at = clock_timestamp(), last_status = 'succeeded', \
+                "UPDATE pgmart.job SET last_run_at = pg_catalog.clock_timestamp(), last_status = 'succeeded', \
                         consecutive_failures = 0, running_pid = NULL, running_since = NULL, \
-                        next_run_at = coalesce(to_timestamp($2), next_run_at) \
-                  WHERE job_id = $1",
+                        next_run_at = coalesce(pg_catalog.to_timestamp($2), next_run_at) \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
                 &[job.job_id.into(), next.into()],
             );
         }
@@ -311,9 +358,10 @@ fn record(
             report.status = status.into();
             report.message = Some(caught.message.clone());
             sql::exec(
-                "UPDATE pgmart.job_run SET status = $2, finished_at = clock_timestamp(), sqlstate = $3, \
-                        message = $4, details = details || jsonb_strip_nulls(jsonb_build_object('detail', $5::text)) \
-                  WHERE run_id = $1",
+                "UPDATE pgmart.job_run SET status = $2, finished_at = pg_catalog.clock_timestamp(), sqlstate = $3, \
+                        message = $4, \
+                        details = details OPERATOR(pg_catalog.||) pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('detail', $5::pg_catalog.text)) \
+                  WHERE run_id OPERATOR(pg_catalog.=) $1",
                 &[
                     run_id.into(),
                     status.into(),
@@ -323,25 +371,28 @@ fn record(
                 ],
             );
             sql::exec(
-                "UPDATE pgmart.job SET last_run_at = clock_timestamp(), last_status = $2, \
-                        consecutive_failures = CASE WHEN $3 THEN consecutive_failures + 1 ELSE consecutive_failures END, \
+                "UPDATE pgmart.job SET last_run_at = pg_catalog.clock_timestamp(), last_status = $2, \
+                        consecutive_failures = CASE WHEN $3 THEN consecutive_failures OPERATOR(pg_catalog.+) 1 ELSE consecutive_failures END, \
                         running_pid = NULL, running_since = NULL, \
-                        next_run_at = coalesce(to_timestamp($4), next_run_at) \
-                  WHERE job_id = $1",
+                        next_run_at = coalesce(pg_catalog.to_timestamp($4), next_run_at) \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
                 &[job.job_id.into(), status.into(), (trigger == Trigger::Schedule).into(), next.into()],
             );
             if status == "failed" {
-                crate::alerts::raise_health(
-                    "job",
-                    &job.name,
-                    "high",
-                    job.target.as_deref(),
-                    json!({
+                crate::alerts::raise_health(crate::alerts::Health {
+                    source_kind: "job",
+                    source_name: &job.name,
+                    severity: "high",
+                    target: job.target.as_deref(),
+                    payload: json!({
                         "job_id": job.job_id, "kind": job.kind, "attempts": attempt,
                         "sqlstate": caught.sqlstate, "message": caught.message,
                     }),
-                    &format!("job_failed:{}", job.job_id),
-                );
+                    dedup_key: &format!("job_failed:{}", job.job_id),
+                    owner: job.owner_oid(),
+                    job_id: Some(job.job_id),
+                    check_id: None,
+                });
             }
         }
     });
@@ -350,13 +401,13 @@ fn record(
 
 /// Run every due job the caller may act as, in this transaction (`pgmart.refresh_due()`).
 pub fn refresh_due() -> Vec<RunReport> {
-    let caller = sql::current_role();
+    let caller = sql::caller();
     crate::jobs::history::prune();
     recover_interrupted();
-    let run_by = format!("session {} ({})", unsafe { pg_sys::MyProcPid }, caller);
+    let run_by = format!("session {} ({})", unsafe { pg_sys::MyProcPid }, sql::role_name(caller));
     let mut done: Vec<i64> = vec![];
     let mut reports = vec![];
-    while let Some(job) = claim_next_for_session(&caller, &done) {
+    while let Some(job) = claim_next_for_session(caller, &done) {
         done.push(job.job_id);
         let run_id = start_run(&job, &run_by);
         reports.push(execute(&job, run_id, Trigger::Schedule));

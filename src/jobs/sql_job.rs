@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 pub fn run(job: &Job) -> Value {
     let command = job.config.get("command").and_then(|c| c.as_str()).unwrap_or_default();
-    let rows = sql::exec_count(command, &[]);
+    // The owner's own command resolves names the way the owner's own sessions do.
+    let path = sql::role_search_path(job.owner_oid());
+    let rows = sql::with_user_path(&path, || sql::exec_count(command, &[]));
     json!({ "rows": rows })
 }
 

@@ -4,7 +4,8 @@
 
 use super::plan::{self, Definition, Request, TimeKind};
 use crate::error::{OrRaise, PgMartError};
-use crate::sql::{self, Caught};
+use crate::fragment::{self, Fragment, Runs, Shape};
+use crate::sql;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use serde::Deserialize;
@@ -26,7 +27,7 @@ pub struct NewMetric<'a> {
 #[derive(Deserialize)]
 struct SourceInfo {
     relkind: String,
-    owned: bool,
+    owner: u32,
     nspname: String,
     relname: String,
     qualified: String,
@@ -48,7 +49,8 @@ pub struct Stored {
     pub owner: String,
     pub description: String,
     pub normalized: String,
-    pub registered_by: String,
+    /// The role the metric belongs to (its anchor's owner; 0 when the anchor is gone).
+    pub registered_by: u32,
     pub deprecated: bool,
     pub replaced_by: Option<String>,
 }
@@ -76,81 +78,94 @@ impl Stored {
     }
 }
 
-const STORED_SELECT: &str = "SELECT name, version, source::oid::bigint AS source_oid, \
-     coalesce((SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                WHERE c.oid = source), source::oid::text) AS source, expression, \
-     filter, time_column::text AS time_column, time_kind, dimensions, grain, owner, description, normalized, \
-     registered_by::text AS registered_by, deprecated_at IS NOT NULL AS deprecated, replaced_by FROM pgmart.metric";
+const STORED_SELECT: &str = "SELECT m.name, m.version, m.source::pg_catalog.oid::pg_catalog.int8 AS source_oid, \
+     coalesce((SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                      OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                WHERE c.oid OPERATOR(pg_catalog.=) m.source), m.source::pg_catalog.oid::pg_catalog.text) AS source, m.expression, \
+     m.filter, m.time_column::pg_catalog.text AS time_column, m.time_kind, m.dimensions, m.grain, m.owner, m.description, \
+     m.normalized, coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS registered_by, \
+     m.deprecated_at IS NOT NULL AS deprecated, m.replaced_by \
+     FROM pgmart.metric m LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor";
 
 pub fn load(name: &str) -> Option<Stored> {
-    sql::as_catalog_owner(|| sql::row::<Stored>(&format!("{STORED_SELECT} WHERE name = $1"), &[name.into()]))
+    sql::as_catalog_owner(|| sql::row::<Stored>(&format!("{STORED_SELECT} WHERE m.name OPERATOR(pg_catalog.=) $1"), &[name.into()]))
+}
+
+/// Whether the caller may use a metric (see `pgmart.metrics`): it has the rights of the role that
+/// registered it, or may read its source.
+fn may_use(m: &Stored, caller: pg_sys::Oid) -> bool {
+    (m.registered_by != 0 && sql::has_rights_of(caller, pg_sys::Oid::from(m.registered_by)))
+        || sql::one::<bool>(
+            "SELECT coalesce(pg_catalog.has_table_privilege($1::pg_catalog.oid, $2::pg_catalog.int8::pg_catalog.oid, 'SELECT'), false)",
+            &[caller.into(), (m.source_oid as i64).into()],
+        )
+        .unwrap_or(false)
+        || unsafe { pg_sys::superuser_arg(caller) }
+}
+
+fn missing(name: &str) -> PgMartError {
+    PgMartError::undefined_object(format!("metric \"{name}\" does not exist"))
+        .hint("See SELECT name FROM pgmart.metrics.")
 }
 
 fn load_or_raise(name: &str) -> Stored {
-    load(name).unwrap_or_else(|| {
-        PgMartError::undefined_object(format!("metric \"{name}\" does not exist"))
-            .hint("See SELECT name FROM pgmart.metrics.")
-            .raise()
-    })
+    load(name).filter(|m| may_use(m, sql::caller())).unwrap_or_else(|| missing(name).raise())
 }
 
-/// The caller may change a metric if it owns its source table, or is a member of the role that
-/// registered it (a superuser may always).
+/// The caller may change a metric if it may act as the owner of its source table or as the role
+/// that registered it (a superuser may always).
 fn check_may_change(m: &Stored) {
-    let owns_source = sql::one::<bool>(
-        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1::oid",
+    let caller = sql::caller();
+    let source_owner = sql::one::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[(m.source_oid as i64).into()],
-    )
-    .unwrap_or(false);
-    let caller = sql::current_role();
-    if !owns_source && !sql::can_act_as(&caller, &m.registered_by) {
-        PgMartError::privilege(format!("role \"{caller}\" may not change metric \"{}\"", m.name))
-            .detail(format!("Only the owner of {} or a member of \"{}\" may.", m.source, m.registered_by))
+    );
+    let may = source_owner.is_some_and(|o| sql::may_act_as(caller, o))
+        || (m.registered_by != 0 && sql::may_act_as(caller, pg_sys::Oid::from(m.registered_by)))
+        || unsafe { pg_sys::superuser_arg(caller) };
+    if !may {
+        PgMartError::privilege(format!("you may not change metric \"{}\"", m.name))
+            .detail(format!("Only a role that may act as the owner of {} or as the metric's registering role may.", m.source))
             .raise();
     }
 }
 
-/// Map an ERROR from planning a user fragment to a clear pgmart error.
-fn fragment_error(what: &str, text: &str, c: Caught) -> PgMartError {
-    let e = match c.sqlstate.as_str() {
-        "42703" => PgMartError::undefined_column(format!("metric {what} uses an unknown column: {}", c.message)),
-        "42P01" => PgMartError::undefined_table(format!("metric {what}: {}", c.message)),
-        "42501" => PgMartError::privilege(format!("metric {what}: {}", c.message)),
-        "42803" if what == "expression" => PgMartError::invalid("metric expression is not an aggregate")
-            .hint("Every column must be inside an aggregate, e.g. sum(amount), count(*), count(DISTINCT customer_id)."),
-        "42804" if what == "filter" => PgMartError::invalid("metric filter is not a boolean expression"),
-        _ => PgMartError::invalid(format!("invalid metric {what}: {}", c.message)),
-    };
-    let detail = match c.detail {
-        Some(d) => format!("{what}: {text}\n{d}"),
-        None => format!("{what}: {text}"),
-    };
-    e.detail(detail)
+/// The metric's expression and filter analysed again (as the current user, who will read them):
+/// built-ins of pg_catalog only, reading only the source; the source itself runs only built-ins.
+fn analysed(source: pg_sys::Oid, expression: &str, filter: Option<&str>, what: &str) -> (Fragment, Option<Fragment>) {
+    let e = fragment::analyse(source, expression, Shape::Aggregate, Runs::AsCaller, &format!("{what} expression"), &[])
+        .or_raise();
+    let f = filter.map(|f| {
+        fragment::analyse(source, f, Shape::Condition, Runs::AsCaller, &format!("{what} filter"), &[]).or_raise()
+    });
+    fragment::check_source_for_caller(source, what).or_raise();
+    (e, f)
 }
 
-fn plan_checks(m: &NewMetric) -> (String, Option<String>) {
+fn normalize(expr: &str, filter: Option<&str>, time_column: &str) -> String {
+    format!("{expr} | filter {} | time column {time_column}", filter.unwrap_or("-"))
+}
+
+fn plan_checks(m: &NewMetric) {
     plan::check_name(m.name).or_raise();
     plan::check_text("owner", m.owner).or_raise();
     plan::check_text("description", m.description).or_raise();
     plan::check_grain(m.grain).or_raise();
     plan::check_dimensions(&m.dimensions).or_raise();
-    let expr = plan::check_fragment("expression", m.expression).or_raise();
-    let filter = match m.filter {
-        Some(f) if !f.trim().is_empty() => Some(plan::check_fragment("filter", f).or_raise()),
-        _ => None,
-    };
-    (expr, filter)
 }
 
 /// Register or re-register a metric; returns its current version.
 pub fn register(m: NewMetric) -> i32 {
-    let (expr, filter) = plan_checks(&m);
+    plan_checks(&m);
+    let caller = sql::caller();
     let src = sql::row::<SourceInfo>(
-        "SELECT c.relkind::text AS relkind, pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned, \
-                n.nspname::text AS nspname, c.relname::text AS relname, \
-                pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
+                n.nspname::pg_catalog.text AS nspname, c.relname::pg_catalog.text AS relname, \
+                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[m.source.into()],
     )
     .unwrap_or_else(|| PgMartError::undefined_table("metric source does not exist").raise());
@@ -158,22 +173,30 @@ pub fn register(m: NewMetric) -> i32 {
         PgMartError::invalid(format!("metric source {}.{} is not a table or view", src.nspname, src.relname)).raise();
     }
     let source_sql = format!("{}.{}", plan::quote_identifier(&src.nspname), plan::quote_identifier(&src.relname));
-    let caller = sql::current_role();
-    if !src.owned {
-        PgMartError::privilege(format!("role \"{caller}\" may not register a metric on {source_sql}"))
-            .detail("Only the owner of the source table may register metrics on it.")
+    if !sql::may_act_as(caller, pg_sys::Oid::from(src.owner)) {
+        PgMartError::privilege(format!("you may not register a metric on {source_sql}"))
+            .detail("Only the owner of the source (or a role that may act as it) may register metrics on it.")
             .raise();
     }
-    // Time column and dimensions: real columns; the time column a date or timestamp.
+    // Time column and dimensions: real columns; the time column a date or timestamp; dimensions of
+    // built-in types (grouping by them runs their equality as whoever reads the metric).
+    #[derive(Deserialize)]
+    struct Col {
+        ty: String,
+        builtin: bool,
+    }
     let col_type = |col: &str| {
-        sql::one::<String>(
-            "SELECT pg_catalog.format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, NULL) \
-               FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-              WHERE a.attrelid = $1 AND a.attname = $2::name AND a.attnum > 0 AND NOT a.attisdropped",
+        sql::row::<Col>(
+            "SELECT pg_catalog.format_type(CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END, NULL) AS ty, \
+                    (CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END) \
+                      OPERATOR(pg_catalog.<) 16384::pg_catalog.oid AS builtin \
+               FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
             &[m.source.into(), col.into()],
         )
     };
-    let ttype = col_type(m.time_column).unwrap_or_else(|| {
+    let ttype = col_type(m.time_column).map(|c| c.ty).unwrap_or_else(|| {
         PgMartError::undefined_column(format!("column \"{}\" of {source_sql} does not exist", m.time_column)).raise()
     });
     let kind = TimeKind::from_type_name(&ttype).unwrap_or_else(|| {
@@ -185,90 +208,49 @@ pub fn register(m: NewMetric) -> i32 {
         PgMartError::invalid("grain hour needs a timestamp time column, not a date").raise();
     }
     for d in &m.dimensions {
-        if col_type(d).is_none() {
-            PgMartError::undefined_column(format!("dimension column \"{d}\" of {source_sql} does not exist")).raise();
+        match col_type(d) {
+            None => PgMartError::undefined_column(format!("dimension column \"{d}\" of {source_sql} does not exist")).raise(),
+            Some(c) if !c.builtin => PgMartError::invalid(format!("dimension column \"{d}\" is of a user-defined type ({})", c.ty))
+                .detail("A metric is read with the privileges of whoever reads it; grouping by a user-defined type would run its owner's code as them.")
+                .raise(),
+            Some(_) => {}
         }
     }
 
     // One registration of a name at a time.
-    sql::exec("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgmart.metric:' || $1))", &[m.name.into()]);
+    sql::exec(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgmart.metric:' OPERATOR(pg_catalog.||) $1))",
+        &[m.name.into()],
+    );
 
-    // Plan the expression and filter as the caller: they must be an aggregate and a boolean.
-    #[derive(Deserialize)]
-    struct Probe {
-        rows: i32,
-        typ: Option<String>,
+    // The expression must be a numeric aggregate and the filter a condition, over the source only,
+    // calling only built-ins (they run as whoever reads the metric).
+    let filter_text = m.filter.map(str::trim).filter(|f| !f.is_empty());
+    let (e, f) = analysed(m.source, m.expression, filter_text, "metric");
+    let numeric = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID, pg_sys::FLOAT4OID, pg_sys::FLOAT8OID];
+    if !numeric.contains(&e.type_oid) {
+        let typ = sql::one::<String>("SELECT pg_catalog.format_type($1, NULL)", &[e.type_oid.into()]).unwrap_or_default();
+        PgMartError::invalid(format!("metric expression yields {typ}, not a number"))
+            .detail(format!("expression: {}", m.expression))
+            .raise();
     }
-    let probe_q = sql::subtransaction(|| {
-        sql::row::<Probe>(
-            &format!(
-                "SELECT coalesce(pg_catalog.jsonb_array_length(pg_catalog.jsonb_agg(q.value)), 0) AS rows, min(q.typ) AS typ \
-                   FROM (SELECT (({expr}))::numeric AS value, pg_catalog.pg_typeof(({expr}))::text AS typ \
-                           FROM {source_sql} AS m WHERE false) q"
-            ),
+    let expr = e.text.clone();
+    let filter = f.as_ref().map(|f| f.text.clone());
+    // An empty bucket gets the aggregate's value on no rows: it must not fail (count(*) / count(*)).
+    if let Err(c) = sql::subtransaction(|| {
+        sql::one::<pgrx::AnyNumeric>(
+            &format!("SELECT (({expr}))::pg_catalog.numeric FROM {source_sql} WHERE false"),
             &[],
         )
-    })
-    .unwrap_or_else(|c| fragment_error("expression", &expr, c).raise())
-    .expect("probe row");
-    if probe_q.rows != 1 {
-        PgMartError::invalid("metric expression is not an aggregate")
-            .detail(format!("expression: {expr}"))
-            .hint("Use an aggregate over the source's columns, e.g. sum(amount), count(*), count(DISTINCT customer_id).")
+    }) {
+        PgMartError::invalid(format!("metric expression fails on an empty bucket: {}", c.message))
+            .detail(format!("expression: {}", m.expression))
+            .hint("Guard divisions, e.g. sum(amount) / nullif(count(*), 0).")
             .raise();
     }
-    let typ = probe_q.typ.unwrap_or_default();
-    if !["smallint", "integer", "bigint", "numeric", "real", "double precision"].contains(&typ.as_str()) {
-        PgMartError::invalid(format!("metric expression yields {typ}, not a number"))
-            .detail(format!("expression: {expr}"))
-            .raise();
-    }
-    if let Some(f) = &filter {
-        sql::subtransaction(|| {
-            sql::one::<i64>(&format!("SELECT count(*) FROM {source_sql} AS m WHERE false AND ({f})"), &[])
-        })
-        .unwrap_or_else(|c| fragment_error("filter", f, c).raise());
-    }
-
-    // Which columns they use, that they read nothing else, and the normalized definition: from a
-    // probe view, deparsed by PostgreSQL.
-    let where_sql = filter.as_ref().map(|f| format!(" WHERE ({f})")).unwrap_or_default();
-    let probe = format!("{}.{}", plan::quote_identifier(plan::VIEW_SCHEMA), plan::quote_identifier(format!("_probe_{}", m.name)));
-    #[derive(Deserialize)]
-    struct Dep {
-        relid: u32,
-        relname: String,
-        attname: Option<String>,
-    }
-    let (deps, normalized) = sql::as_catalog_owner(|| {
-        sql::exec(
-            &format!("CREATE VIEW {probe} AS SELECT (({expr}))::numeric AS value FROM {source_sql} AS m{where_sql}"),
-            &[],
-        );
-        let deps = sql::rows::<Dep>(
-            &format!(
-                "SELECT DISTINCT d.refobjid::bigint AS relid, d.refobjid::regclass::text AS relname, a.attname::text AS attname, a.attnum \
-                   FROM pg_catalog.pg_rewrite r \
-                   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid \
-                        AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0 \
-                  WHERE r.ev_class = '{probe}'::regclass AND d.refobjid <> '{probe}'::regclass ORDER BY 1, 4"
-            ),
-            &[],
-        );
-        sql::set_local("search_path", "pg_catalog");
-        let def = sql::one::<String>(&format!("SELECT pg_catalog.pg_get_viewdef('{probe}'::regclass, false)"), &[])
-            .unwrap_or_default();
-        sql::exec(&format!("DROP VIEW {probe}"), &[]);
-        (deps, format!("{} | time column {}", def.trim(), m.time_column))
-    });
-    if let Some(other) = deps.iter().find(|d| d.relid != u32::from(m.source)) {
-        PgMartError::invalid(format!("metric expression and filter may only read {source_sql}, not {}", other.relname))
-            .hint("Register the metric on a view that joins what it needs.")
-            .raise();
-    }
+    let normalized = normalize(&expr, filter.as_deref(), m.time_column);
     let mut columns = vec![m.time_column.to_string()];
-    for c in m.dimensions.iter().cloned().chain(deps.into_iter().filter_map(|d| d.attname)) {
+    for c in m.dimensions.iter().cloned().chain(e.columns.iter().cloned()).chain(f.iter().flat_map(|f| f.columns.clone())) {
         if !columns.contains(&c) {
             columns.push(c);
         }
@@ -288,7 +270,17 @@ pub fn register(m: NewMetric) -> i32 {
     let existing = load(m.name);
     if let Some(old) = &existing {
         check_may_change(old);
-        if old.normalized == normalized
+        // Compare with the old definition analysed the same way now (its stored text may predate
+        // this version's deparse): only a real change makes a new version.
+        let old_norm = fragment::analyse(pg_sys::Oid::from(old.source_oid), &old.expression, Shape::Aggregate, Runs::AsCaller, "metric expression", &[])
+            .ok()
+            .map(|oe| {
+                let of = old.filter.as_deref().and_then(|f| {
+                    fragment::analyse(pg_sys::Oid::from(old.source_oid), f, Shape::Condition, Runs::AsCaller, "metric filter", &[]).ok()
+                });
+                normalize(&oe.text, of.as_ref().map(|f| f.text.as_str()), &old.time_column)
+            });
+        if old_norm.as_deref() == Some(normalized.as_str())
             && old.source_oid == u32::from(m.source)
             && old.dimensions == new_def.dimensions
             && old.grain == new_def.grain
@@ -301,8 +293,9 @@ pub fn register(m: NewMetric) -> i32 {
     if !m.allow_duplicate {
         let dup = sql::as_catalog_owner(|| {
             sql::one::<String>(
-                "SELECT name FROM pgmart.metric WHERE normalized = $1 AND name <> $2 ORDER BY name LIMIT 1",
-                &[normalized.as_str().into(), m.name.into()],
+                "SELECT name FROM pgmart.metric WHERE normalized OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.<>) $2 \
+                  AND source OPERATOR(pg_catalog.=) $3 ORDER BY name LIMIT 1",
+                &[normalized.as_str().into(), m.name.into(), m.source.into()],
             )
         });
         if let Some(d) = dup {
@@ -322,29 +315,43 @@ pub fn register(m: NewMetric) -> i32 {
     let view_ddl = plan::view_ddl(m.name, &source_sql, &columns);
     let view = plan::view_qualified(m.name);
     let comment = view_comment(m.name, &new_def.owner, None);
+    // The metric belongs to the caller (it may act as the source's owner, checked above).
+    let anchor = match &existing {
+        Some(_) => {
+            let a = crate::owners::anchor_name("metric", m.name);
+            if crate::owners::owner(&a).is_none() {
+                crate::owners::create("metric", m.name, caller, &format!("pgmart metric {}", m.name))
+            } else {
+                a
+            }
+        }
+        None => crate::owners::create("metric", m.name, caller, &format!("pgmart metric {}", m.name)),
+    };
+    let changed_by = sql::role_name(caller);
     sql::as_catalog_owner(|| {
         sql::exec(&format!("DROP VIEW IF EXISTS {view}"), &[]);
         sql::exec(&view_ddl, &[]);
         sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&comment)), &[]);
         sql::exec(&format!("GRANT SELECT ON {view} TO PUBLIC"), &[]);
         let version = sql::one::<i32>(
-            "SELECT coalesce(max(version), 0) + 1 FROM pgmart.metric_versions WHERE name = $1",
+            "SELECT coalesce(max(version), 0) OPERATOR(pg_catalog.+) 1 FROM pgmart.metric_version WHERE name OPERATOR(pg_catalog.=) $1",
             &[m.name.into()],
         )
         .unwrap_or(1);
         sql::exec(
             "INSERT INTO pgmart.metric AS t (name, version, source, expression, filter, time_column, time_kind, dimensions, \
-                                        grain, owner, description, normalized, registered_by) \
-             VALUES ($1, $2, $3::oid::regclass, $4, $5, $6::name, $7, $8, $9, $10, $11, $12, $13::name) \
+                                        grain, owner, description, normalized, anchor) \
+             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.name, $7, $8, $9, $10, $11, $12, \
+                     $13::pg_catalog.regclass) \
              ON CONFLICT (name) DO UPDATE SET version = excluded.version, source = excluded.source, \
                  expression = excluded.expression, filter = excluded.filter, time_column = excluded.time_column, \
                  time_kind = excluded.time_kind, dimensions = excluded.dimensions, grain = excluded.grain, \
                  owner = excluded.owner, description = excluded.description, normalized = excluded.normalized, \
-                 changed_at = now(), deprecated_at = NULL, replaced_by = NULL",
+                 changed_at = pg_catalog.now(), deprecated_at = NULL, replaced_by = NULL, anchor = excluded.anchor",
             &[
                 m.name.into(),
                 version.into(),
-                (u32::from(m.source) as i64).into(),
+                m.source.into(),
                 expr.as_str().into(),
                 filter.clone().into(),
                 m.time_column.into(),
@@ -354,13 +361,13 @@ pub fn register(m: NewMetric) -> i32 {
                 new_def.owner.as_str().into(),
                 new_def.description.as_str().into(),
                 normalized.as_str().into(),
-                caller.as_str().into(),
+                anchor.as_str().into(),
             ],
         );
         sql::exec(
-            "INSERT INTO pgmart.metric_versions (name, version, definition, changed_by, change_summary) \
-             VALUES ($1, $2, $3, $4::name, $5)",
-            &[m.name.into(), version.into(), pgrx::JsonB(def_json).into(), caller.as_str().into(), summary.as_str().into()],
+            "INSERT INTO pgmart.metric_version (name, version, definition, changed_by, change_summary) \
+             VALUES ($1, $2, $3, $4::pg_catalog.name, $5)",
+            &[m.name.into(), version.into(), pgrx::JsonB(def_json).into(), changed_by.as_str().into(), summary.as_str().into()],
         );
         version
     })
@@ -408,10 +415,17 @@ pub fn deprecate(name: &str, replaced_by: Option<&str>) {
 pub fn drop_metric(name: &str) {
     let m = load_or_raise(name);
     check_may_change(&m);
+    forget(name);
+    crate::owners::drop(&crate::owners::anchor_name("metric", name));
+}
+
+/// Remove metric `name` and its protection view (its version history stays); also when its owner
+/// anchor was dropped (DROP OWNED BY).
+pub fn forget(name: &str) {
     sql::as_catalog_owner(|| {
         sql::exec(&format!("DROP VIEW IF EXISTS {}", plan::view_qualified(name)), &[]);
-        sql::exec("DELETE FROM pgmart.metric WHERE name = $1", &[name.into()]);
-        sql::exec("UPDATE pgmart.metric SET replaced_by = NULL WHERE replaced_by = $1", &[name.into()]);
+        sql::exec("DELETE FROM pgmart.metric WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()]);
+        sql::exec("UPDATE pgmart.metric SET replaced_by = NULL WHERE replaced_by OPERATOR(pg_catalog.=) $1", &[name.into()]);
     });
 }
 
@@ -434,11 +448,19 @@ pub fn values_sql(
     timezone: Option<&str>,
 ) -> String {
     let m = load_or_raise(name);
-    if sql::one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[plan::view_qualified(name).into()]) != Some(true) {
-        PgMartError::state(format!("metric \"{name}\" lost its protection view (was its source dropped with CASCADE?)"))
-            .hint("Re-register the metric with pgmart.register_metric, or drop it with pgmart.drop_metric.")
-            .raise();
-    }
+    let view_oid = sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[plan::view_qualified(name).into()])
+        .unwrap_or_else(|| {
+            PgMartError::state(format!("metric \"{name}\" lost its protection view (was its source dropped with CASCADE?)"))
+                .hint("Re-register the metric with pgmart.register_metric, or drop it with pgmart.drop_metric.")
+                .raise()
+        });
+    // Analysed again, as the caller who will read it, over what it reads (the protection view,
+    // whose columns keep the names the metric uses): a view or policy changed since, or a function
+    // altered, is caught here.
+    let (e, f) = analysed(view_oid, &m.expression, m.filter.as_deref(), &format!("metric \"{name}\""));
+    let mut m = m;
+    m.expression = e.text;
+    m.filter = f.map(|f| f.text);
     if m.deprecated {
         match &m.replaced_by {
             Some(r) => notice!("metric \"{name}\" is deprecated: use metric \"{r}\" instead"),

@@ -20,8 +20,7 @@ fn every(iv: &Interval) -> Every {
 #[derive(Deserialize)]
 struct RelInfo {
     relkind: String,
-    owner: String,
-    is_owner: bool,
+    owner: u32,
     strategy: Option<String>,
     nkeys: Option<i32>,
     key_attnum: Option<i32>,
@@ -47,21 +46,29 @@ fn create_partition_set(
     schedule: default!(&str, "'1 hour'"),
     timezone: default!(&str, "'UTC'"),
 ) -> i64 {
+    crate::jobs::api::require_primary("create a partition set");
     let oid = oid_arg(&parent);
     let info = sql::row::<RelInfo>(
-        "SELECT c.relkind::text AS relkind, r.rolname::text AS owner, \
-                pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER') AS is_owner, \
-                p.partstrat::text AS strategy, p.partnatts::int4 AS nkeys, p.partattrs[0]::int4 AS key_attnum, \
-                a.attnum::int4 AS col_attnum, pg_catalog.format_type(a.atttypid, NULL) AS col_type \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner \
-           LEFT JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = c.oid \
-           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
-          WHERE c.oid = $1::int8::oid",
+        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
+                p.partstrat::pg_catalog.text AS strategy, p.partnatts::pg_catalog.int4 AS nkeys, \
+                p.partattrs[0]::pg_catalog.int4 AS key_attnum, \
+                a.attnum::pg_catalog.int4 AS col_attnum, pg_catalog.format_type(a.atttypid, NULL) AS col_type \
+           FROM pg_catalog.pg_class c \
+           LEFT JOIN pg_catalog.pg_partitioned_table p ON p.partrelid OPERATOR(pg_catalog.=) c.oid \
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
+                 AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                 AND NOT a.attisdropped \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[oid.into(), control_column.into()],
     )
     .unwrap_or_else(|| PgMartError::undefined_table(format!("table {} does not exist", parent.name())).raise());
-    let shown = sql::one::<String>("SELECT $1::int8::oid::regclass::text", &[oid.into()]).unwrap_or_default();
-    if !info.is_owner {
+    let shown = sql::one::<String>(
+        "SELECT $1::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text",
+        &[oid.into()],
+    )
+    .unwrap_or_default();
+    let table_owner = pg_sys::Oid::from(info.owner);
+    if !sql::may_act_as(sql::caller(), table_owner) {
         PgMartError::privilege(format!("must be owner of table {shown} to manage its partitions")).raise();
     }
     if info.relkind != "p" {
@@ -107,7 +114,10 @@ fn create_partition_set(
     }
     let tz = parse_tz(timezone).or_raise();
     let exists = sql::as_catalog_owner(|| {
-        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.partition_set WHERE parent = $1::int8::oid)", &[oid.into()])
+        sql::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pgmart.partition_set WHERE parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid)",
+            &[oid.into()],
+        )
     });
     if exists == Some(true) {
         PgMartError::duplicate(format!("table {shown} already has a pgmart partition set"))
@@ -127,19 +137,26 @@ fn create_partition_set(
     };
     let anchor_at = start_at
         .map(|t| {
-            let micros = sql::one::<f64>("SELECT extract(epoch FROM $1::timestamptz)::float8", &[t.into()]).unwrap_or(0.0);
-            chrono::DateTime::<Utc>::from_timestamp_micros((micros * 1e6) as i64).unwrap_or_default()
+            let secs = sql::one::<f64>(
+                "SELECT CASE WHEN pg_catalog.isfinite($1::timestamp with time zone) \
+                             THEN EXTRACT(epoch FROM $1::timestamp with time zone)::double precision END",
+                &[t.into()],
+            )
+            .filter(|s| (-62135596800.0..=253402300799.0).contains(s))
+            .unwrap_or_else(|| PgMartError::invalid("start_at must be a finite time between the years 1 and 9999").raise());
+            chrono::DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64).unwrap_or_default()
         })
         .unwrap_or_else(Utc::now);
     let anchor = plan::slot_key_at(&spec, anchor_at);
     drop(parent);
+    // The maintenance job runs as the table's owner.
     let job_id = register(NewJob {
-        name: &format!("partitions: {shown}"),
+        name: &crate::jobs::api::free_name(&format!("partitions: {shown}")),
         kind: "partition_maintenance",
         target: Some(&shown),
         schedule,
         timezone,
-        owner: &info.owner,
+        owner: table_owner,
         config: json!({}),
         max_retries: 3,
         retry_backoff: Some("1 minute"),
@@ -149,7 +166,7 @@ fn create_partition_set(
         sql::exec(
             "INSERT INTO pgmart.partition_set (parent, control_column, column_type, partition_interval, premake, \
                     retention, retention_mode, start_at, anchor_key, default_partition, timezone, job_id) \
-             VALUES ($1::int8::oid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES ($1::pg_catalog.int8::pg_catalog.oid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 oid.into(),
                 control_column.into(),
@@ -167,7 +184,7 @@ fn create_partition_set(
         )
     });
     // Make the first partitions now, as the table's owner; any failure undoes the whole call.
-    let sets = load_sets("s.parent = $1::int8::oid", &[oid.into()]);
+    let sets = load_sets("s.parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid", &[oid.into()]);
     let set = sets.first().expect("set just inserted");
     let out = exec::maintain(set, true);
     if out.status != "succeeded" {
@@ -200,29 +217,33 @@ fn run_partition_maintenance(
         name!(message, Option<String>),
     ),
 > {
+    crate::jobs::api::require_primary("maintain partitions");
+    let caller = sql::caller();
     let sets = match &parent {
         Some(rel) => {
             let oid = oid_arg(rel);
-            let sets = exec::load_sets_for_pass("s.parent = $1::int8::oid", &[oid.into()]);
+            let sets = exec::load_sets_for_pass(
+                "s.parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
+                &[oid.into()],
+            );
             if sets.is_empty() {
                 PgMartError::undefined_object(format!("table {} has no pgmart partition set", rel.name()))
                     .hint("Create one with pgmart.create_partition_set().")
                     .raise();
             }
-            let caller = sql::current_role();
-            if !sql::can_act_as(&caller, &sets[0].run_as) {
-                PgMartError::privilege(format!(
-                    "role \"{caller}\" may not maintain the partitions of {}, owned by \"{}\"",
-                    sets[0].parent, sets[0].run_as
-                ))
-                .raise();
+            if !sql::may_act_as(caller, sets[0].run_as()) {
+                PgMartError::privilege(format!("you may not maintain the partitions of {}", sets[0].parent))
+                    .detail("Only a role that may act as the owner of its maintenance job may.")
+                    .raise();
             }
             sets
         }
-        None => exec::load_sets_for_pass(
-            "pg_catalog.pg_has_role(current_user, coalesce(j.owner, pg_catalog.pg_get_userbyid(c.relowner)), 'MEMBER')",
-            &[],
-        ),
+        // Every set the caller may act as: the caller is a parameter, never current_user inside
+        // the privileged read.
+        None => exec::load_sets_for_pass("true", &[])
+            .into_iter()
+            .filter(|s| sql::may_act_as(caller, s.run_as()))
+            .collect(),
     };
     drop(parent);
     let outs: Vec<exec::Outcome> = sets.iter().map(|set| exec::maintain(set, false)).collect();
@@ -240,17 +261,23 @@ fn run_partition_maintenance(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_partition_set(parent: PgRelation) -> bool {
+    crate::jobs::api::require_primary("drop a partition set");
     let oid = oid_arg(&parent);
-    let sets = load_sets("s.parent = $1::int8::oid", &[oid.into()]);
+    let caller = sql::caller();
+    let sets = load_sets("s.parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid", &[oid.into()]);
     let Some(set) = sets.first() else {
         PgMartError::undefined_object(format!("table {} has no pgmart partition set", parent.name())).raise()
     };
-    let caller = sql::current_role();
-    if !sql::can_act_as(&caller, &set.run_as) && !sql::can_act_as(&caller, &set.table_owner) {
-        PgMartError::privilege(format!("must be owner of table {} to drop its partition set", set.parent)).raise();
+    if !sql::may_act_as(caller, set.run_as()) && !sql::may_act_as(caller, pg_sys::Oid::from(set.table_owner as u32)) {
+        PgMartError::privilege(format!("you may not drop the partition set of {}", set.parent))
+            .detail("Only a role that may act as the table's owner or its maintenance job's owner may.")
+            .raise();
     }
     let job_id = sql::as_catalog_owner(|| {
-        sql::one::<i64>("DELETE FROM pgmart.partition_set WHERE set_id = $1 RETURNING job_id", &[set.set_id.into()])
+        sql::one::<i64>(
+            "DELETE FROM pgmart.partition_set WHERE set_id OPERATOR(pg_catalog.=) $1 RETURNING job_id",
+            &[set.set_id.into()],
+        )
     });
     if let Some(j) = job_id {
         delete_job(j);

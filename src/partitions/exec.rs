@@ -29,8 +29,8 @@ pub struct SetRow {
     pub parent: String,
     pub relname: String,
     pub nspname: String,
-    pub table_owner: String,
-    pub run_as: String,
+    pub table_owner: i64,
+    /// The maintenance job's owner (0 when its anchor is gone: then the table's owner).
     pub run_as_oid: i64,
     pub control_column: String,
     pub column_type: String,
@@ -48,19 +48,19 @@ pub struct SetRow {
     pub last_status: Option<String>,
     pub fp: i64,
     pub fingerprint: Option<i64>,
+    pub job_id: Option<i64>,
     /// (oid, name, pg_class.relpartbound as text); None when the set is known to be quiet.
     pub parts: Option<Vec<(i64, String, Option<String>)>>,
 }
 
 fn set_query(filter: &str, always_parts: bool) -> String {
     format!(
-        "SELECT s.set_id, s.parent::text AS parent, c.relname::text AS relname, n.nspname::text AS nspname, \
-                pg_catalog.pg_get_userbyid(c.relowner)::text AS table_owner, \
-                coalesce(j.owner, pg_catalog.pg_get_userbyid(c.relowner))::text AS run_as, \
-                coalesce((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = j.owner), c.relowner)::int8 AS run_as_oid, \
+        "SELECT s.set_id, s.parent::pg_catalog.text AS parent, c.relname::pg_catalog.text AS relname, \
+                n.nspname::pg_catalog.text AS nspname, c.relowner::pg_catalog.int8 AS table_owner, \
+                coalesce(ja.relowner, c.relowner)::pg_catalog.int8 AS run_as_oid, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
-                f.fp, s.fingerprint, \
+                f.fp, s.fingerprint, s.job_id, \
                 CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL \
                           OR s.quiet_until <= clock_timestamp() THEN \
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(ch.oid::int8, ch.relname, ch.relpartbound::text)), '[]') \
@@ -70,6 +70,7 @@ fn set_query(filter: &str, always_parts: bool) -> String {
            JOIN pg_catalog.pg_class c ON c.oid = s.parent \
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
+           LEFT JOIN pg_catalog.pg_class ja ON ja.oid = j.anchor \
            CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp \
                                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
                                 WHERE i.inhparent = s.parent) f \
@@ -92,6 +93,10 @@ pub fn load_sets_for_pass(filter: &str, args: &[pgrx::datum::DatumWithOid]) -> V
 }
 
 impl SetRow {
+    /// The role maintenance runs as.
+    pub fn run_as(&self) -> pg_sys::Oid {
+        pg_sys::Oid::from(self.run_as_oid as u32)
+    }
     pub fn col(&self) -> ColType {
         ColType::parse(&self.column_type).unwrap_or(ColType::Timestamptz)
     }
@@ -285,7 +290,8 @@ fn template(set: &SetRow, p: &Plan) -> Template {
     .into_iter()
     .next()
     .expect("one row");
-    let owner_sql = (t.me != set.table_owner).then(|| quote_identifier(&set.table_owner));
+    let owner_name = sql::role_name(pg_sys::Oid::from(set.table_owner as u32));
+    let owner_sql = (t.me != owner_name).then(|| quote_identifier(&owner_name));
     let reloptions = (!t.reloptions.is_empty()).then(|| {
         t.reloptions
             .iter()
@@ -376,15 +382,18 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
                 np.name, np.lo_literal, np.hi_literal
             );
             pgrx::warning!("pgmart: {}: {note}", set.parent);
-            crate::alerts::raise_health(
-                "partition_set",
-                &set.parent,
-                "medium",
-                Some(&set.parent),
-                json!({ "partition": np.name, "rows_moved": moved, "from": np.lo_literal, "to": np.hi_literal,
-                        "message": note }),
-                &format!("partition_default_rows:{}", set.parent),
-            );
+            crate::alerts::raise_health(crate::alerts::Health {
+                source_kind: "partition_set",
+                source_name: &set.parent,
+                severity: "medium",
+                target: Some(&set.parent),
+                payload: json!({ "partition": np.name, "rows_moved": moved, "from": np.lo_literal, "to": np.hi_literal,
+                                 "message": note }),
+                dedup_key: &format!("partition_default_rows:{}", set.parent),
+                owner: set.run_as(),
+                job_id: set.job_id,
+                check_id: None,
+            });
             out.notes.push(note);
         }
         out.created.push(np.name.clone());
@@ -454,7 +463,7 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
     let mut work = out.clone();
     let r = sql::subtransaction(|| {
         set_lock_timeout();
-        sql::as_role(owner, !initial, || {
+        sql::as_role(owner, || {
             // One lock, taken first and subject to lock_timeout, so the set never waits half-way;
             // then plan again, since another session may have maintained the set meanwhile.
             sql::exec(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", set.parent), &[]);
@@ -559,7 +568,7 @@ pub fn run_job(job: &Job) -> Value {
             );
         });
         crate::jobs::api::disable_orphaned(
-            job.job_id,
+            job,
             "partition_set",
             &what,
             None,

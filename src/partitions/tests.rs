@@ -21,15 +21,15 @@ mod tests {
         let today = one::<String>("SELECT 'pt_daily_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')").unwrap();
         assert_eq!(name, today);
         assert_eq!(one::<String>("SELECT partition_name FROM pgmart.partitions('pt_daily') WHERE is_default").as_deref(), Some("pt_daily_default"));
-        assert_eq!(one::<i64>("SELECT partitions_ahead FROM pgmart.partition_sets WHERE parent = 'pt_daily'"), Some(3));
-        assert_eq!(one::<i64>("SELECT rows_in_default FROM pgmart.partition_sets WHERE parent = 'pt_daily'"), Some(0));
+        assert_eq!(one::<i64>("SELECT partitions_ahead FROM pgmart.partition_sets WHERE parent = 'public.pt_daily'"), Some(3));
+        assert_eq!(one::<i64>("SELECT rows_in_default FROM pgmart.partition_sets WHERE parent = 'public.pt_daily'"), Some(0));
         // rows route to the partitions, not the default
         run("INSERT INTO pt_daily SELECT g, now() + g * interval '1 hour' FROM generate_series(0, 50) g");
         assert_eq!(one::<i64>("SELECT count(*) FROM pt_daily_default"), Some(0));
         // Nothing more to do right away.
         assert_eq!(
             one::<String>("SELECT message FROM pgmart.run_partition_maintenance('pt_daily')").as_deref(),
-            Some("pt_daily: nothing to do")
+            Some("public.pt_daily: nothing to do")
         );
         // The job runs and succeeds.
         assert_eq!(one::<String>(&format!("SELECT status FROM pgmart.run_job({job})")).as_deref(), Some("succeeded"));
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(created.unwrap(), vec![newest.clone()]);
         assert_eq!(dropped.unwrap(), vec!["pt_ret_old".to_string()]);
         assert_eq!(one::<bool>("SELECT to_regclass('pt_ret_old') IS NULL"), Some(true));
-        assert_eq!(one::<String>("SELECT last_status FROM pgmart.partition_sets WHERE parent = 'pt_ret'").as_deref(), Some("succeeded"));
+        assert_eq!(one::<String>("SELECT last_status FROM pgmart.partition_sets WHERE parent = 'public.pt_ret'").as_deref(), Some("succeeded"));
     }
 
     #[pg_test]
@@ -192,7 +192,7 @@ mod tests {
         // the new partition has the parent's index
         assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{tomorrow}'")), Some(1));
         assert_eq!(
-            one::<i64>("SELECT count(*) FROM pgmart.alerts WHERE source_kind = 'partition_set' AND dedup_key = 'partition_default_rows:pt_rescue'"),
+            one::<i64>("SELECT count(*) FROM pgmart.alerts WHERE source_kind = 'partition_set' AND dedup_key = 'partition_default_rows:public.pt_rescue'"),
             Some(1)
         );
     }
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(one::<String>(&format!("SELECT relowner::regrole::text FROM pg_class WHERE oid = '{today}'::regclass")).as_deref(), Some("pt_owner"));
         assert_eq!(one::<bool>(&format!("SELECT has_table_privilege('pt_reader', '{today}', 'SELECT') AND has_table_privilege('pt_reader', '{today}', 'INSERT') AND NOT has_table_privilege('pt_reader', '{today}', 'DELETE')")), Some(true));
         assert_eq!(one::<String>(&format!("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = '{today}'::regclass")).as_deref(), Some("fillfactor=70"));
-        assert_eq!(one::<String>("SELECT owner::text FROM pgmart.partition_sets WHERE parent = 'pt_acl'").as_deref(), Some("pt_owner"));
+        assert_eq!(one::<String>("SELECT owner::text FROM pgmart.partition_sets WHERE parent = 'public.pt_acl'").as_deref(), Some("pt_owner"));
     }
 
     #[pg_test]
@@ -222,7 +222,7 @@ mod tests {
         run("INSERT INTO pt_drop VALUES (now())");
         assert_eq!(one::<bool>("SELECT pgmart.drop_partition_set('pt_drop')"), Some(true));
         assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {job}")), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent = 'pt_drop'"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent = 'public.pt_drop'"), Some(0));
         assert_eq!(count_parts("pt_drop"), 6);
         assert_eq!(one::<i64>("SELECT count(*) FROM pt_drop"), Some(1));
         assert_eq!(sqlstate_of("SELECT pgmart.drop_partition_set('pt_drop')"), "42704");
@@ -269,7 +269,7 @@ mod tests {
         run("CREATE TABLE pt_all_b (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)");
         run("SELECT pgmart.create_partition_set('pt_all_a', 'ts', '1 day')");
         run("SELECT pgmart.create_partition_set('pt_all_b', 'ts', '1 day')");
-        let n = one::<i64>("SELECT count(*) FROM pgmart.run_partition_maintenance() WHERE parent IN ('pt_all_a', 'pt_all_b') AND status = 'succeeded'");
+        let n = one::<i64>("SELECT count(*) FROM pgmart.run_partition_maintenance() WHERE parent IN ('public.pt_all_a', 'public.pt_all_b') AND status = 'succeeded'");
         assert_eq!(n, Some(2));
     }
 }

@@ -4,9 +4,7 @@ use super::exec::{self, Outcome, ViewInfo};
 use super::plan;
 use crate::error::{OrRaise, PgMartError};
 use crate::jobs::api::{job_for_caller, register, NewJob};
-use crate::jobs::engine;
 use crate::sql;
-use chrono::Utc;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
@@ -27,15 +25,14 @@ fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
         .hint(format!("pgmart.{what} works on materialized views (CREATE MATERIALIZED VIEW)."))
         .raise();
     }
-    let caller = sql::current_role();
-    if !sql::can_act_as(&caller, &info.owner) {
+    let caller = sql::caller();
+    if !sql::may_act_as(caller, pg_sys::Oid::from(info.owner)) {
         PgMartError::privilege(format!(
-            "role \"{caller}\" may not {} materialized view {} owned by \"{}\"",
+            "you may not {} materialized view {}",
             if what == "refresh_now" { "refresh" } else { "schedule" },
             info.qname,
-            info.owner
         ))
-        .detail("Only the owner of a materialized view (or a member of its owning role) may refresh it.")
+        .detail("Only the owner of a materialized view (or a role that may act as it) may refresh it.")
         .raise();
     }
     info
@@ -62,37 +59,23 @@ fn schedule_refresh(
     if !(0..=100).contains(&max_retries) {
         PgMartError::invalid("max_retries must be between 0 and 100").raise();
     }
-    let backoff_ok = sql::subtransaction(|| {
-        sql::one::<bool>("SELECT $1::text::interval >= '0'::interval", &[retry_backoff.into()]).unwrap_or(false)
-    });
-    if !matches!(backoff_ok, Ok(true)) {
-        PgMartError::invalid(format!("invalid retry_backoff \"{retry_backoff}\": give a non-negative interval")).raise();
-    }
+    crate::jobs::api::check_backoff(retry_backoff);
     // Asking for CONCURRENTLY when it cannot work fails now, not at 3 a.m.
     plan::choose_method(concurrently, info.populated, info.has_unique, &info.qname).or_raise();
 
     if let Some(existing) = exec::registered_by_view(info.oid) {
         let job = job_for_caller(existing.job_id);
-        let (s, tz) = engine::validate(schedule, timezone).or_raise();
-        let next = engine::first_run(&s, &tz, Utc::now()).or_raise();
+        crate::jobs::api::reschedule(job.job_id, schedule, Some(timezone));
         sql::as_catalog_owner(|| {
             sql::exec(
-                "UPDATE pgmart.job SET schedule = $2, timezone = $3, max_retries = $4, retry_backoff = $5::interval, \
-                        enabled = true, consecutive_failures = 0, next_run_at = to_timestamp($6), target = $7 \
-                  WHERE job_id = $1",
-                &[
-                    job.job_id.into(),
-                    schedule.trim().into(),
-                    timezone.trim().into(),
-                    max_retries.into(),
-                    retry_backoff.into(),
-                    (next.timestamp_micros() as f64 / 1e6).into(),
-                    info.qname.as_str().into(),
-                ],
+                "UPDATE pgmart.job SET max_retries = $2, retry_backoff = $3::pg_catalog.text::interval, \
+                        enabled = true, consecutive_failures = 0, target = $4 \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
+                &[job.job_id.into(), max_retries.into(), retry_backoff.into(), info.qname.as_str().into()],
             );
             sql::exec(
                 "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
-                  WHERE job_id = $1",
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
                 &[job.job_id.into(), concurrently.into(), freshness_slo.into(), period.into(), info.qname.as_str().into()],
             );
         });
@@ -104,30 +87,27 @@ fn schedule_refresh(
         return job.job_id;
     }
 
-    let caller = sql::current_role();
+    // The schedule belongs to the view's owner (the role its refresh must run as).
+    let owner = pg_sys::Oid::from(info.owner);
     // A registration left behind by a dropped view of the same name gives way to this one.
-    sql::as_catalog_owner(|| {
-        sql::exec(
-            "DELETE FROM pgmart.job j USING pgmart.refresh_view r \
-              WHERE r.job_id = j.job_id AND r.view_name = $1 \
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.view)",
+    let stale: Vec<i64> = sql::as_catalog_owner(|| {
+        sql::column::<i64>(
+            "SELECT r.job_id FROM pgmart.refresh_view r WHERE r.view_name OPERATOR(pg_catalog.=) $1 \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.view)",
             &[info.qname.as_str().into()],
         )
     });
-    let mut name = plan::job_name(&info.qname);
-    let taken = sql::as_catalog_owner(|| {
-        sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name = $1)", &[name.as_str().into()])
-    });
-    if taken == Some(true) {
-        name = format!("{name} ({})", info.oid);
+    for j in stale {
+        crate::jobs::api::delete_job(j);
     }
+    let name = crate::jobs::api::free_name(&plan::job_name(&info.qname));
     let job_id = register(NewJob {
         name: &name,
         kind: "refresh",
         target: Some(&info.qname),
         schedule,
         timezone,
-        owner: &caller,
+        owner,
         config: json!({ "view": info.qname }),
         max_retries,
         retry_backoff: Some(retry_backoff),
@@ -135,8 +115,8 @@ fn schedule_refresh(
     });
     sql::as_catalog_owner(|| {
         sql::exec(
-            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s, owner) \
-             VALUES ($1, $2::int8::oid, $3, $4, $5, $6, $7)",
+            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s) \
+             VALUES ($1, $2::pg_catalog.int8::pg_catalog.oid, $3, $4, $5, $6)",
             &[
                 job_id.into(),
                 info.oid.into(),
@@ -144,7 +124,6 @@ fn schedule_refresh(
                 concurrently.into(),
                 freshness_slo.into(),
                 period.into(),
-                caller.as_str().into(),
             ],
         )
     });
@@ -161,8 +140,13 @@ fn unschedule_refresh(view: PgRelation) {
             .hint("pgmart.freshness lists the scheduled views.")
             .raise()
     };
-    job_for_caller(reg.job_id);
-    crate::jobs::api::delete_job(reg.job_id);
+    let caller = sql::caller();
+    if reg.owner == 0 || !sql::may_act_as(caller, pg_sys::Oid::from(reg.owner)) {
+        if !unsafe { pg_sys::superuser_arg(caller) } {
+            PgMartError::privilege(format!("you may not unschedule the refresh of materialized view {name}")).raise();
+        }
+    }
+    crate::jobs::api::drop_job_and_anchor(reg.job_id);
 }
 
 #[pg_extern(schema = "pgmart", volatile)]

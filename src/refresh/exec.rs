@@ -9,7 +9,6 @@ use crate::sql;
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 /// A materialized view as the catalog describes it now.
@@ -18,21 +17,23 @@ pub struct ViewInfo {
     pub oid: Id,
     pub qname: String,
     pub populated: bool,
-    pub owner: String,
+    pub owner: u32,
     pub has_unique: bool,
     pub relkind: String,
 }
 
 pub fn view_info(oid: Id) -> Option<ViewInfo> {
     sql::row::<ViewInfo>(
-        "SELECT c.oid::int8 AS oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS qname, \
-                c.relispopulated AS populated, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner, \
-                c.relkind::text AS relkind, \
+        "SELECT c.oid::pg_catalog.int8 AS oid, \
+                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qname, \
+                c.relispopulated AS populated, c.relowner::pg_catalog.int8 AS owner, \
+                c.relkind::pg_catalog.text AS relkind, \
                 EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
-                         WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate \
-                           AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts > 0) AS has_unique \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE c.oid = $1::int8::oid",
+                         WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate \
+                           AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnatts OPERATOR(pg_catalog.>) 0) AS has_unique \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[oid.into()],
     )
 }
@@ -46,7 +47,8 @@ pub struct Registered {
     pub concurrently: Option<bool>,
     pub slo_s: Option<f64>,
     pub period_s: f64,
-    pub owner: String,
+    /// The job's owner (its anchor's owner; 0 when gone).
+    pub owner: u32,
     pub last_epoch: Option<f64>,
     pub enabled: bool,
     pub running: bool,
@@ -54,25 +56,33 @@ pub struct Registered {
     pub exists: bool,
 }
 
-const REGISTERED: &str = "SELECT r.job_id, r.view::oid::int8 AS view_oid, r.view_name, r.use_concurrently AS concurrently, \
-        extract(epoch FROM r.freshness_slo)::float8 AS slo_s, r.period_s, r.owner::text AS owner, \
-        extract(epoch FROM r.last_refreshed_at)::float8 AS last_epoch, j.enabled, \
+const REGISTERED: &str = "SELECT r.job_id, r.view::pg_catalog.oid::pg_catalog.int8 AS view_oid, r.view_name, \
+        r.use_concurrently AS concurrently, EXTRACT(epoch FROM r.freshness_slo)::double precision AS slo_s, r.period_s, \
+        coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, \
+        EXTRACT(epoch FROM r.last_refreshed_at)::double precision AS last_epoch, j.enabled, \
         j.running_pid IS NOT NULL AS running, \
-        extract(epoch FROM j.next_run_at - clock_timestamp())::float8 AS next_in_s, \
-        EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.view AND c.relkind = 'm') AS exists \
-   FROM pgmart.refresh_view r JOIN pgmart.job j USING (job_id)";
+        EXTRACT(epoch FROM j.next_run_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())::double precision AS next_in_s, \
+        EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.view \
+                   AND c.relkind OPERATOR(pg_catalog.=) 'm') AS exists \
+   FROM pgmart.refresh_view r JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id \
+   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
 pub fn all_registered() -> Vec<Registered> {
     sql::as_catalog_owner(|| sql::rows::<Registered>(REGISTERED, &[]))
 }
 
 pub fn registered_by_job(job_id: i64) -> Option<Registered> {
-    sql::as_catalog_owner(|| sql::row::<Registered>(&format!("{REGISTERED} WHERE r.job_id = $1"), &[job_id.into()]))
+    sql::as_catalog_owner(|| {
+        sql::row::<Registered>(&format!("{REGISTERED} WHERE r.job_id OPERATOR(pg_catalog.=) $1"), &[job_id.into()])
+    })
 }
 
 pub fn registered_by_view(oid: Id) -> Option<Registered> {
     sql::as_catalog_owner(|| {
-        sql::row::<Registered>(&format!("{REGISTERED} WHERE r.view = $1::int8::oid"), &[oid.into()])
+        sql::row::<Registered>(
+            &format!("{REGISTERED} WHERE r.view OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid"),
+            &[oid.into()],
+        )
     })
 }
 
@@ -128,42 +138,46 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Writes that must survive the rollback of a failed job run: the engine calls
-/// [`flush_pending`] right after the job's subtransaction.
-enum Pending {
-    History(Outcome),
-    Alert { view: String, severity: &'static str, payload: Value, key: String },
+/// A refresh's alert.
+struct Alert {
+    view: String,
+    severity: &'static str,
+    payload: Value,
+    key: String,
+    owner: pg_sys::Oid,
+    job_id: Option<i64>,
 }
 
-thread_local! {
-    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Write what a failed refresh job left to record (called by the engine after each job run).
-pub fn flush_pending() {
-    let items: Vec<Pending> = PENDING.with(|p| p.borrow_mut().drain(..).collect());
-    for item in items {
-        match item {
-            Pending::History(o) => record(&o),
-            Pending::Alert { view, severity, payload, key } => {
-                crate::alerts::raise_health("refresh", &view, severity, Some(&view), payload, &key);
-            }
-        }
-    }
+fn raise(a: Alert) {
+    crate::alerts::raise_health(crate::alerts::Health {
+        source_kind: "refresh",
+        source_name: &a.view,
+        severity: a.severity,
+        target: Some(&a.view),
+        payload: a.payload,
+        dedup_key: &a.key,
+        owner: a.owner,
+        job_id: a.job_id,
+        check_id: None,
+    });
 }
 
 fn now_epoch() -> f64 {
-    sql::one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8", &[]).unwrap_or(0.0)
+    sql::one::<f64>("SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp())::double precision", &[]).unwrap_or(0.0)
 }
 
 /// Insert the history row and, for a registered view, update its last refresh state.
 pub fn record(o: &Outcome) {
+    let owner = o.job_id.and_then(|j| registered_by_job(j)).map(|r| r.owner).filter(|&o| o != 0);
     sql::as_catalog_owner(|| {
         sql::exec(
             "INSERT INTO pgmart.refresh_history (view_oid, view_name, job_id, triggered_by, started_at, finished_at, \
-                    duration_ms, rows_after, method, status, sqlstate, error, run_by) \
-             VALUES ($1::int8::oid, $2, $3, $4, to_timestamp($5), to_timestamp($12), \
-                     round($6::numeric, 3), $7, $8, $9, $10, $11, session_user)",
+                    duration_ms, rows_after, method, status, sqlstate, error, run_by, owner) \
+             VALUES ($1::pg_catalog.int8::pg_catalog.oid, $2, $3, $4, pg_catalog.to_timestamp($5), pg_catalog.to_timestamp($12), \
+                     pg_catalog.round($6::pg_catalog.numeric, 3), $7, $8, $9, $10, $11, SESSION_USER, \
+                     coalesce($13::pg_catalog.int8::pg_catalog.oid, \
+                              (SELECT c.relowner FROM pg_catalog.pg_class c \
+                                WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid)))",
             &[
                 o.view_oid.into(),
                 o.view_name.as_str().into(),
@@ -177,14 +191,15 @@ pub fn record(o: &Outcome) {
                 o.sqlstate.clone().into(),
                 o.error.clone().into(),
                 o.finished_epoch.into(),
+                owner.map(|o| o as i64).into(),
             ],
         );
         if o.status != "skipped" {
             sql::exec(
                 "UPDATE pgmart.refresh_view SET last_status = $2, last_method = coalesce($3, last_method), \
-                        last_refreshed_at = CASE WHEN $2 = 'succeeded' \
-                            THEN to_timestamp($4) ELSE last_refreshed_at END \
-                  WHERE view = $1::int8::oid",
+                        last_refreshed_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'succeeded' \
+                            THEN pg_catalog.to_timestamp($4) ELSE last_refreshed_at END \
+                  WHERE view OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
                 &[
                     o.view_oid.into(),
                     o.status.into(),
@@ -194,21 +209,6 @@ pub fn record(o: &Outcome) {
             );
         }
     });
-}
-
-/// Run `f` as the current user but outside the security-restricted mode the engine runs jobs in:
-/// REFRESH ... CONCURRENTLY needs temporary tables, and REFRESH itself switches to the view's owner
-/// and restricts the view's own query. Must run inside a subtransaction (abort restores the user).
-fn unrestricted<R>(f: impl FnOnce() -> R) -> R {
-    unsafe {
-        let mut user: pg_sys::Oid = pg_sys::InvalidOid;
-        let mut sec: i32 = 0;
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
-        pg_sys::SetUserIdAndSecContext(user, sec & !(pg_sys::SECURITY_RESTRICTED_OPERATION as i32));
-        let r = f();
-        pg_sys::SetUserIdAndSecContext(user, sec);
-        r
-    }
 }
 
 /// Refresh one view now (in its own subtransaction) and describe what happened. Records nothing.
@@ -239,11 +239,11 @@ pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id:
         }
     };
     o.view_name = info.qname.clone();
-    let me = sql::current_role();
-    if !sql::can_act_as(&me, &info.owner) {
+    let me = sql::caller();
+    if !sql::may_act_as(me, pg_sys::Oid::from(info.owner)) {
         o.status = "skipped";
         o.sqlstate = Some("42501".into());
-        o.error = Some(format!("role \"{me}\" may not refresh {} (owned by \"{}\")", info.qname, info.owner));
+        o.error = Some(format!("{} may not refresh {}: it may not act as the view's owner", sql::role_name(me), info.qname));
         return o;
     }
     let method = match plan::choose_method(requested, info.populated, info.has_unique, &info.qname) {
@@ -257,9 +257,13 @@ pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id:
     };
     o.method = Some(method);
     let stmt = plan::refresh_sql(&info.qname, method);
+    // As the view's owner (REFRESH then runs the view's query as that owner, restricted, itself);
+    // not security-restricted around it, since CONCURRENTLY needs a temporary table.
     let r = sql::subtransaction(|| {
-        unrestricted(|| sql::exec(&stmt, &[]));
-        sql::as_catalog_owner(|| sql::one::<i64>(&format!("SELECT count(*) FROM {}", info.qname), &[]))
+        sql::as_role_unrestricted(pg_sys::Oid::from(info.owner), || {
+            sql::exec(&stmt, &[]);
+            sql::one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {}", info.qname), &[])
+        })
     });
     o.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
     o.finished_epoch = now_epoch();
@@ -276,8 +280,8 @@ pub fn refresh_one(oid: Id, requested: Option<bool>, triggered_by: &str, job_id:
     o
 }
 
-fn failed_alert(o: &Outcome) -> Pending {
-    Pending::Alert {
+fn failed_alert(o: &Outcome, owner: u32) -> Alert {
+    Alert {
         view: o.view_name.clone(),
         severity: "high",
         payload: json!({
@@ -285,12 +289,9 @@ fn failed_alert(o: &Outcome) -> Pending {
             "sqlstate": o.sqlstate, "error": o.error,
         }),
         key: format!("refresh_failed:{}", o.view_oid),
+        owner: pg_sys::Oid::from(owner),
+        job_id: o.job_id,
     }
-}
-
-fn write(p: Pending) {
-    PENDING.with(|q| q.borrow_mut().push(p));
-    flush_pending();
 }
 
 /// Refresh the scheduled views downstream of `root`, in order, each once; record each.
@@ -304,7 +305,7 @@ fn refresh_downstream(root: Id, root_name: &str, edges: &[(Id, Id)]) -> Vec<Outc
         let o = refresh_one(v, reg.concurrently, &format!("after {root_name}"), Some(reg.job_id));
         record(&o);
         if o.status == "failed" {
-            write(failed_alert(&o));
+            raise(failed_alert(&o, reg.owner));
         }
         out.push(o);
     }
@@ -318,8 +319,8 @@ pub fn refresh_now(oid: Id) -> Vec<Outcome> {
     record(&o);
     let ok = o.status == "succeeded";
     let name = o.view_name.clone();
-    if o.status == "failed" && reg.is_some() {
-        write(failed_alert(&o));
+    if let (true, Some(r)) = (o.status == "failed", &reg) {
+        raise(failed_alert(&o, r.owner));
     }
     let mut out = vec![o];
     if ok {
@@ -329,18 +330,12 @@ pub fn refresh_now(oid: Id) -> Vec<Outcome> {
 }
 
 fn raise_again(o: &Outcome) -> ! {
-    let code = o.sqlstate.as_deref().map(sqlstate_code).unwrap_or(pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR);
-    PgMartError::new(code, format!("refresh of {} failed: {}", o.view_name, o.error.clone().unwrap_or_default()))
-        .raise()
-}
-
-/// The error code of a five-character SQLSTATE (inverse of `error::sqlstate_text`).
-pub fn sqlstate_code(s: &str) -> pgrx::PgSqlErrorCode {
-    let mut code: i32 = 0;
-    for (i, ch) in s.bytes().take(5).enumerate() {
-        code |= (((ch as i32) - ('0' as i32)) & 0x3F) << (6 * i);
-    }
-    pgrx::PgSqlErrorCode::from(code)
+    let code = o
+        .sqlstate
+        .as_deref()
+        .map(crate::error::sqlstate_code)
+        .unwrap_or(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+    PgMartError::new(code, format!("refresh of {} failed: {}", o.view_name, o.error.clone().unwrap_or_default())).raise()
 }
 
 /// The `refresh` job kind. Runs as the job's owner inside the engine's subtransaction.
@@ -351,10 +346,13 @@ pub fn run_job(job: &Job) -> Value {
     if !reg.exists {
         // The view was dropped: disable the job once, with an alert, instead of failing forever.
         sql::as_catalog_owner(|| {
-            sql::exec("UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id = $1", &[job.job_id.into()]);
+            sql::exec(
+                "UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id OPERATOR(pg_catalog.=) $1",
+                &[job.job_id.into()],
+            );
         });
         crate::jobs::api::disable_orphaned(
-            job.job_id,
+            job,
             "refresh",
             &reg.view_name,
             Some(&reg.view_name),
@@ -367,7 +365,7 @@ pub fn run_job(job: &Job) -> Value {
     // now), its run refreshes this view after it; do not refresh it before (or twice).
     let ancestors = plan::ancestors(&all_edges, reg.view_oid);
     if !ancestors.is_empty() {
-        let me = sql::current_role();
+        let me = job.owner_oid();
         let grace = plan::defer_window_s(reg.period_s);
         if let Some(up) = all_registered().into_iter().find(|r| {
             r.job_id != reg.job_id
@@ -375,7 +373,8 @@ pub fn run_job(job: &Job) -> Value {
                 && r.exists
                 && r.enabled
                 && (r.running || r.next_in_s.is_some_and(|s| s <= grace))
-                && sql::can_act_as(&me, &r.owner)
+                && r.owner != 0
+                && sql::may_act_as(me, pg_sys::Oid::from(r.owner))
         }) {
             return json!({"message": format!("deferred: upstream {} is due and refreshes {} after it", up.view_name, reg.view_name),
                           "deferred_to": up.job_id});
@@ -389,28 +388,32 @@ pub fn run_job(job: &Job) -> Value {
     }
     let stale = {
         let age = now_epoch() - reg.last_epoch.unwrap_or(f64::NAN);
-        (!age.is_nan() && plan::is_stale(age, reg.slo_s, reg.period_s)).then(|| Pending::Alert {
+        (!age.is_nan() && plan::is_stale(age, reg.slo_s, reg.period_s)).then(|| Alert {
             view: reg.view_name.clone(),
             severity: "medium",
             payload: json!({"problem": "stale", "view": reg.view_name, "age_s": age,
                             "slo_s": reg.slo_s, "period_s": reg.period_s}),
             key: format!("refresh_stale:{}", reg.view_oid),
+            owner: job.owner_oid(),
+            job_id: Some(job.job_id),
         })
     };
     let o = refresh_one(reg.view_oid, reg.concurrently, "schedule", Some(job.job_id));
     if o.status != "succeeded" {
-        // The engine rolls this run back; these writes are made after it (flush_pending).
-        let alert = failed_alert(&o);
-        PENDING.with(|q| {
-            let mut q = q.borrow_mut();
-            q.push(Pending::History(o.clone()));
-            q.push(alert);
-            q.extend(stale);
+        // The engine rolls this run back; these writes are made after it.
+        let alert = failed_alert(&o, reg.owner);
+        let history = o.clone();
+        crate::jobs::engine::after_rollback(move || {
+            record(&history);
+            raise(alert);
+            if let Some(s) = stale {
+                raise(s);
+            }
         });
         raise_again(&o);
     }
     if let Some(s) = stale {
-        write(s);
+        raise(s);
     }
     record(&o);
     let down = refresh_downstream(reg.view_oid, &o.view_name, &all_edges);

@@ -40,7 +40,7 @@ mod tests {
             "SELECT object || ' ' || kind || ' ' || slo::text || ' ' || stale::text || ' ' || owner || ' ' \
                     || coalesce(last_status, '-') FROM pgmart.freshness WHERE object = 'public.sr_a'",
         );
-        assert_eq!(f.as_deref(), Some(&*format!("public.sr_a materialized_view 01:00:00 false {} -", sql::current_role())));
+        assert_eq!(f.as_deref(), Some(&*format!("public.sr_a materialized_view 01:00:00 false {} -", sql::role_name(sql::caller()))));
         // Cron: the period is the gap between the next two matches.
         run("SELECT pgmart.schedule_refresh('sr_b', '0 3 * * *', timezone => 'Europe/Berlin')");
         assert_eq!(one::<f64>("SELECT period_s FROM pgmart.refresh_view WHERE view = 'sr_b'::regclass").map(|p| (p / 3600.0).round()), Some(24.0));

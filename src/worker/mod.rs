@@ -23,9 +23,7 @@ pub(crate) mod raw_pg {
 pub(crate) fn attach_signals() {
     use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(raw_pg::die));
-    }
+    crate::compat::set_signal_handler(pg_sys::SIGTERM as i32, raw_pg::die);
 }
 
 /// Show `text` as this worker's query in pg_stat_activity.

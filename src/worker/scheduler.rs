@@ -30,17 +30,22 @@ fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
 }
 
 fn extension_installed() -> bool {
-    sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pgmart')", &[])
+    sql::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart')",
+        &[],
+    )
         .unwrap_or(false)
 }
 
 /// Seconds until the next enabled job is due (None when there is none).
 fn seconds_to_next_due() -> Option<f64> {
-    sql::one::<f64>(
-        "SELECT extract(epoch FROM min(next_run_at) - clock_timestamp())::float8 FROM pgmart.job \
-          WHERE enabled AND running_pid IS NULL",
-        &[],
-    )
+    sql::as_catalog_owner(|| {
+        sql::one::<f64>(
+            "SELECT EXTRACT(epoch FROM pg_catalog.min(next_run_at) OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())::double precision \
+               FROM pgmart.job WHERE enabled AND running_pid IS NULL",
+            &[],
+        )
+    })
 }
 
 /// Run due jobs, one transaction each, until none is due. Returns false when claiming failed (the
@@ -54,7 +59,7 @@ fn run_due_jobs() -> bool {
         let ran = guarded("running a job", || engine::execute(&job, run_id, engine::Trigger::Schedule));
         if ran.is_none() {
             // Recording failed after the job itself: release the claim so the job is not stuck.
-            guarded("releasing a job", || {
+            guarded("releasing a job", || sql::as_catalog_owner(|| {
                 sql::exec(
                     "UPDATE pgmart.job_run SET status = 'failed', finished_at = clock_timestamp(), \
                             message = 'pgmart could not record this run; see the server log' WHERE run_id = $1",
@@ -64,7 +69,7 @@ fn run_due_jobs() -> bool {
                     "UPDATE pgmart.job SET running_pid = NULL, running_since = NULL WHERE job_id = $1",
                     &[job.job_id.into()],
                 );
-            });
+            }));
         }
         report(pg_sys::BackendState::STATE_IDLE, "");
     }
@@ -78,11 +83,19 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     engine::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
 
-    // Exit quietly (code 0: not restarted) where pgmart is not installed or another scheduler runs.
+    // Everything this process runs resolves names in pg_catalog only.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            sql::SAFE_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
+    // Exit quietly (code 0: not restarted) where pgmart is not installed or another scheduler runs
+    // (a lock no SQL function can take, so no role can keep the scheduler out).
     let leader = guarded("starting", || {
-        extension_installed()
-            && sql::one::<bool>("SELECT pg_catalog.pg_try_advisory_lock(hashtext('pgmart scheduler'))", &[])
-                .unwrap_or(false)
+        extension_installed() && crate::locks::try_lock(crate::locks::Kind::Scheduler, 0, true)
     });
     if leader != Some(true) {
         return;
