@@ -22,10 +22,10 @@ def test_scheduled_suite_runs_in_the_worker_as_its_owner(cluster):
     assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'check_suite'") == 1
     assert cluster.one("SELECT owner FROM pgmart.jobs WHERE kind = 'check_suite'") == "carol"
     # The worker runs the suite on its own, twice or more.
-    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE target = 'sched_orders'") >= 4,
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE target = 'public.sched_orders'") >= 4,
              timeout=30, what="two suite runs in history")
     rows = cluster.sql("SELECT name, status, failing_rows, checked_rows, run_by FROM pgmart.check_results "
-                       "WHERE target = 'sched_orders' ORDER BY result_id LIMIT 2")
+                       "WHERE target = 'public.sched_orders' ORDER BY result_id LIMIT 2")
     assert rows[0][:4] == ("unique_sched_orders_id", "fail", 1, 3)
     assert rows[1][:4] == ("accepted_values_sched_orders_status", "fail", 1, 3)
     assert rows[0][4].startswith("job ")
@@ -41,9 +41,9 @@ def test_suite_runs_with_the_owners_privileges(cluster):
     cluster.sql("GRANT SELECT ON secret_orders TO carol")
     cluster.sql("SELECT pgmart.add_check('secret_orders', 'unique', ARRAY['id'], schedule => '2 seconds')", user="carol")
     cluster.sql("REVOKE SELECT ON secret_orders FROM carol")
-    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE target = 'secret_orders'") >= 1,
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE target = 'public.secret_orders'") >= 1,
              timeout=30, what="a run of carol's secret_orders suite")
-    status, message = cluster.sql("SELECT status, message FROM pgmart.check_results WHERE target = 'secret_orders' "
+    status, message = cluster.sql("SELECT status, message FROM pgmart.check_results WHERE target = 'public.secret_orders' "
                                   "ORDER BY result_id LIMIT 1")[0]
     assert status == "error"
     assert "permission denied" in message

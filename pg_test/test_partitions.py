@@ -31,10 +31,10 @@ def test_worker_keeps_a_set_rolling_unaided(cluster):
     wait_for(lambda: first[0] not in partitions(cluster, "roll"),
              timeout=200, interval=1, what="the oldest partition retired by the worker")
     # Always premake partitions ahead of now.
-    ahead = cluster.one("SELECT partitions_ahead FROM pgmart.partition_sets WHERE parent = 'roll'")
+    ahead = cluster.one("SELECT partitions_ahead FROM pgmart.partition_sets WHERE parent = 'public.roll'")
     assert ahead >= 1
     assert cluster.one("SELECT count(*) FROM pgmart.job_runs r JOIN pgmart.jobs j USING (job_id) "
-                       "WHERE j.target = 'roll' AND r.status = 'succeeded' AND r.run_by = 'pgmart scheduler'") > 0
+                       "WHERE j.target = 'public.roll' AND r.status = 'succeeded' AND r.run_by = 'pgmart scheduler'") > 0
     cluster.sql("SELECT pgmart.drop_partition_set('roll')")
 
 
@@ -76,7 +76,7 @@ def test_default_partition_rescue_with_concurrent_inserts_loses_nothing(cluster)
     assert cluster.one(f"SELECT count(*) FROM resc_default WHERE ts >= (SELECT lower_bound::timestamptz FROM "
                        f"pgmart.partitions('resc') WHERE partition_name = '{tomorrow}') AND ts < (SELECT upper_bound::timestamptz "
                        f"FROM pgmart.partitions('resc') WHERE partition_name = '{tomorrow}')") == 0
-    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE dedup_key = 'partition_default_rows:resc'") == 1
+    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE dedup_key = 'partition_default_rows:public.resc'") == 1
 
 
 def test_a_locked_parent_does_not_stop_another(cluster):
@@ -96,10 +96,10 @@ def test_a_locked_parent_does_not_stop_another(cluster):
         # A manual pass over every set does the same: a is skipped (lock_timeout), not waited for.
         start = time.time()
         rows = dict(cluster.sql("SELECT parent, status FROM pgmart.run_partition_maintenance() "
-                                "WHERE parent IN ('lock_a', 'lock_b')"))
+                                "WHERE parent IN ('public.lock_a', 'public.lock_b')"))
         assert time.time() - start < 10
-        assert rows["lock_a"] == "skipped", rows
-        assert rows["lock_b"] == "succeeded", rows
+        assert rows["public.lock_a"] == "skipped", rows
+        assert rows["public.lock_b"] == "succeeded", rows
         # (pgmart.partitions() would wait for the lock to read sizes; the catalog does not.)
         assert cluster.one("SELECT count(*) FROM pg_class WHERE relname = %s", (newest["lock_a"],)) == 0
     finally:
@@ -122,11 +122,11 @@ def test_sets_survive_pg_dump_and_restore(cluster):
     t = dict(dbname="part_dst")
     assert cluster.sql(listing, **t) == before
     assert cluster.sql("SELECT parent, premake, retention::text, retention_mode FROM pgmart.partition_sets", **t) == [
-        ("ev", 3, "30 days", "drop")]
+        ("public.ev", 3, "30 days", "drop")]
     assert cluster.one("SELECT count(*) FROM ev", **t) == 2
     # The restored set is managed as before: its job exists and maintenance runs.
-    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'partition_maintenance' AND target = 'ev'", **t) == 1
-    assert cluster.sql("SELECT parent, status FROM pgmart.run_partition_maintenance('ev')", **t) == [("ev", "succeeded")]
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE kind = 'partition_maintenance' AND target = 'public.ev'", **t) == 1
+    assert cluster.sql("SELECT parent, status FROM pgmart.run_partition_maintenance('ev')", **t) == [("public.ev", "succeeded")]
 
 
 def test_the_procedure_commits_set_by_set(cluster):
@@ -145,8 +145,8 @@ def test_the_procedure_commits_set_by_set(cluster):
         holder.rollback()
     assert newest["proc_a"] in partitions(cluster, "proc_a")
     assert newest["proc_b"] not in partitions(cluster, "proc_b")
-    status = dict(cluster.sql("SELECT parent, last_status FROM pgmart.partition_sets WHERE parent LIKE 'proc\\_%'"))
-    assert status == {"proc_a": "succeeded", "proc_b": "skipped"}, status
+    status = dict(cluster.sql("SELECT parent, last_status FROM pgmart.partition_sets WHERE parent LIKE 'public.proc\\_%'"))
+    assert status == {"public.proc_a": "succeeded", "public.proc_b": "skipped"}, status
     # Inside a transaction block it refuses to run instead of holding every lock.
     with cluster.connect(autocommit=False) as tx:
         with pytest.raises(psycopg.errors.InvalidTransactionTermination):

@@ -148,7 +148,7 @@ def test_bi_role_reads_freshness_and_nothing_else(cluster):
     assert cluster.one("SELECT count(*) FROM pgmart.job_runs", user="bi") == 0
     assert cluster.one("SELECT count(*) FROM pgmart.refresh_runs", user="bi") == 0
     assert cluster.one("SELECT count(*) FROM pgmart.refresh_runs") > 0
-    for table in ["pgmart.job", "pgmart.job_run", "pgmart.refresh_view", "pgmart.refresh_history", "pgmart.alerts",
+    for table in ["pgmart.job", "pgmart.job_run", "pgmart.refresh_view", "pgmart.refresh_history", "pgmart.alert",
                   "mv_a", "sales"]:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             cluster.sql(f"SELECT * FROM {table}", user="bi")

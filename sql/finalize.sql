@@ -168,8 +168,10 @@ DECLARE
 BEGIN
   -- One set per transaction: a set's lock is released as soon as it is done (CALL it outside a
   -- transaction block; inside one, COMMIT is refused and the run stops with an error).
-  FOR p IN SELECT s.parent FROM pgmart.partition_sets s WHERE s.last_status IS DISTINCT FROM 'dropped' ORDER BY s.parent LOOP
-    PERFORM pgmart.run_partition_maintenance(p::regclass);
+  -- (A procedure that commits cannot pin search_path with SET: everything here is qualified.)
+  FOR p IN SELECT s.parent FROM pgmart.partition_sets s
+            WHERE s.last_status IS NULL OR s.last_status OPERATOR(pg_catalog.<>) 'dropped' ORDER BY s.parent LOOP
+    PERFORM pgmart.run_partition_maintenance(p::pg_catalog.regclass);
     COMMIT;
   END LOOP;
 END
@@ -218,3 +220,5 @@ END $$;
 REVOKE ALL ON SCHEMA pgmart_owners FROM PUBLIC;
 
 SELECT pgmart._wake_launcher();
+COMMENT ON FUNCTION pgmart.grant_access IS
+  'Give a role the access one kind of role needs: user (registers and manages its own jobs, sets, checks, metrics and rules), reader (BI: freshness, metrics, check status) or none; returns the statements run. For the extension''s owner or a superuser.';

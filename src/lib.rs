@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pg_module_magic!();
 
+pub mod access;
 pub mod alerts;
 pub mod checks;
 pub mod compat;
