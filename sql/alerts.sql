@@ -6,7 +6,7 @@ CREATE TABLE pgmart.alert_rules (
     name            text NOT NULL UNIQUE,
     target          text NOT NULL,
     condition       text NOT NULL,
-    severity        text NOT NULL CHECK (severity IN ('info', 'low', 'medium', 'high', 'critical')),
+    severity        text NOT NULL CHECK (severity OPERATOR(pg_catalog.=) ANY (ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[])),
     channel         text NOT NULL,
     payload_columns text[],
     on_update       boolean NOT NULL DEFAULT false,

@@ -3,14 +3,14 @@
 
 CREATE TABLE pgmart."check" (
     check_id     bigserial PRIMARY KEY,
-    name         text NOT NULL UNIQUE CHECK (name <> ''),
+    name         text NOT NULL UNIQUE CHECK (name OPERATOR(pg_catalog.<>) ''),
     target       regclass NOT NULL,
     kind         text NOT NULL
-                 CHECK (kind IN ('unique', 'not_null', 'accepted_values', 'relationships', 'expression',
-                                 'range', 'row_count', 'freshness', 'schema')),
+                 CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
+                                 'range', 'row_count', 'freshness', 'schema']::pg_catalog.text[])),
     columns      text[] NOT NULL DEFAULT '{}',
     params       jsonb NOT NULL DEFAULT '{}',
-    severity     text NOT NULL DEFAULT 'error' CHECK (severity IN ('warn', 'error')),
+    severity     text NOT NULL DEFAULT 'error' CHECK (severity OPERATOR(pg_catalog.=) ANY (ARRAY['warn', 'error']::pg_catalog.text[])),
     where_clause text,
     schedule     text,
     job_id       bigint REFERENCES pgmart.job (job_id) ON DELETE SET NULL,
@@ -27,7 +27,7 @@ CREATE TABLE pgmart.check_result (
     name         text NOT NULL,
     target       text,
     kind         text NOT NULL,
-    status       text NOT NULL CHECK (status IN ('pass', 'warn', 'fail', 'error')),
+    status       text NOT NULL CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['pass', 'warn', 'fail', 'error']::pg_catalog.text[])),
     failing_rows bigint,
     checked_rows bigint,
     sample       jsonb,

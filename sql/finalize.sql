@@ -164,7 +164,7 @@ COMMENT ON FUNCTION pgmart.run_partition_maintenance IS
   'Maintain one partition set (or every set you may act as) now: create missing partitions ahead, rescue rows from the default partition, apply retention; each set in its own subtransaction with lock_timeout.';
 CREATE PROCEDURE pgmart.run_partition_maintenance_proc() LANGUAGE plpgsql AS $proc$
 DECLARE
-  p text;
+  p pg_catalog.text;
 BEGIN
   -- One set per transaction: a set's lock is released as soon as it is done (CALL it outside a
   -- transaction block; inside one, COMMIT is refused and the run stops with an error).

@@ -30,13 +30,13 @@ CREATE TABLE pgmart.job (
     job_id               bigserial PRIMARY KEY,
     name                 text NOT NULL UNIQUE,
     kind                 text NOT NULL
-                         CHECK (kind IN ('sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot')),
+                         CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot']::pg_catalog.text[])),
     target               text,
     schedule             text NOT NULL,
     timezone             text NOT NULL DEFAULT 'UTC',
     enabled              boolean NOT NULL DEFAULT true,
-    max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries BETWEEN 0 AND 100),
-    retry_backoff        interval NOT NULL DEFAULT '1 minute' CHECK (retry_backoff >= '0'::interval),
+    max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries OPERATOR(pg_catalog.>=) 0 AND max_retries OPERATOR(pg_catalog.<=) 100),
+    retry_backoff        interval NOT NULL DEFAULT '1 minute' CHECK (retry_backoff OPERATOR(pg_catalog.>=) '0'::interval),
     next_run_at          timestamptz CHECK (pg_catalog.isfinite(next_run_at)),
     last_run_at          timestamptz,
     last_status          text,
@@ -45,7 +45,10 @@ CREATE TABLE pgmart.job (
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     running_pid          integer,
     running_since        timestamptz,
-    anchor               regclass NOT NULL
+    anchor               regclass NOT NULL,
+    -- Interval schedules: every slot is slot_origin + n * interval (in the job's zone), so a job
+    -- keeps its wall-clock time across DST and never drifts.
+    slot_origin          timestamptz CHECK (pg_catalog.isfinite(slot_origin))
 );
 CREATE INDEX job_due_idx ON pgmart.job (next_run_at) WHERE enabled;
 CREATE INDEX job_anchor_idx ON pgmart.job (anchor);
@@ -57,7 +60,7 @@ CREATE TABLE pgmart.job_run (
     started_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at timestamptz,
     status      text NOT NULL
-                CHECK (status IN ('running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped')),
+                CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[])),
     attempt     integer NOT NULL DEFAULT 1,
     sqlstate    text,
     message     text,
@@ -67,7 +70,7 @@ CREATE TABLE pgmart.job_run (
 );
 CREATE INDEX job_run_job_idx ON pgmart.job_run (job_id, started_at DESC);
 CREATE INDEX job_run_started_idx ON pgmart.job_run (started_at);
-CREATE INDEX job_run_running_idx ON pgmart.job_run (job_id) WHERE status = 'running';
+CREATE INDEX job_run_running_idx ON pgmart.job_run (job_id) WHERE status OPERATOR(pg_catalog.=) 'running';
 
 -- Each role sees the jobs of the roles whose rights it has (a superuser sees all, also jobs whose
 -- anchor is gone).
@@ -105,7 +108,7 @@ CREATE TABLE pgmart.alert (
     raised_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     source_kind  text NOT NULL,
     source_name  text NOT NULL,
-    severity     text NOT NULL CHECK (severity IN ('info', 'low', 'medium', 'high', 'critical')),
+    severity     text NOT NULL CHECK (severity OPERATOR(pg_catalog.=) ANY (ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[])),
     target       text,
     payload      jsonb NOT NULL DEFAULT '{}',
     dedup_key    text,

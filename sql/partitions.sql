@@ -5,17 +5,17 @@ CREATE TABLE pgmart.partition_set (
     set_id             bigserial PRIMARY KEY,
     parent             regclass NOT NULL UNIQUE,
     control_column     name NOT NULL,
-    column_type        text NOT NULL CHECK (column_type IN ('date', 'timestamp', 'timestamptz')),
+    column_type        text NOT NULL CHECK (column_type OPERATOR(pg_catalog.=) ANY (ARRAY['date', 'timestamp', 'timestamptz']::pg_catalog.text[])),
     partition_interval interval NOT NULL,
-    premake            integer NOT NULL CHECK (premake >= 1),
+    premake            integer NOT NULL CHECK (premake OPERATOR(pg_catalog.>=) 1),
     retention          interval,
-    retention_mode     text NOT NULL DEFAULT 'drop' CHECK (retention_mode IN ('drop', 'detach')),
+    retention_mode     text NOT NULL DEFAULT 'drop' CHECK (retention_mode OPERATOR(pg_catalog.=) ANY (ARRAY['drop', 'detach']::pg_catalog.text[])),
     start_at           timestamptz,
     anchor_key         bigint,
     default_partition  boolean NOT NULL DEFAULT true,
     timezone           text NOT NULL DEFAULT 'UTC',
     job_id             bigint REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
-    created_at         timestamptz NOT NULL DEFAULT now(),
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_run_at        timestamptz,
     last_status        text,
     last_message       text,
@@ -84,8 +84,8 @@ BEGIN
                            OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
         RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
     END IF;
+    -- The type of the partition key (a set's control column is its partition key).
     coltype := coalesce(
-         (SELECT s.column_type FROM pgmart.partition_set s WHERE s.parent OPERATOR(pg_catalog.=) partitions.parent),
          (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
             FROM pg_catalog.pg_partitioned_table p
             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid

@@ -139,8 +139,11 @@ pub fn register(job: NewJob) -> i64 {
     let backoff = job.retry_backoff.unwrap_or("1 minute");
     check_backoff(backoff);
     let start_epoch = check_start_at(job.start_at);
-    let first = engine::first_run(&schedule, &tz, Utc::now()).or_raise();
+    let now = Utc::now();
+    let first = engine::first_run(&schedule, &tz, now).or_raise();
     let first_epoch = start_epoch.unwrap_or(first.timestamp_micros() as f64 / 1e6);
+    // Interval slots are counted from start_at when given (its first run), else from now.
+    let origin_epoch = start_epoch.unwrap_or(now.timestamp_micros() as f64 / 1e6);
     check_job_limit(job.owner);
     let exists = sql::as_catalog_owner(|| {
         sql::one::<bool>("SELECT EXISTS (SELECT 1 FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1)", &[job.name.into()])
@@ -158,9 +161,9 @@ pub fn register(job: NewJob) -> i64 {
     sql::as_catalog_owner(|| {
         sql::exec(
             "INSERT INTO pgmart.job (job_id, name, kind, target, schedule, timezone, config, max_retries, \
-                                     retry_backoff, next_run_at, anchor) \
+                                     retry_backoff, next_run_at, anchor, slot_origin) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.text::interval, pg_catalog.to_timestamp($10), \
-                     $11::pg_catalog.regclass)",
+                     $11::pg_catalog.regclass, pg_catalog.to_timestamp($12))",
             &[
                 id.into(),
                 job.name.into(),
@@ -173,6 +176,7 @@ pub fn register(job: NewJob) -> i64 {
                 backoff.into(),
                 first_epoch.into(),
                 anchor.as_str().into(),
+                origin_epoch.into(),
             ],
         )
     });
@@ -200,12 +204,20 @@ pub fn reschedule(job_id: i64, schedule: &str, timezone: Option<&str>) {
     let current = engine::load(job_id).unwrap_or_else(|| engine::not_yours(job_id).raise());
     let tz_text = timezone.unwrap_or(&current.timezone).trim().to_string();
     let (s, tz) = engine::validate(schedule, &tz_text).or_raise();
-    let next = engine::first_run(&s, &tz, Utc::now()).or_raise();
+    let now = Utc::now();
+    let next = engine::first_run(&s, &tz, now).or_raise();
     sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.job SET schedule = $2, timezone = $3, next_run_at = pg_catalog.to_timestamp($4) \
+            "UPDATE pgmart.job SET schedule = $2, timezone = $3, next_run_at = pg_catalog.to_timestamp($4), \
+                    slot_origin = pg_catalog.to_timestamp($5) \
               WHERE job_id OPERATOR(pg_catalog.=) $1",
-            &[job_id.into(), schedule.trim().into(), tz_text.as_str().into(), (next.timestamp_micros() as f64 / 1e6).into()],
+            &[
+                job_id.into(),
+                schedule.trim().into(),
+                tz_text.as_str().into(),
+                (next.timestamp_micros() as f64 / 1e6).into(),
+                (now.timestamp_micros() as f64 / 1e6).into(),
+            ],
         )
     });
 }

@@ -37,6 +37,7 @@ pub struct Job {
     pub config: Value,
     pub next_run_epoch: Option<f64>,
     pub enabled: bool,
+    pub slot_origin_epoch: Option<f64>,
 }
 
 impl Job {
@@ -54,7 +55,8 @@ impl Job {
 pub const JOB_SELECT: &str = "SELECT j.job_id, j.name, j.kind, j.target, j.schedule, j.timezone, \
      coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, j.anchor::pg_catalog.text AS anchor, \
      j.max_retries, EXTRACT(epoch FROM j.retry_backoff)::double precision AS retry_backoff_s, j.consecutive_failures, \
-     j.config, EXTRACT(epoch FROM j.next_run_at)::double precision AS next_run_epoch, j.enabled \
+     j.config, EXTRACT(epoch FROM j.next_run_at)::double precision AS next_run_epoch, j.enabled, \
+     EXTRACT(epoch FROM j.slot_origin)::double precision AS slot_origin_epoch \
      FROM pgmart.job j LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
 /// One line of `refresh_due()` / `run_job()` output.
@@ -108,6 +110,9 @@ pub fn parse_schedule(text: &str) -> Result<Schedule> {
             };
             let every = Every { months: iv.months(), days: iv.days(), micros: iv.micros() };
             schedule::check_every(&every, text)?;
+            if schedule::add_every(&chrono_tz::UTC, Utc::now(), &every).is_none() {
+                return Err(too_far(text));
+            }
             Ok(Schedule::Every(every))
         }
     }
@@ -119,21 +124,27 @@ pub fn validate(schedule_text: &str, timezone: &str) -> Result<(Schedule, chrono
     Ok((parse_schedule(schedule_text)?, tz))
 }
 
+fn too_far(text: &str) -> PgMartError {
+    PgMartError::invalid(format!("invalid schedule \"{text}\": its next run would be after the year 9999"))
+        .hint("Give a shorter interval.")
+}
+
 /// When a new job first falls due: one interval from now, or the next cron match.
 pub fn first_run(s: &Schedule, tz: &chrono_tz::Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     match s {
-        Schedule::Every(e) => Ok(schedule::add_every(tz, now, e)),
+        Schedule::Every(e) => schedule::add_every(tz, now, e).ok_or_else(|| too_far("interval")),
         Schedule::Cron(c) => schedule::next_cron(c, tz, now),
     }
 }
 
-/// The next scheduled slot after a run that was due at `anchor`.
+/// The next scheduled slot after `now`: for an interval, the first `origin + n * interval` after
+/// it (the origin is the job's creation or start_at); for cron, the next match.
 pub fn next_slot(job: &Job, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let (s, tz) = validate(&job.schedule, &job.timezone)?;
     match s {
         Schedule::Every(e) => {
-            let anchor = job.next_run_epoch.map(epoch_to_utc).unwrap_or(now);
-            Ok(schedule::next_every(&tz, anchor, now, &e))
+            let origin = job.slot_origin_epoch.or(job.next_run_epoch).map(epoch_to_utc).unwrap_or(now);
+            schedule::next_every(&tz, origin, now, &e).ok_or_else(|| too_far(&job.schedule))
         }
         Schedule::Cron(c) => schedule::next_cron(&c, &tz, now),
     }

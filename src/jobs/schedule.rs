@@ -132,12 +132,13 @@ pub fn check_every(e: &Every, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Map a local wall-clock time to an instant the way PostgreSQL does: an ambiguous time (fall back)
-/// takes its first occurrence, a time in a gap (spring forward) moves forward by the gap.
+/// Map a local wall-clock time to an instant the way PostgreSQL does: an ambiguous time (fall
+/// back) takes its later occurrence (standard time), a time in a gap (spring forward) moves forward
+/// by the gap.
 pub fn resolve_local(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(a, _) => a.with_timezone(&Utc),
+        LocalResult::Ambiguous(_, b) => b.with_timezone(&Utc),
         LocalResult::None => {
             // PostgreSQL reads a wall time inside a gap with the offset in force before the gap.
             let before = tz.from_local_datetime(&(local - Duration::hours(3))).earliest();
@@ -147,39 +148,57 @@ pub fn resolve_local(tz: &Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
-/// `t + every`, evaluated in `tz` (PostgreSQL's timestamptz + interval semantics).
-pub fn add_every(tz: &Tz, t: DateTime<Utc>, e: &Every) -> DateTime<Utc> {
-    let mut base = t;
-    if e.months != 0 || e.days != 0 {
-        let mut local = t.with_timezone(tz).naive_local();
-        if e.months > 0 {
-            local = local.checked_add_months(Months::new(e.months as u32)).unwrap_or(local);
-        }
-        local += Duration::days(e.days as i64);
-        base = resolve_local(tz, local);
-    }
-    base + Duration::microseconds(e.micros)
+/// The latest instant pgmart schedules anything at (PostgreSQL's timestamps go further, but a job
+/// due after the year 9999 would never run).
+pub fn max_instant() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).single().expect("valid date")
 }
 
-/// First slot `anchor + k*every` (k >= 1) strictly after `now`: a late job skips missed slots
-/// instead of running them all.
-pub fn next_every(tz: &Tz, anchor: DateTime<Utc>, now: DateTime<Utc>, e: &Every) -> DateTime<Utc> {
-    if e.months == 0 && e.days == 0 {
-        let step = e.micros.max(1_000_000);
-        let behind = (now - anchor).num_microseconds().unwrap_or(i64::MAX);
-        let k = if behind < 0 { 1 } else { behind / step + 1 };
-        return anchor + Duration::microseconds(step.saturating_mul(k));
-    }
-    let mut t = add_every(tz, anchor, e);
-    let mut guard = 0;
-    while t <= now {
-        guard += 1;
-        if guard > 100_000 {
-            return add_every(tz, now, e);
+/// `origin + n * every`, evaluated in `tz` the way PostgreSQL evaluates `timestamptz + interval`:
+/// months and days move the local calendar (so "1 day" keeps its wall-clock time across DST and
+/// "1 month" from the 31st lands on the last day of shorter months), the time part moves absolute
+/// time. None when it overflows or passes the year 9999.
+pub fn slot(tz: &Tz, origin: DateTime<Utc>, e: &Every, n: i64) -> Option<DateTime<Utc>> {
+    let mut base = origin;
+    if e.months != 0 || e.days != 0 {
+        let mut local = origin.with_timezone(tz).naive_local();
+        let months = (e.months as i64).checked_mul(n)?;
+        if months > 0 {
+            local = local.checked_add_months(Months::new(u32::try_from(months).ok()?))?;
         }
-        t = add_every(tz, t, e);
+        let days = (e.days as i64).checked_mul(n)?;
+        local = local.checked_add_signed(Duration::try_days(days)?)?;
+        base = resolve_local(tz, local);
     }
-    t
+    let micros = e.micros.checked_mul(n)?;
+    let t = base.checked_add_signed(Duration::microseconds(micros))?;
+    (t <= max_instant()).then_some(t)
+}
+
+/// `t + every` in `tz` (see [`slot`]).
+pub fn add_every(tz: &Tz, t: DateTime<Utc>, e: &Every) -> Option<DateTime<Utc>> {
+    slot(tz, t, e, 1)
+}
+
+/// The first slot `origin + k*every` (k >= 1) strictly after `now`: a late job skips missed slots
+/// instead of running them all, and every slot is computed from the origin, never from the
+/// previous run, so a schedule never drifts.
+pub fn next_every(tz: &Tz, origin: DateTime<Utc>, now: DateTime<Utc>, e: &Every) -> Option<DateTime<Utc>> {
+    let step = e.approx_seconds().max(1.0);
+    let behind = (now - origin).num_milliseconds() as f64 / 1000.0;
+    let mut k: i64 = if behind < 0.0 { 1 } else { ((behind / step) as i64).saturating_sub(2).max(1) };
+    // The estimate may be a little high (calendar months are shorter than 30 days): step back.
+    while k > 1 && slot(tz, origin, e, k - 1).is_some_and(|t| t > now) {
+        k -= 1;
+    }
+    for _ in 0..10_000 {
+        let t = slot(tz, origin, e, k)?;
+        if t > now {
+            return Some(t);
+        }
+        k += 1;
+    }
+    None
 }
 
 /// Next match of a cron expression strictly after `after`, in `tz`.
@@ -323,9 +342,9 @@ mod tests {
         let z = tz("UTC");
         let e = Every::seconds(600);
         let a = utc("2025-01-01T00:00:00Z");
-        assert_eq!(next_every(&z, a, utc("2025-01-01T00:05:00Z"), &e), utc("2025-01-01T00:10:00Z"));
-        assert_eq!(next_every(&z, a, utc("2025-01-01T01:00:00Z"), &e), utc("2025-01-01T01:10:00Z"));
-        assert_eq!(next_every(&z, a, utc("2024-12-31T00:00:00Z"), &e), utc("2025-01-01T00:10:00Z"));
+        assert_eq!(next_every(&z, a, utc("2025-01-01T00:05:00Z"), &e), Some(utc("2025-01-01T00:10:00Z")));
+        assert_eq!(next_every(&z, a, utc("2025-01-01T01:00:00Z"), &e), Some(utc("2025-01-01T01:10:00Z")));
+        assert_eq!(next_every(&z, a, utc("2024-12-31T00:00:00Z"), &e), Some(utc("2025-01-01T00:10:00Z")));
     }
 
     #[test]
@@ -333,16 +352,50 @@ mod tests {
         let z = tz("Europe/Berlin");
         let e = Every { months: 0, days: 1, micros: 0 };
         // 2025-03-30 00:00 CET = 2025-03-29T23:00Z; next local midnight is 22:00Z (CEST).
-        assert_eq!(add_every(&z, utc("2025-03-29T23:00:00Z"), &e), utc("2025-03-30T22:00:00Z"));
-        assert_eq!(add_every(&z, utc("2025-10-25T22:00:00Z"), &e), utc("2025-10-26T23:00:00Z"));
+        assert_eq!(add_every(&z, utc("2025-03-29T23:00:00Z"), &e), Some(utc("2025-03-30T22:00:00Z")));
+        assert_eq!(add_every(&z, utc("2025-10-25T22:00:00Z"), &e), Some(utc("2025-10-26T23:00:00Z")));
     }
 
     #[test]
     fn monthly_interval_follows_the_calendar() {
         let z = tz("UTC");
         let e = Every { months: 1, days: 0, micros: 0 };
-        assert_eq!(add_every(&z, utc("2024-01-31T00:00:00Z"), &e), utc("2024-02-29T00:00:00Z"));
-        assert_eq!(add_every(&z, utc("2024-03-01T00:00:00Z"), &e), utc("2024-04-01T00:00:00Z"));
+        assert_eq!(add_every(&z, utc("2024-01-31T00:00:00Z"), &e), Some(utc("2024-02-29T00:00:00Z")));
+        assert_eq!(add_every(&z, utc("2024-03-01T00:00:00Z"), &e), Some(utc("2024-04-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn daily_interval_keeps_its_wall_clock_time_after_spring_forward() {
+        // Created at 02:30 New York the day before the gap; 02:30 does not exist on 2025-03-09.
+        let z = tz("America/New_York");
+        let e = Every { months: 0, days: 1, micros: 0 };
+        let origin = utc("2025-03-08T07:30:00Z"); // 02:30 EST
+        let on_gap_day = next_every(&z, origin, utc("2025-03-08T08:00:00Z"), &e).unwrap();
+        assert_eq!(on_gap_day, utc("2025-03-09T07:30:00Z")); // 03:30 EDT, moved forward by the gap
+        let after = next_every(&z, origin, on_gap_day, &e).unwrap();
+        assert_eq!(after, utc("2025-03-10T06:30:00Z")); // 02:30 EDT again, not 03:30 for good
+    }
+
+    #[test]
+    fn monthly_interval_from_the_31st_lands_on_each_last_day() {
+        let z = tz("UTC");
+        let e = Every { months: 1, days: 0, micros: 0 };
+        let origin = utc("2025-01-31T00:00:00Z");
+        let mut t = origin;
+        let mut got = vec![];
+        for _ in 0..4 {
+            t = next_every(&z, origin, t, &e).unwrap();
+            got.push(t);
+        }
+        assert_eq!(got, vec![utc("2025-02-28T00:00:00Z"), utc("2025-03-31T00:00:00Z"), utc("2025-04-30T00:00:00Z"), utc("2025-05-31T00:00:00Z")]);
+    }
+
+    #[test]
+    fn overflowing_intervals_have_no_slot() {
+        let z = tz("UTC");
+        assert_eq!(add_every(&z, utc("2025-01-01T00:00:00Z"), &Every { months: 12 * 178_000_000, days: 0, micros: 0 }), None);
+        assert_eq!(add_every(&z, utc("2025-01-01T00:00:00Z"), &Every { months: 0, days: 100_000_000, micros: 0 }), None);
+        assert_eq!(add_every(&z, utc("2025-01-01T00:00:00Z"), &Every { months: 0, days: 0, micros: i64::MAX }), None);
     }
 
     #[test]
@@ -351,7 +404,10 @@ mod tests {
         let local = NaiveDateTime::parse_from_str("2025-03-09 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
         // PostgreSQL: '2025-03-09 02:30 America/New_York' = 03:30 EDT = 07:30Z.
         assert_eq!(resolve_local(&z, local), utc("2025-03-09T07:30:00Z"));
+        // An ambiguous time takes its later occurrence, as PostgreSQL does (01:30 EST = 06:30Z).
         let amb = NaiveDateTime::parse_from_str("2025-11-02 01:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        assert_eq!(resolve_local(&z, amb), utc("2025-11-02T05:30:00Z"));
+        assert_eq!(resolve_local(&z, amb), utc("2025-11-02T06:30:00Z"));
+        let berlin = NaiveDateTime::parse_from_str("2026-10-25 02:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(resolve_local(&tz("Europe/Berlin"), berlin), utc("2026-10-25T01:30:00Z"));
     }
 }
