@@ -21,7 +21,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '')
 
 -- Acknowledged alerts are pruned by the age of their acknowledgement.
 CREATE INDEX alerts_acked_idx ON pgmart.alert (acked_at) WHERE acked_at IS NOT NULL;
-CREATE INDEX alerts_open_idx ON pgmart.alert (raised_at) WHERE acked_at IS NULL;
+CREATE INDEX alerts_open_idx ON pgmart.alert (raised_at) WHERE acked_at IS NULL AND resolved_at IS NULL;
 
 -- The rules of the roles whose rights you have.
 CREATE VIEW pgmart.rules WITH (security_barrier) AS

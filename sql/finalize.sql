@@ -61,19 +61,19 @@ COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert
 -- owner of the rule, job or check that raised it, or, when that is gone, to its owner at the time.
 CREATE VIEW pgmart.alerts WITH (security_barrier) AS
 SELECT al.alert_id, al.raised_at, al.source_kind, al.source_name, al.severity, al.target, al.payload,
-       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id
+       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id, al.resolved_at
   FROM pgmart.alert al
   LEFT JOIN pgmart.alert_rules r ON r.rule_id OPERATOR(pg_catalog.=) al.rule_id
   LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) al.job_id
   LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) al.check_id
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) coalesce(r.anchor, c.anchor, j.anchor)
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, al.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-COMMENT ON VIEW pgmart.alerts IS 'Every alert of your rules, jobs and checks, open or acknowledged (acknowledged ones are pruned after pgmart.history_retention).';
+COMMENT ON VIEW pgmart.alerts IS 'Every alert of your rules, jobs and checks, open, resolved or acknowledged (closed ones are pruned after pgmart.history_retention).';
 
 CREATE VIEW pgmart.open_alerts WITH (security_barrier) AS
 SELECT a.alert_id, a.raised_at, a.source_kind, a.source_name, a.severity, a.target, a.payload, a.rule_id
   FROM pgmart.alerts a
- WHERE a.acked_at IS NULL;
+ WHERE a.acked_at IS NULL AND a.resolved_at IS NULL;
 COMMENT ON VIEW pgmart.open_alerts IS 'Your alerts not yet acknowledged (rule and health alerts), newest last; acknowledge with pgmart.ack_alert().';
 GRANT SELECT ON pgmart.alerts, pgmart.open_alerts TO PUBLIC;
 -- checks

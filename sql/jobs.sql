@@ -48,7 +48,9 @@ CREATE TABLE pgmart.job (
     anchor               regclass NOT NULL,
     -- Interval schedules: every slot is slot_origin + n * interval (in the job's zone), so a job
     -- keeps its wall-clock time across DST and never drifts.
-    slot_origin          timestamptz CHECK (pg_catalog.isfinite(slot_origin))
+    slot_origin          timestamptz CHECK (pg_catalog.isfinite(slot_origin)),
+    -- How long one run may take (NULL: pgmart.job_timeout; 0: no limit).
+    timeout              interval CHECK (timeout OPERATOR(pg_catalog.>=) '0'::interval)
 );
 CREATE INDEX job_due_idx ON pgmart.job (next_run_at) WHERE enabled;
 CREATE INDEX job_anchor_idx ON pgmart.job (anchor);
@@ -60,7 +62,7 @@ CREATE TABLE pgmart.job_run (
     started_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at timestamptz,
     status      text NOT NULL
-                CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[])),
+                CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[])),
     attempt     integer NOT NULL DEFAULT 1,
     sqlstate    text,
     message     text,
@@ -74,11 +76,19 @@ CREATE INDEX job_run_running_idx ON pgmart.job_run (job_id) WHERE status OPERATO
 
 -- Each role sees the jobs of the roles whose rights it has (a superuser sees all, also jobs whose
 -- anchor is gone).
+-- state: paused, running (a run is under way), queued (due, waiting for a runner or its turn) or
+-- scheduled.
 CREATE VIEW pgmart.jobs WITH (security_barrier) AS
 SELECT j.job_id, j.name, j.kind, j.target, j.schedule, j.timezone,
        pg_catalog.pg_get_userbyid(a.relowner) AS owner, j.enabled, j.next_run_at,
        j.last_run_at, j.last_status, j.consecutive_failures, j.config, j.max_retries, j.retry_backoff,
-       j.created_at, j.running_pid
+       j.created_at, j.running_pid, j.timeout,
+       CASE WHEN NOT j.enabled THEN 'paused'
+            WHEN EXISTS (SELECT 1 FROM pgmart.job_run r WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id
+                            AND r.status OPERATOR(pg_catalog.=) 'running') THEN 'running'
+            WHEN j.running_pid IS NOT NULL
+              OR j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() THEN 'queued'
+            ELSE 'scheduled' END AS state
   FROM pgmart.job j
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
@@ -118,8 +128,11 @@ CREATE TABLE pgmart.alert (
     rule_id      bigint,
     job_id       bigint,
     check_id     bigint,
-    owner        oid
+    owner        oid,
+    -- A health alert resolves when its condition clears (a later failure is a new alert).
+    resolved_at  timestamptz
 );
 CREATE INDEX alerts_raised_idx ON pgmart.alert (raised_at);
-CREATE UNIQUE INDEX alerts_open_dedup_idx ON pgmart.alert (dedup_key) WHERE acked_at IS NULL AND dedup_key IS NOT NULL;
+CREATE UNIQUE INDEX alerts_open_dedup_idx ON pgmart.alert (dedup_key)
+    WHERE acked_at IS NULL AND resolved_at IS NULL AND dedup_key IS NOT NULL;
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';

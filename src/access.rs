@@ -59,13 +59,3 @@ fn grant_access(
     });
     TableIterator::new(stmts.into_iter().map(|s| (s,)))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn each_access_has_its_statements() {
-        assert_eq!(super::statements("bi", "reader").unwrap().len(), 3);
-        assert_eq!(super::statements("team x", "user").unwrap()[0], "GRANT USAGE ON SCHEMA pgmart TO \"team x\"");
-        assert!(super::statements("a", "admin").is_err());
-    }
-}

@@ -86,3 +86,21 @@ pub fn set_signal_handler(signal: i32, handler: unsafe extern "C-unwind" fn(i32)
         }
     }
 }
+
+/// The first user-definable `TimeoutId` (PostgreSQL 17 added TRANSACTION_TIMEOUT before it).
+pub const USER_TIMEOUT: i32 = if cfg!(any(feature = "pg17", feature = "pg18")) { 13 } else { 12 };
+
+/// `PortalRun` for a whole portal, at top level (PostgreSQL 18 dropped the `run_once` argument).
+///
+/// # Safety
+/// A portal made and started by the caller, inside a transaction.
+pub unsafe fn portal_run(portal: pg_sys::Portal, dest: *mut pg_sys::DestReceiver, qc: *mut pg_sys::QueryCompletion) {
+    #[cfg(not(feature = "pg18"))]
+    {
+        pg_sys::PortalRun(portal, i64::MAX as _, true, true, dest, dest, qc);
+    }
+    #[cfg(feature = "pg18")]
+    {
+        pg_sys::PortalRun(portal, i64::MAX as _, true, dest, dest, qc);
+    }
+}

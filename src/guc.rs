@@ -11,6 +11,8 @@ pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
 pub static ALERT_NOTIFY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_JOBS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static MAX_PARALLEL_JOBS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static JOB_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(3_600_000);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -58,6 +60,26 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pgmart.max_parallel_jobs",
+        c"Most pgmart jobs that run at once in one database, each in its own background worker.",
+        c"Jobs due beyond it wait their turn (pgmart.jobs shows them as queued). Each needs a max_worker_processes slot.",
+        &MAX_PARALLEL_JOBS,
+        1,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgmart.job_timeout",
+        c"How long a pgmart job may run when it sets no timeout of its own (0: no limit).",
+        c"A run past it is cancelled, recorded with SQLSTATE 57014 and retried by the job's policy.",
+        &JOB_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"pgmart.max_jobs_per_role",

@@ -21,6 +21,7 @@ pub mod owners;
 pub mod partitions;
 pub mod refresh;
 pub mod sql;
+pub mod version;
 #[cfg(any(test, feature = "pg_test"))]
 pub mod testing;
 pub mod worker;
@@ -42,6 +43,14 @@ extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = [
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
+/// Every job kind: the engine runs a job through the one whose name matches its `kind`.
+pub static JOB_KINDS: &[&dyn jobs::kinds::JobKind] = &[
+    &jobs::sql_job::SqlJob,
+    &refresh::exec::Refresh,
+    &checks::exec::CheckSuite,
+    &partitions::exec::PartitionMaintenance,
+];
+
 /// Every registration kind with an owner anchor (see `owners`), and how each is removed when
 /// `DROP OWNED BY` drops its anchor.
 pub static REGISTRATIONS: &[owners::Registration] = &[
@@ -62,6 +71,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::register();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         PRELOADED.store(true, Ordering::Relaxed);
+        worker::status::init();
         worker::launcher::register();
     }
 }

@@ -473,3 +473,124 @@ mod tests {
         assert_eq!(super::clean_detail(Some("plain")).as_deref(), Some("plain"));
     }
 }
+
+unsafe extern "C-unwind" {
+    fn enable_timeout_after(id: i32, delay_ms: i32);
+    fn disable_timeout(id: i32, keep_indicator: bool);
+}
+
+/// TimeoutId STATEMENT_TIMEOUT (the same in every supported version).
+const STATEMENT_TIMEOUT: i32 = 3;
+
+/// Run a command the way a client's simple query runs it (`psql -c`), outside any transaction
+/// block: each statement is analysed, planned and run at top level through a portal, so
+/// `VACUUM`, `CREATE INDEX CONCURRENTLY` and procedures that `COMMIT` work; several statements
+/// share one implicit transaction, as they do for a client; `statement_timeout` applies to each.
+/// For a background runner only (connected as the job's owner). Returns the rows processed.
+pub fn exec_as_client(command: &str) -> u64 {
+    let ctext = std::ffi::CString::new(command).expect("no NUL in a stored command");
+    let mut processed = 0u64;
+    unsafe {
+        let parsecxt = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"pgmart command".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        pg_sys::debug_query_string = ctext.as_ptr();
+        if !pg_sys::IsTransactionState() {
+            pg_sys::StartTransactionCommand();
+        }
+        let old = pg_sys::MemoryContextSwitchTo(parsecxt);
+        let list = pgrx::PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(ctext.as_ptr()));
+        pg_sys::MemoryContextSwitchTo(old);
+        let n = list.len();
+        let implicit_block = n > 1;
+        for (i, raw) in list.iter_ptr().enumerate() {
+            if !pg_sys::IsTransactionState() {
+                pg_sys::StartTransactionCommand();
+            }
+            if implicit_block {
+                pg_sys::BeginImplicitTransactionBlock();
+            }
+            pg_sys::SetCurrentStatementStartTimestamp();
+            if pg_sys::StatementTimeout > 0 {
+                enable_timeout_after(STATEMENT_TIMEOUT, pg_sys::StatementTimeout);
+            }
+            let tag = pg_sys::CreateCommandTag((*raw).stmt);
+            let snapshot = pg_sys::analyze_requires_snapshot(raw);
+            if snapshot {
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            }
+            // Plans must outlive an internal commit (a procedure's COMMIT, VACUUM's own ones).
+            let old = pg_sys::MemoryContextSwitchTo(parsecxt);
+            let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(raw, ctext.as_ptr(), std::ptr::null(), 0, std::ptr::null_mut());
+            let plans = pg_sys::pg_plan_queries(queries, ctext.as_ptr(), pg_sys::CURSOR_OPT_PARALLEL_OK as i32, std::ptr::null_mut());
+            if snapshot {
+                pg_sys::PopActiveSnapshot();
+            }
+            pg_sys::check_for_interrupts!();
+            let portal = pg_sys::CreatePortal(c"".as_ptr(), true, true);
+            (*portal).visible = false;
+            pg_sys::PortalDefineQuery(portal, std::ptr::null(), ctext.as_ptr(), tag, plans, std::ptr::null_mut());
+            pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
+            let receiver = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
+            pg_sys::MemoryContextSwitchTo(old);
+            let mut qc: pg_sys::QueryCompletion = std::mem::zeroed();
+            crate::compat::portal_run(portal, receiver, &mut qc);
+            if let Some(destroy) = (*receiver).rDestroy {
+                destroy(receiver);
+            }
+            pg_sys::PortalDrop(portal, false);
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            processed += qc.nprocessed;
+            let is_transaction_stmt = (*(*raw).stmt).type_ == pg_sys::NodeTag::T_TransactionStmt;
+            if i + 1 == n {
+                if implicit_block {
+                    pg_sys::EndImplicitTransactionBlock();
+                }
+                pg_sys::CommitTransactionCommand();
+            } else if is_transaction_stmt {
+                pg_sys::CommitTransactionCommand();
+            } else {
+                pg_sys::CommandCounterIncrement();
+            }
+            pg_sys::pgstat_report_stat(false);
+        }
+        if n == 0 && pg_sys::IsTransactionState() {
+            pg_sys::CommitTransactionCommand();
+        }
+        pg_sys::debug_query_string = std::ptr::null();
+        pg_sys::MemoryContextDelete(parsecxt);
+    }
+    processed
+}
+
+/// Run `f` at the top level of a background worker: in a transaction of its own (with a
+/// snapshot), or, with `own`, outside any (f manages its transactions, as [`exec_as_client`]
+/// does). An ERROR is caught, the transaction aborted, and returned; statistics are reported.
+pub fn top_level<R>(own: bool, f: impl FnOnce() -> R) -> std::result::Result<R, Caught> {
+    let mut f = Some(f);
+    let r = PgTryBuilder::new(AssertUnwindSafe(|| unsafe {
+        if own {
+            Ok((f.take().expect("once"))())
+        } else {
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            let r = (f.take().expect("once"))();
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+            Ok(r)
+        }
+    }))
+    .catch_others(|e| unsafe {
+        pg_sys::AbortCurrentTransaction();
+        pg_sys::debug_query_string = std::ptr::null();
+        Err(Caught::from_caught(&e))
+    })
+    .execute();
+    unsafe { pg_sys::pgstat_report_stat(false) };
+    r
+}

@@ -29,6 +29,18 @@ pub struct Health<'a> {
     pub check_id: Option<i64>,
 }
 
+/// The condition behind the open health alert with this key has cleared: it is resolved (a later
+/// failure raises a new alert).
+pub fn resolve(dedup_key: &str) {
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.alert SET resolved_at = pg_catalog.clock_timestamp() \
+              WHERE dedup_key OPERATOR(pg_catalog.=) $1 AND acked_at IS NULL AND resolved_at IS NULL",
+            &[dedup_key.into()],
+        )
+    });
+}
+
 /// Raise a health alert unless an identical one (same `dedup_key`) is still open. Returns the new
 /// alert's id, or None when it was de-duplicated.
 pub fn raise_health(h: Health) -> Option<i64> {
@@ -36,7 +48,7 @@ pub fn raise_health(h: Health) -> Option<i64> {
         sql::one::<i64>(
             "INSERT INTO pgmart.alert (source_kind, source_name, severity, target, payload, dedup_key, owner, job_id, check_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (dedup_key) WHERE acked_at IS NULL AND dedup_key IS NOT NULL DO NOTHING \
+             ON CONFLICT (dedup_key) WHERE acked_at IS NULL AND resolved_at IS NULL AND dedup_key IS NOT NULL DO NOTHING \
              RETURNING alert_id",
             &[
                 h.source_kind.into(),

@@ -15,7 +15,9 @@ fn add_check(
     name: default!(Option<&str>, "NULL"),
     schedule: default!(Option<&str>, "NULL"),
     where_clause: default!(Option<&str>, "NULL"),
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> i64 {
+    crate::jobs::api::check_timeout(timeout);
     let oid = u32::from(target.oid()) as i64;
     drop(target);
     exec::register(NewCheck {
@@ -27,6 +29,7 @@ fn add_check(
         name,
         schedule,
         where_clause,
+        timeout,
     })
 }
 

@@ -468,7 +468,25 @@ fn record(results: &[CheckResult], rows: &[CheckRow], run_by: &str) {
     }
 }
 
-/// The `check_suite` job kind: run this job's checks (as the job's owner, set by the engine).
+/// The `check_suite` job kind: one table's scheduled checks of one owner.
+pub struct CheckSuite;
+
+impl crate::jobs::kinds::JobKind for CheckSuite {
+    fn name(&self) -> &'static str {
+        "check_suite"
+    }
+    fn run(&self, job: &Job) -> Value {
+        run_job(job)
+    }
+    fn drop_hint(&self) -> Option<&'static str> {
+        Some("Drop its checks with pgmart.drop_check().")
+    }
+    fn history(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &[("pgmart.check_result", "run_at", "true")]
+    }
+}
+
+/// Run this job's checks (each as its owner).
 pub fn run_job(job: &Job) -> Value {
     let results = run(None, Some(job.job_id), &format!("job {}", job.job_id));
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
@@ -489,6 +507,7 @@ pub struct NewCheck<'a> {
     pub name: Option<&'a str>,
     pub schedule: Option<&'a str>,
     pub where_clause: Option<&'a str>,
+    pub timeout: Option<pgrx::datum::Interval>,
 }
 
 fn map_plan_error(e: &Caught, what: &str) -> PgMartError {
@@ -649,7 +668,7 @@ pub fn register(n: NewCheck) -> i64 {
             .hint("Pass another name => '...', or drop the existing one with pgmart.drop_check().")
             .raise();
     }
-    let job_id = n.schedule.map(|s| suite_job(n.target_oid, &rel, s, caller));
+    let job_id = n.schedule.map(|s| suite_job(n.target_oid, &rel, s, caller, n.timeout));
     let check_id = sql::as_catalog_owner(|| {
         sql::one::<i64>("SELECT pg_catalog.nextval('pgmart.check_check_id_seq'::pg_catalog.regclass)", &[])
     })
@@ -688,7 +707,7 @@ fn may_read(role: pg_sys::Oid, oid: i64) -> bool {
 }
 
 /// The one `check_suite` job of (table, owner): reused, its schedule updated when a new one is given.
-fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: pg_sys::Oid) -> i64 {
+fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: pg_sys::Oid, timeout: Option<pgrx::datum::Interval>) -> i64 {
     #[derive(Deserialize)]
     struct J {
         job_id: i64,
@@ -727,6 +746,7 @@ fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: pg_sys::Oid) -> i64
                 max_retries: 3,
                 retry_backoff: None,
                 start_at: None,
+                timeout,
             })
         }
     }

@@ -46,6 +46,8 @@ pub struct NewJob<'a> {
     pub max_retries: i32,
     pub retry_backoff: Option<&'a str>,
     pub start_at: Option<TimestampWithTimeZone>,
+    /// How long one run may take (None: pgmart.job_timeout; zero: no limit).
+    pub timeout: Option<pgrx::datum::Interval>,
 }
 
 /// Whether this server loaded pgmart through shared_preload_libraries (so workers run jobs).
@@ -153,6 +155,7 @@ pub fn register(job: NewJob) -> i64 {
             .hint("Choose another name, or change the existing job with pgmart.alter_job().")
             .raise();
     }
+    check_timeout(job.timeout);
     let id = sql::as_catalog_owner(|| {
         sql::one::<i64>("SELECT pg_catalog.nextval('pgmart.job_job_id_seq'::pg_catalog.regclass)", &[])
     })
@@ -161,9 +164,9 @@ pub fn register(job: NewJob) -> i64 {
     sql::as_catalog_owner(|| {
         sql::exec(
             "INSERT INTO pgmart.job (job_id, name, kind, target, schedule, timezone, config, max_retries, \
-                                     retry_backoff, next_run_at, anchor, slot_origin) \
+                                     retry_backoff, next_run_at, anchor, slot_origin, timeout) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.text::interval, pg_catalog.to_timestamp($10), \
-                     $11::pg_catalog.regclass, pg_catalog.to_timestamp($12))",
+                     $11::pg_catalog.regclass, pg_catalog.to_timestamp($12), $13)",
             &[
                 id.into(),
                 job.name.into(),
@@ -177,11 +180,24 @@ pub fn register(job: NewJob) -> i64 {
                 first_epoch.into(),
                 anchor.as_str().into(),
                 origin_epoch.into(),
+                job.timeout.into(),
             ],
         )
     });
     notice_if_no_workers();
     id
+}
+
+/// A job's timeout: zero (no limit) or positive, at most a week.
+pub fn check_timeout(timeout: Option<pgrx::datum::Interval>) {
+    if let Some(t) = timeout {
+        let ok = t.months() == 0 && t.days() >= 0 && t.micros() >= 0 && (t.days() as i64) * 86_400_000_000 + t.micros() <= 7 * 86_400_000_000;
+        if !ok {
+            PgMartError::invalid("timeout must be between 0 (no limit) and 7 days")
+                .hint("For example timeout => '30 minutes'.")
+                .raise();
+        }
+    }
 }
 
 pub fn check_backoff(text: &str) {
@@ -308,8 +324,9 @@ fn schedule_sql(
     retry_backoff: default!(&str, "'1 minute'"),
     start_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     run_as: default!(Option<&str>, "NULL"),
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> i64 {
-    sql_job::validate_command(command).or_raise();
+    let checked = sql_job::validate_command(command).or_raise();
     let owner = owner_for(run_as);
     register(NewJob {
         name,
@@ -318,10 +335,11 @@ fn schedule_sql(
         schedule,
         timezone,
         owner,
-        config: json!({ "command": command }),
+        config: json!({ "command": command, "own_transaction": checked.own_transaction }),
         max_retries,
         retry_backoff: Some(retry_backoff),
         start_at,
+        timeout,
     })
 }
 
@@ -361,6 +379,24 @@ fn run_job(job_id: i64) -> TableIterator<
     require_primary("run a pgmart job");
     let caller = sql::caller();
     let job = engine::claim_for_manual_run(job_id, caller);
+    if crate::jobs::kinds::find(&job.kind).is_some_and(|k| k.needs_own_transaction(&job)) && crate::worker::available() {
+        // It cannot run inside this transaction: the scheduler runs it now, in a runner.
+        sql::as_catalog_owner(|| {
+            sql::exec(
+                "UPDATE pgmart.job SET next_run_at = pg_catalog.clock_timestamp() WHERE job_id OPERATOR(pg_catalog.=) $1",
+                &[job_id.into()],
+            )
+        });
+        return to_rows(vec![RunReport {
+            job_id,
+            name: job.name,
+            kind: job.kind,
+            target: job.target,
+            status: "queued".into(),
+            duration_ms: 0.0,
+            message: Some("runs outside a transaction block: a background runner runs it now (see pgmart.job_runs)".into()),
+        }]);
+    }
     let run_id = engine::start_run(&job, &format!("run_job by {}", sql::role_name(caller)));
     to_rows(vec![engine::execute(&job, run_id, Trigger::Manual)])
 }
@@ -400,9 +436,11 @@ fn alter_job(
     enabled: default!(Option<bool>, "NULL"),
     command: default!(Option<&str>, "NULL"),
     name: default!(Option<&str>, "NULL"),
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) {
     require_primary("alter a pgmart job");
     let job = job_for_caller(job_id);
+    check_timeout(timeout);
     if let Some(n) = max_retries {
         if !(0..=100).contains(&n) {
             PgMartError::invalid("max_retries must be between 0 and 100").raise();
@@ -424,8 +462,9 @@ fn alter_job(
         if job.kind != "sql" {
             PgMartError::invalid(format!("job {job_id} is a {} job; only sql jobs have a command", job.kind)).raise();
         }
-        sql_job::validate_command(c).or_raise();
+        let checked = sql_job::validate_command(c).or_raise();
         config["command"] = json!(c);
+        config["own_transaction"] = json!(checked.own_transaction);
     }
     if schedule.is_some() || timezone.is_some() {
         // Validated before anything changes; applied through the one reschedule path.
@@ -450,7 +489,7 @@ fn alter_job(
         sql::exec(
             "UPDATE pgmart.job SET max_retries = coalesce($2, max_retries), \
                     retry_backoff = coalesce($3::pg_catalog.text::interval, retry_backoff), enabled = coalesce($4, enabled), \
-                    config = $5, name = coalesce($6, name) \
+                    config = $5, name = coalesce($6, name), timeout = coalesce($7, timeout) \
               WHERE job_id OPERATOR(pg_catalog.=) $1",
             &[
                 job_id.into(),
@@ -459,6 +498,7 @@ fn alter_job(
                 enabled.into(),
                 pgrx::JsonB(config).into(),
                 name.into(),
+                timeout.into(),
             ],
         )
     });
@@ -468,37 +508,16 @@ fn alter_job(
 fn drop_job(job_id: i64) {
     require_primary("drop a pgmart job");
     let job = job_for_caller(job_id);
-    // A refresh or partition job whose table or view was dropped is disabled when it next runs; it
-    // (and its registration) can then go this way, since the object's name no longer resolves.
-    let orphaned = job.kind != "sql"
-        && sql::as_catalog_owner(|| {
-            sql::one::<bool>(
-                "SELECT CASE $2 \
-                   WHEN 'partition_maintenance' THEN NOT EXISTS (SELECT 1 FROM pgmart.partition_set s \
-                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.parent \
-                         WHERE s.job_id OPERATOR(pg_catalog.=) $1) \
-                   WHEN 'refresh' THEN NOT EXISTS (SELECT 1 FROM pgmart.refresh_view r \
-                          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view \
-                         WHERE r.job_id OPERATOR(pg_catalog.=) $1) \
-                   ELSE false END",
-                &[job_id.into(), job.kind.as_str().into()],
-            )
-            .unwrap_or(false)
-        });
-    if orphaned {
-        sql::as_catalog_owner(|| {
-            sql::exec("DELETE FROM pgmart.partition_set WHERE job_id OPERATOR(pg_catalog.=) $1", &[job_id.into()])
-        });
-    } else if job.kind != "sql" {
-        let hint = match job.kind.as_str() {
-            "partition_maintenance" => "Use pgmart.drop_partition_set().",
-            "refresh" => "Use pgmart.unschedule_refresh().",
-            "check_suite" => "Drop its checks with pgmart.drop_check().",
-            _ => "Drop the object that owns it.",
-        };
-        PgMartError::state(format!("job {job_id} belongs to a {} set-up and cannot be dropped on its own", job.kind))
-            .hint(hint)
-            .raise();
+    // A job whose object was dropped is disabled when it next runs; it (with its registration)
+    // can then go this way. Others belong to a set-up that has its own way to remove them.
+    if let Some(kind) = crate::jobs::kinds::find(&job.kind) {
+        if !kind.target_gone(&job) {
+            if let Some(hint) = kind.drop_hint() {
+                PgMartError::state(format!("job {job_id} belongs to a {} set-up and cannot be dropped on its own", job.kind))
+                    .hint(hint)
+                    .raise();
+            }
+        }
     }
     delete_job(job_id);
 }

@@ -1,11 +1,14 @@
-//! Claim due jobs, run each as its owner in a subtransaction with `lock_timeout`, record the run,
-//! retry with backoff, alert after the last retry. Shared by `pgmart.refresh_due()`, `run_job()`
-//! and the background scheduler, so they can never run one job twice at once.
+//! Claim due jobs, run each as its owner with `lock_timeout` and a time limit, record the run,
+//! retry with backoff, alert after the last retry. Shared by `pgmart.refresh_due()`, `run_job()`,
+//! the background scheduler and its runners, so that no job ever runs twice at once.
 //!
-//! Claiming: a job is free when `running_pid` is NULL. A session claims with
-//! `FOR UPDATE SKIP LOCKED` and holds the row lock until it commits; the scheduler claims in a short
-//! transaction that sets `running_pid` (so the claim survives into the run's own transaction), and
-//! a claim whose process is gone is released and its run marked `interrupted`.
+//! Who runs a job holds its run lock (`locks::Kind::JobRun`, a lock no SQL function can take) for
+//! as long as the run lasts: a session until its transaction ends, a runner until it exits. So
+//! whether a claimed run is alive is a fact about now (a try-lock), never about a snapshot. The
+//! scheduler queues a run (`running_pid` = the scheduler, a `queued` history row) and starts a
+//! runner, which takes the lock, marks the run `running`, runs it and records it; a queued run is
+//! alive while its scheduler is. A claim whose holder is gone is released and its run marked
+//! `interrupted`, and the job runs again.
 
 use crate::error::{PgMartError, Result};
 use crate::guc;
@@ -15,9 +18,10 @@ use chrono::{DateTime, Utc};
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use crate::locks::{self, Kind as Lock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set in the background scheduler, so the engine reports the current job in pg_stat_activity.
+/// Set in background workers, so the engine reports the current job in pg_stat_activity.
 pub static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,11 +42,20 @@ pub struct Job {
     pub next_run_epoch: Option<f64>,
     pub enabled: bool,
     pub slot_origin_epoch: Option<f64>,
+    /// The job's own time limit in milliseconds (None: pgmart.job_timeout; 0: none).
+    pub timeout_ms: Option<f64>,
 }
 
 impl Job {
     pub fn owner_oid(&self) -> pg_sys::Oid {
         pg_sys::Oid::from(self.owner)
+    }
+    /// The run's time limit in milliseconds (0: none).
+    pub fn timeout(&self) -> i64 {
+        match self.timeout_ms {
+            Some(ms) => ms as i64,
+            None => guc::JOB_TIMEOUT_MS.get() as i64,
+        }
     }
     /// This run's attempt within its scheduled occurrence: 1 for a fresh run, 2.. for retries.
     /// Each scheduled occurrence gets its own `max_retries` retries.
@@ -56,7 +69,8 @@ pub const JOB_SELECT: &str = "SELECT j.job_id, j.name, j.kind, j.target, j.sched
      coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, j.anchor::pg_catalog.text AS anchor, \
      j.max_retries, EXTRACT(epoch FROM j.retry_backoff)::double precision AS retry_backoff_s, j.consecutive_failures, \
      j.config, EXTRACT(epoch FROM j.next_run_at)::double precision AS next_run_epoch, j.enabled, \
-     EXTRACT(epoch FROM j.slot_origin)::double precision AS slot_origin_epoch \
+     EXTRACT(epoch FROM j.slot_origin)::double precision AS slot_origin_epoch, \
+     (EXTRACT(epoch FROM j.timeout) OPERATOR(pg_catalog.*) 1000)::double precision AS timeout_ms \
      FROM pgmart.job j LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
 /// One line of `refresh_due()` / `run_job()` output.
@@ -150,25 +164,57 @@ pub fn next_slot(job: &Job, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     }
 }
 
-/// Mark runs whose process is gone as `interrupted` and free their jobs (they stay due).
+/// A claim left behind by a process that is gone: the job is free again and its run is marked
+/// `interrupted` (it stays due, so it runs again at once). Liveness is decided by the run lock
+/// (and, for a run the scheduler queued, by the scheduler's lock), never by a snapshot.
 pub fn recover_interrupted() -> u64 {
+    #[derive(Deserialize)]
+    struct Claim {
+        job_id: i64,
+        queued: bool,
+        young: bool,
+    }
+    let claims: Vec<Claim> = sql::as_catalog_owner(|| {
+        sql::rows(
+            "SELECT j.job_id, \
+                    EXISTS (SELECT 1 FROM pgmart.job_run r WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id \
+                               AND r.status OPERATOR(pg_catalog.=) 'queued') AS queued, \
+                    j.running_since OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) '30 seconds'::interval) AS young \
+               FROM pgmart.job j \
+              WHERE j.running_pid IS NOT NULL \
+                 OR EXISTS (SELECT 1 FROM pgmart.job_run r WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id \
+                               AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running']))",
+            &[],
+        )
+    });
+    let mut n = 0;
+    for c in claims {
+        if locks::held_elsewhere(Lock::JobRun, c.job_id) {
+            continue; // its runner or session is alive
+        }
+        // A queued run waits for the runner its (live) scheduler started.
+        if c.queued && c.young && locks::held_elsewhere(Lock::Scheduler, 0) {
+            continue;
+        }
+        n += interrupt(c.job_id);
+    }
+    n
+}
+
+/// Mark a job's unfinished runs `interrupted` and free it (it is then due again at once).
+fn interrupt(job_id: i64) -> u64 {
     sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.job j SET running_pid = NULL, running_since = NULL \
-              WHERE running_pid IS NOT NULL AND NOT EXISTS ( \
-                    SELECT 1 FROM pg_catalog.pg_stat_activity a \
-                     WHERE a.pid OPERATOR(pg_catalog.=) j.running_pid \
-                       AND a.backend_start OPERATOR(pg_catalog.<=) j.running_since)",
-            &[],
+            "UPDATE pgmart.job SET running_pid = NULL, running_since = NULL, \
+                    next_run_at = LEAST(next_run_at, pg_catalog.clock_timestamp()) \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into()],
         );
         sql::exec_count(
-            "UPDATE pgmart.job_run r SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(), \
-                    message = 'the process running this job ended before the run finished; it will run again' \
-              WHERE status OPERATOR(pg_catalog.=) 'running' AND NOT EXISTS ( \
-                    SELECT 1 FROM pg_catalog.pg_stat_activity a \
-                     WHERE a.pid OPERATOR(pg_catalog.=) r.pid \
-                       AND a.backend_start OPERATOR(pg_catalog.<=) r.started_at)",
-            &[],
+            "UPDATE pgmart.job_run SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(), \
+                    message = 'the process running this job ended before the run finished; it runs again' \
+              WHERE job_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running'])",
+            &[job_id.into()],
         )
     })
 }
@@ -181,39 +227,145 @@ fn act_as_condition(param: &str) -> String {
     )
 }
 
-/// Claim the next due job `caller` may act as (skipping those in `done`), locking its row until
-/// the caller's transaction ends. Claiming one at a time lets concurrent callers share the work.
-pub fn claim_next_for_session(caller: pg_sys::Oid, done: &[i64]) -> Option<Job> {
+thread_local! {
+    static WAKE_REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A session that claimed jobs wakes the scheduler when its transaction ends (commit or abort),
+/// so the scheduler never polls while a session holds a due job.
+fn wake_scheduler_at_end_of_transaction() {
+    if WAKE_REGISTERED.with(|w| w.replace(true)) {
+        return;
+    }
+    let pid = crate::worker::wake::scheduler_pid();
+    for event in [pgrx::PgXactCallbackEvent::Commit, pgrx::PgXactCallbackEvent::Abort] {
+        pgrx::register_xact_callback(event, move || {
+            WAKE_REGISTERED.with(|w| w.set(false));
+            if let Some(pid) = pid {
+                crate::worker::wake::set_latch(pid);
+            }
+        });
+    }
+}
+
+/// Claim the next due job `caller` may act as (skipping those in `skip`), for this session: its
+/// row is locked and its run lock held until the session's transaction ends. Claiming one at a
+/// time lets concurrent callers share the work. `skip` collects jobs running elsewhere.
+pub fn claim_next_for_session(caller: pg_sys::Oid, skip: &mut Vec<i64>) -> Option<Job> {
+    loop {
+        let job = sql::as_catalog_owner(|| {
+            sql::row::<Job>(
+                &format!(
+                    "{JOB_SELECT} WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+                       AND j.running_pid IS NULL AND {} AND j.job_id OPERATOR(pg_catalog.<>) ALL($2::pg_catalog.int8[]) \
+                     ORDER BY j.next_run_at, j.job_id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+                    act_as_condition("$1")
+                ),
+                &[caller.into(), skip.clone().into()],
+            )
+        })?;
+        skip.push(job.job_id);
+        if locks::try_lock(Lock::JobRun, job.job_id, false) {
+            wake_scheduler_at_end_of_transaction();
+            return Some(job);
+        }
+    }
+}
+
+/// Queue up to `max` due jobs for runners (the scheduler): each gets `running_pid` = the
+/// scheduler and a `queued` history row. Owners take turns (one job of each owner, oldest due
+/// first, then the next of each), so one role's thousand due jobs do not starve another's.
+pub fn queue_for_runners(max: usize) -> Vec<(Job, i64)> {
+    if max == 0 {
+        return vec![];
+    }
+    #[derive(Deserialize)]
+    struct Candidate {
+        job_id: i64,
+    }
     sql::as_catalog_owner(|| {
-        sql::row::<Job>(
-            &format!(
-                "{JOB_SELECT} WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
-                   AND j.running_pid IS NULL AND {} AND j.job_id OPERATOR(pg_catalog.<>) ALL($2::pg_catalog.int8[]) \
-                 ORDER BY j.next_run_at, j.job_id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
-                act_as_condition("$1")
-            ),
-            &[caller.into(), done.to_vec().into()],
-        )
+        let candidates: Vec<Candidate> = sql::rows(
+            "SELECT j.job_id FROM ( \
+                 SELECT j.job_id, j.next_run_at, \
+                        pg_catalog.row_number() OVER (PARTITION BY a.relowner ORDER BY j.next_run_at, j.job_id) AS turn \
+                   FROM pgmart.job j LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+                  WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+                    AND j.running_pid IS NULL) j \
+              ORDER BY j.turn, j.next_run_at, j.job_id LIMIT $1",
+            &[((max * 4) as i64).into()],
+        );
+        let mut out = vec![];
+        for c in candidates {
+            if out.len() >= max {
+                break;
+            }
+            if locks::held_elsewhere(Lock::JobRun, c.job_id) {
+                continue; // a session runs it right now
+            }
+            let locked = sql::row::<Job>(
+                &format!(
+                    "{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1 AND j.enabled AND j.running_pid IS NULL \
+                       AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() FOR UPDATE OF j SKIP LOCKED"
+                ),
+                &[c.job_id.into()],
+            );
+            let Some(job) = locked else { continue };
+            sql::exec(
+                "UPDATE pgmart.job SET running_pid = pg_catalog.pg_backend_pid(), running_since = pg_catalog.clock_timestamp() \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
+                &[job.job_id.into()],
+            );
+            let run_id = insert_run(&job, "pgmart scheduler", "queued");
+            out.push((job, run_id));
+        }
+        out
     })
 }
 
-/// Claim one due job for the scheduler: sets `running_pid` so the claim outlives this
-/// transaction. Returns the job and its `running` run id.
-pub fn claim_one_for_worker() -> Option<(Job, i64)> {
+/// A runner takes over the run the scheduler queued for it: it takes the run lock (for the whole
+/// run) and marks the run `running`. None when the run is no longer queued (it was recovered).
+pub fn begin_queued_run(job_id: i64, run_id: i64) -> Option<Job> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !locks::try_lock(Lock::JobRun, job_id, true) {
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        pg_sys::check_for_interrupts!();
+    }
+    let started = sql::as_catalog_owner(|| {
+        let n = sql::exec_count(
+            "UPDATE pgmart.job_run SET status = 'running', pid = pg_catalog.pg_backend_pid(), \
+                    started_at = pg_catalog.clock_timestamp() \
+              WHERE run_id OPERATOR(pg_catalog.=) $1 AND job_id OPERATOR(pg_catalog.=) $2 \
+                AND status OPERATOR(pg_catalog.=) 'queued'",
+            &[run_id.into(), job_id.into()],
+        );
+        if n == 1 {
+            sql::exec(
+                "UPDATE pgmart.job SET running_pid = pg_catalog.pg_backend_pid() WHERE job_id OPERATOR(pg_catalog.=) $1",
+                &[job_id.into()],
+            );
+        }
+        n == 1
+    });
+    if !started {
+        locks::unlock(Lock::JobRun, job_id, true);
+        return None;
+    }
+    load(job_id)
+}
+
+/// Give back a run the scheduler queued but could not start (no free worker slot): the job is
+/// due again, its queued row gone.
+pub fn unqueue(job_id: i64, run_id: i64) {
     sql::as_catalog_owner(|| {
-        let job_id = sql::one::<i64>(
-            "UPDATE pgmart.job SET running_pid = pg_catalog.pg_backend_pid(), running_since = pg_catalog.clock_timestamp() \
-              WHERE job_id OPERATOR(pg_catalog.=) (SELECT job_id FROM pgmart.job \
-                               WHERE enabled AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
-                                 AND running_pid IS NULL \
-                               ORDER BY next_run_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING job_id",
-            &[],
-        )?;
-        let job = sql::row::<Job>(&format!("{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1"), &[job_id.into()])?;
-        let run_id = start_run(&job, "pgmart scheduler");
-        Some((job, run_id))
-    })
+        sql::exec("DELETE FROM pgmart.job_run WHERE run_id OPERATOR(pg_catalog.=) $1", &[run_id.into()]);
+        sql::exec(
+            "UPDATE pgmart.job SET running_pid = NULL, running_since = NULL WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into()],
+        );
+    });
 }
 
 /// A job by id as the catalog has it (no privilege check).
@@ -228,36 +380,48 @@ pub fn not_yours(job: impl std::fmt::Display) -> PgMartError {
         .hint("pgmart.jobs lists the jobs you may act on.")
 }
 
-/// Lock one job for a manual run; errors if it is running elsewhere or unknown.
+/// Lock one job for a manual run in this session; errors if it is running elsewhere or unknown.
 pub fn claim_for_manual_run(job_id: i64, caller: pg_sys::Oid) -> Job {
-    let job = load(job_id).filter(|j| j.owner != 0 && sql::may_act_as(caller, j.owner_oid())).unwrap_or_else(|| not_yours(job_id).raise());
+    let job = load(job_id)
+        .filter(|j| j.owner != 0 && sql::may_act_as(caller, j.owner_oid()))
+        .unwrap_or_else(|| not_yours(job_id).raise());
     recover_interrupted();
+    let busy = || {
+        PgMartError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+            format!("job {job_id} (\"{}\") is running right now", job.name),
+        )
+        .hint("Wait for that run to finish; pgmart.job_runs shows it.")
+        .raise()
+    };
     let locked = sql::as_catalog_owner(|| {
         sql::row::<Job>(
             &format!("{JOB_SELECT} WHERE j.job_id OPERATOR(pg_catalog.=) $1 AND j.running_pid IS NULL FOR UPDATE OF j SKIP LOCKED"),
             &[job_id.into()],
         )
-    });
-    locked.unwrap_or_else(|| {
-        PgMartError::new(
-            pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-            format!("job {job_id} (\"{}\") is running in another session", job.name),
-        )
-        .hint("Wait for that run to finish; pgmart.job_runs shows it.")
-        .raise()
     })
+    .unwrap_or_else(busy);
+    if !locks::try_lock(Lock::JobRun, job_id, false) {
+        busy();
+    }
+    wake_scheduler_at_end_of_transaction();
+    locked
 }
 
-/// Insert the `running` history row for a claimed job.
-pub fn start_run(job: &Job, run_by: &str) -> i64 {
+fn insert_run(job: &Job, run_by: &str, status: &str) -> i64 {
     sql::as_catalog_owner(|| {
         sql::one::<i64>(
             "INSERT INTO pgmart.job_run (job_id, status, attempt, run_by, pid) \
-             VALUES ($1, 'running', $2, $3, pg_catalog.pg_backend_pid()) RETURNING run_id",
-            &[job.job_id.into(), job.attempt().into(), run_by.into()],
+             VALUES ($1, $2, $3, $4, pg_catalog.pg_backend_pid()) RETURNING run_id",
+            &[job.job_id.into(), status.into(), job.attempt().into(), run_by.into()],
         )
         .expect("run id")
     })
+}
+
+/// Insert the `running` history row for a job this session claimed.
+pub fn start_run(job: &Job, run_by: &str) -> i64 {
+    insert_run(job, run_by, "running")
 }
 
 fn report_activity(text: &str) {
@@ -269,8 +433,8 @@ fn report_activity(text: &str) {
 }
 
 /// Writes that must survive the rollback of a failed run (a failed refresh's history row, its
-/// alert): a kind queues them with [`after_rollback`] and the engine makes them after the run's
-/// subtransaction, whatever its outcome.
+/// alert): a kind queues them with [`after_rollback`] and the engine makes them after the run,
+/// whatever its outcome.
 pub type Deferred = Box<dyn FnOnce()>;
 
 thread_local! {
@@ -282,8 +446,7 @@ pub fn after_rollback(f: impl FnOnce() + 'static) {
     DEFERRED.with(|d| d.borrow_mut().push(Box::new(f)));
 }
 
-/// Make the queued writes (see [`after_rollback`]); also called by non-job callers after a
-/// subtransaction that may have queued some.
+/// Make the queued writes (see [`after_rollback`]).
 pub fn flush_deferred() {
     let items: Vec<Deferred> = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
     for f in items {
@@ -291,40 +454,77 @@ pub fn flush_deferred() {
     }
 }
 
-/// Run one claimed job as its owner in a subtransaction, then record the outcome and schedule the
-/// next run. Never raises for a failure of the job itself; a cancel stops everything.
+/// A finished run's outcome: its details, or the error that ended it.
+pub type Outcome = std::result::Result<Value, Caught>;
+
+fn timed_out(job: &Job) -> Caught {
+    Caught {
+        sqlstate: "57014".into(),
+        message: format!("job {} ran past its timeout of {} ms and was cancelled", job.job_id, job.timeout()),
+        detail: None,
+        hint: Some("Give the job more time with pgmart.alter_job(job, timeout => ...), or make it faster.".into()),
+    }
+}
+
+/// Run one job this session claimed, as its owner, in a subtransaction with `lock_timeout` and the
+/// job's time limit; record the outcome and schedule the next run. A failure of the job is
+/// recorded, never raised; a cancel of the caller's statement (or its own statement_timeout)
+/// stops the whole call, as it should.
 pub fn execute(job: &Job, run_id: i64, trigger: Trigger) -> RunReport {
     let started = std::time::Instant::now();
-    report_activity(&format!("pgmart job {} ({}): {}", job.job_id, job.kind, job.name));
-    let outcome: std::result::Result<Value, Caught> = if job.owner == 0 {
+    let outcome: Outcome = if job.owner == 0 {
         Err(Caught::from_error(&PgMartError::state(format!(
             "job {} has no owner any more (its owner anchor was dropped)",
             job.job_id
         ))))
+    } else if crate::jobs::kinds::find(&job.kind).is_some_and(|k| k.needs_own_transaction(job)) {
+        Err(Caught::from_error(
+            &PgMartError::state(format!("job {} runs outside a transaction block (like psql -c), so only a background runner can run it", job.job_id))
+                .hint("Add pgmart to shared_preload_libraries: the scheduler runs it in its own background worker."),
+        ))
     } else {
-        // The job's lock_timeout (and anything it SETs) must not outlive it in the caller's transaction.
-        let r = sql::subtransaction(|| {
+        let timer = crate::jobs::timeout::Timer::start(job.timeout());
+        let r = sql::subtransaction_catching_cancel(|| {
             sql::as_role(job.owner_oid(), || {
                 sql::set_local("lock_timeout", &format!("{}ms", guc::LOCK_TIMEOUT_MS.get()));
                 crate::jobs::kinds::run(job)
             })
         });
+        let fired = timer.fired();
+        drop(timer);
         flush_deferred();
-        r
+        match r {
+            Err(c) if c.is_cancel() && fired => Err(timed_out(job)),
+            Err(c) if c.is_cancel() => c.raise(),
+            other => other,
+        }
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let report = record(job, run_id, trigger, outcome, duration_ms);
-    report_activity("pgmart scheduler: idle");
-    report
+    record(job, run_id, trigger, outcome, duration_ms)
 }
 
-fn record(
-    job: &Job,
-    run_id: i64,
-    trigger: Trigger,
-    outcome: std::result::Result<Value, Caught>,
-    duration_ms: f64,
-) -> RunReport {
+/// What a runner does with the job it took over: run it (the runner is connected as the job's
+/// owner, so nothing is switched) with the job's time limit. A kind that needs its own
+/// transaction runs outside any; the others in one. Returns the outcome; never raises.
+pub fn execute_in_runner(job: &Job) -> (Outcome, f64) {
+    let started = std::time::Instant::now();
+    report_activity(&format!("pgmart job {}: {}", job.job_id, job.name));
+    let timer = crate::jobs::timeout::Timer::start(job.timeout());
+    let own = crate::jobs::kinds::find(&job.kind).is_some_and(|k| k.needs_own_transaction(job));
+    let r = sql::top_level(own, || crate::jobs::kinds::run(job));
+    let fired = timer.fired();
+    drop(timer);
+    let r = match r {
+        Err(c) if c.is_cancel() && fired => Err(timed_out(job)),
+        other => other,
+    };
+    (r, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Record a finished run (history row, the job's state, next slot or retry, alert after the last
+/// retry) and free the job. Makes the deferred writes first.
+pub fn record(job: &Job, run_id: i64, trigger: Trigger, outcome: Outcome, duration_ms: f64) -> RunReport {
+    flush_deferred();
     let now = Utc::now();
     let mut report = RunReport {
         job_id: job.job_id,
@@ -354,6 +554,7 @@ fn record(
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
                 &[job.job_id.into(), next.into()],
             );
+            crate::alerts::resolve(&format!("job_failed:{}", job.job_id));
         }
         Err(caught) => {
             let attempt = job.attempt();
@@ -410,16 +611,28 @@ fn record(
     report
 }
 
-/// Run every due job the caller may act as, in this transaction (`pgmart.refresh_due()`).
+/// Run every due job the caller may act as, in this transaction (`pgmart.refresh_due()`). Jobs
+/// that need their own transaction are left to the background runners.
 pub fn refresh_due() -> Vec<RunReport> {
     let caller = sql::caller();
     crate::jobs::history::prune();
     recover_interrupted();
     let run_by = format!("session {} ({})", unsafe { pg_sys::MyProcPid }, sql::role_name(caller));
-    let mut done: Vec<i64> = vec![];
+    let mut skip: Vec<i64> = vec![];
     let mut reports = vec![];
-    while let Some(job) = claim_next_for_session(caller, &done) {
-        done.push(job.job_id);
+    while let Some(job) = claim_next_for_session(caller, &mut skip) {
+        if crate::worker::available() && crate::jobs::kinds::find(&job.kind).is_some_and(|k| k.needs_own_transaction(&job)) {
+            reports.push(RunReport {
+                job_id: job.job_id,
+                name: job.name.clone(),
+                kind: job.kind.clone(),
+                target: job.target.clone(),
+                status: "skipped".into(),
+                duration_ms: 0.0,
+                message: Some("runs outside a transaction block: left to a background runner".into()),
+            });
+            continue;
+        }
         let run_id = start_run(&job, &run_by);
         reports.push(execute(&job, run_id, Trigger::Schedule));
     }

@@ -1,16 +1,13 @@
-//! Bounded history: job runs (and the history tables of capabilities) are pruned by age
-//! (`pgmart.history_retention`) as part of the engine's own housekeeping.
+//! Bounded history: job runs, alerts and the history tables each job kind declares are pruned by
+//! age (`pgmart.history_retention`) as part of the engine's own housekeeping.
 
 use crate::guc;
 use crate::sql;
 
-/// `(table, timestamp column, extra condition)` for each history table pruned by age.
-/// Capabilities add their history tables here.
-const HISTORY: &[(&str, &str, &str)] = &[
-    ("pgmart.job_run", "started_at", "status OPERATOR(pg_catalog.<>) 'running'"),
-    ("pgmart.refresh_history", "started_at", "true"),
-    ("pgmart.alert", "acked_at", "acked_at IS NOT NULL"),
-    ("pgmart.check_result", "run_at", "true"),
+/// The engine's own history: `(table, timestamp column, extra condition)`.
+const ENGINE_HISTORY: &[(&str, &str, &str)] = &[
+    ("pgmart.job_run", "started_at", "status OPERATOR(pg_catalog.<>) ALL (ARRAY['running', 'queued'])"),
+    ("pgmart.alert", "coalesce(acked_at, resolved_at)", "(acked_at IS NOT NULL OR resolved_at IS NOT NULL)"),
 ];
 
 /// Delete history older than `pgmart.history_retention`. Only one session prunes at a time; the
@@ -21,8 +18,10 @@ pub fn prune() -> u64 {
             return 0;
         }
         let secs = guc::HISTORY_RETENTION_S.get() as f64;
-        HISTORY
+        let kinds = crate::JOB_KINDS.iter().flat_map(|k| k.history().iter());
+        ENGINE_HISTORY
             .iter()
+            .chain(kinds)
             .map(|(table, column, cond)| {
                 sql::exec_count(
                     &format!(

@@ -7,6 +7,7 @@ pub mod history;
 pub mod kinds;
 pub mod schedule;
 pub mod sql_job;
+pub mod timeout;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

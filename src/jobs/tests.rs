@@ -44,8 +44,8 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b5', 'SELECT 1', '1 hour', 'Mars/Olympus')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('', 'SELECT 1', '1 hour')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b6', 'SELEC 1', '1 hour')"), "42601");
-        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b7', 'VACUUM', '1 hour')"), "22023");
-        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b8', 'COMMIT', '1 hour')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b7', ';', '1 hour')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b8', '-- nothing', '1 hour')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b9', 'SELECT 1', '1 hour', max_retries => -1)"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b10', 'SELECT 1', '1 hour', retry_backoff => 'soon')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b11', 'SELECT 1', '1 hour', run_as => 'no_such_role')"), "42704");
@@ -54,8 +54,11 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.jobs WHERE name ~ '^b[0-9]+$'"), Some(0));
         Spi::run("SELECT pgmart.schedule_sql('b_dup', 'SELECT 1', '1 hour')").unwrap();
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b_dup', 'SELECT 2', '2 hours')"), "42710");
-        // ANALYZE is allowed (it runs inside a transaction).
+        // ANALYZE runs inside a transaction; VACUUM runs like psql -c would, in a background runner.
         Spi::run("SELECT pgmart.schedule_sql('b_analyze', 'ANALYZE pgmart.job', '1 day')").unwrap();
+        Spi::run("SELECT pgmart.schedule_sql('b_vacuum', 'VACUUM pgmart.job', '1 day')").unwrap();
+        assert_eq!(one::<bool>("SELECT (config->>'own_transaction')::bool FROM pgmart.jobs WHERE name = 'b_vacuum'"), Some(true));
+        assert_eq!(one::<bool>("SELECT (config->>'own_transaction')::bool FROM pgmart.jobs WHERE name = 'b_analyze'"), Some(false));
     }
 
     #[pg_test]
@@ -210,8 +213,9 @@ mod tests {
     #[pg_test]
     fn interval_schedule_keeps_cadence_and_skips_missed_slots() {
         Spi::run("SELECT pgmart.schedule_sql('t_cadence', 'SELECT 1', '10 minutes')").unwrap();
-        // Pretend the job was due 35 minutes ago (it missed three slots).
-        Spi::run("UPDATE pgmart.job SET next_run_at = date_trunc('minute', clock_timestamp()) - interval '35 minutes' WHERE name = 't_cadence'").unwrap();
+        // Pretend the job was made 45 minutes ago and due 35 minutes ago (it missed three slots).
+        Spi::run("UPDATE pgmart.job SET next_run_at = date_trunc('minute', clock_timestamp()) - interval '35 minutes', \
+                  slot_origin = date_trunc('minute', clock_timestamp()) - interval '45 minutes' WHERE name = 't_cadence'").unwrap();
         let anchor = one::<String>("SELECT next_run_at::text FROM pgmart.jobs WHERE name = 't_cadence'");
         Spi::run("SELECT * FROM pgmart.refresh_due()").unwrap();
         let ok = one::<bool>(&format!(

@@ -45,8 +45,10 @@ fn create_partition_set(
     default_partition: default!(bool, true),
     schedule: default!(&str, "'1 hour'"),
     timezone: default!(&str, "'UTC'"),
+    timeout: default!(Option<Interval>, "NULL"),
 ) -> i64 {
     crate::jobs::api::require_primary("create a partition set");
+    crate::jobs::api::check_timeout(timeout);
     let oid = oid_arg(&parent);
     let info = sql::row::<RelInfo>(
         "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
@@ -161,6 +163,7 @@ fn create_partition_set(
         max_retries: 3,
         retry_backoff: Some("1 minute"),
         start_at: None,
+        timeout,
     });
     sql::as_catalog_owner(|| {
         sql::exec(

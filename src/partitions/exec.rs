@@ -552,8 +552,26 @@ pub fn record_all(items: &[(&SetRow, &Outcome)]) {
     });
 }
 
-/// The `partition_maintenance` job kind: maintain the job's set; a set that failed (or could not
-/// get its lock) fails the run, so the engine retries it with backoff and alerts after the last try.
+/// The `partition_maintenance` job kind.
+pub struct PartitionMaintenance;
+
+impl crate::jobs::kinds::JobKind for PartitionMaintenance {
+    fn name(&self) -> &'static str {
+        "partition_maintenance"
+    }
+    fn run(&self, job: &Job) -> Value {
+        run_job(job)
+    }
+    fn target_gone(&self, job: &Job) -> bool {
+        load_sets("s.job_id OPERATOR(pg_catalog.=) $1", &[job.job_id.into()]).is_empty()
+    }
+    fn drop_hint(&self) -> Option<&'static str> {
+        Some("Use pgmart.drop_partition_set().")
+    }
+}
+
+/// Maintain the job's set; a set that failed (or could not get its lock) fails the run, so the
+/// engine retries it with backoff and alerts after the last try.
 pub fn run_job(job: &Job) -> Value {
     let sets = load_sets_for_pass("s.job_id = $1", &[job.job_id.into()]);
     let Some(set) = sets.first() else {

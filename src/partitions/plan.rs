@@ -631,14 +631,18 @@ mod tests {
         }
         assert!(p.create.iter().all(|c| c.hi > c.lo));
         assert!(!names(&p).contains(&"events_p20240310_0200".to_string()));
-        // Fall back 2024-11-03: the 01:00 slot spans two hours, the set stays contiguous.
+        // Fall back 2024-11-03: 01:00 happens twice and means the later one (as in PostgreSQL:
+        // '2024-11-03 01:00 America/New_York' is 01:00 EST), so the 00:00 slot spans two hours;
+        // the set stays contiguous.
         s.anchor = Some(local_to_key(ColType::Timestamptz, &s.tz, nt("2024-11-03 00:00")));
         let p = plan(&s, &[], utc("2024-11-03 04:30"), true, &HashSet::new()).unwrap();
         for w in p.create.windows(2) {
             assert_eq!(w[0].hi, w[1].lo);
         }
+        let midnight = p.create.iter().find(|c| c.name == "events_p20241103_0000").unwrap();
+        assert_eq!(midnight.hi - midnight.lo, 2 * 3600 * 1_000_000);
         let one = p.create.iter().find(|c| c.name == "events_p20241103_0100").unwrap();
-        assert_eq!(one.hi - one.lo, 2 * 3600 * 1_000_000);
+        assert_eq!(one.hi - one.lo, 3600 * 1_000_000);
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn schedule_refresh(
     timezone: default!(&str, "'UTC'"),
     max_retries: default!(i32, 3),
     retry_backoff: default!(&str, "'1 minute'"),
+    timeout: default!(Option<Interval>, "NULL"),
 ) -> i64 {
+    crate::jobs::api::check_timeout(timeout);
     let info = checked_view(view, "schedule_refresh");
     let period = exec::approx_period(schedule, timezone).or_raise();
     if let Some(slo) = freshness_slo {
@@ -69,9 +71,9 @@ fn schedule_refresh(
         sql::as_catalog_owner(|| {
             sql::exec(
                 "UPDATE pgmart.job SET max_retries = $2, retry_backoff = $3::pg_catalog.text::interval, \
-                        enabled = true, consecutive_failures = 0, target = $4 \
+                        enabled = true, consecutive_failures = 0, target = $4, timeout = coalesce($5, timeout) \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
-                &[job.job_id.into(), max_retries.into(), retry_backoff.into(), info.qname.as_str().into()],
+                &[job.job_id.into(), max_retries.into(), retry_backoff.into(), info.qname.as_str().into(), timeout.into()],
             );
             sql::exec(
                 "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
@@ -112,6 +114,7 @@ fn schedule_refresh(
         max_retries,
         retry_backoff: Some(retry_backoff),
         start_at: None,
+        timeout,
     });
     sql::as_catalog_owner(|| {
         sql::exec(

@@ -338,7 +338,28 @@ fn raise_again(o: &Outcome) -> ! {
     PgMartError::new(code, format!("refresh of {} failed: {}", o.view_name, o.error.clone().unwrap_or_default())).raise()
 }
 
-/// The `refresh` job kind. Runs as the job's owner inside the engine's subtransaction.
+/// The `refresh` job kind.
+pub struct Refresh;
+
+impl crate::jobs::kinds::JobKind for Refresh {
+    fn name(&self) -> &'static str {
+        "refresh"
+    }
+    fn run(&self, job: &Job) -> Value {
+        run_job(job)
+    }
+    fn target_gone(&self, job: &Job) -> bool {
+        registered_by_job(job.job_id).map(|r| !r.exists).unwrap_or(true)
+    }
+    fn drop_hint(&self) -> Option<&'static str> {
+        Some("Use pgmart.unschedule_refresh().")
+    }
+    fn history(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &[("pgmart.refresh_history", "started_at", "true")]
+    }
+}
+
+/// Run a refresh job, as its owner.
 pub fn run_job(job: &Job) -> Value {
     let Some(reg) = registered_by_job(job.job_id) else {
         PgMartError::undefined_object(format!("job {} has no registered materialized view", job.job_id)).raise()

@@ -1,15 +1,26 @@
-//! Background workers: a static launcher (started with the server when pgmart is preloaded) starts
-//! one scheduler per database that has the extension; each scheduler runs that database's due jobs
-//! through the same engine as `pgmart.refresh_due()`.
+//! Background workers. A static launcher (started with the server when pgmart is preloaded; it
+//! connects to no database) starts one scheduler per database; a scheduler (a dynamic worker,
+//! restarted within a second if it dies) queues that database's due jobs and starts one runner per
+//! run, up to `pgmart.max_parallel_jobs`; a runner (a dynamic worker connected to the database *as
+//! the job's owner*) runs one job the way a client would, records it and exits.
 
 pub mod launcher;
+pub mod runner;
 pub mod scheduler;
+pub mod status;
 pub mod wake;
 
+use pgrx::bgworkers::BackgroundWorkerBuilder;
 use pgrx::prelude::*;
 
 pub const LAUNCHER_TYPE: &str = "pgmart launcher";
 pub const SCHEDULER_TYPE: &str = "pgmart scheduler";
+pub const RUNNER_TYPE: &str = "pgmart job";
+
+/// Whether this server loaded pgmart through shared_preload_libraries (so workers run jobs).
+pub fn available() -> bool {
+    crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 pub(crate) mod raw_pg {
     // PostgreSQL's own SIGTERM handler: sets ProcDiePending so a running statement is cancelled
@@ -28,7 +39,7 @@ pub(crate) fn attach_signals() {
 
 /// Show `text` as this worker's query in pg_stat_activity.
 pub(crate) fn report(state: pg_sys::BackendState::Type, text: &str) {
-    if let Ok(c) = std::ffi::CString::new(text) {
+    if let Ok(c) = std::ffi::CString::new(text.replace('\0', "")) {
         unsafe { pg_sys::pgstat_report_activity(state, c.as_ptr()) };
     }
 }
@@ -42,5 +53,49 @@ pub(crate) fn allowed(db: &str) -> bool {
 pub(crate) fn reload_config_if_asked() {
     if pgrx::bgworkers::BackgroundWorker::sighup_received() {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    }
+}
+
+/// A dynamic worker this process started; it is told (SIGUSR1, its latch set) when the worker
+/// starts and exits. The handle lives in TopMemoryContext and is freed on drop.
+pub struct Started {
+    handle: *mut pg_sys::BackgroundWorkerHandle,
+}
+
+impl Started {
+    /// Register a dynamic worker (None when no worker slot is free).
+    pub fn start(builder: BackgroundWorkerBuilder) -> Option<Started> {
+        let builder = builder.set_notify_pid(unsafe { pg_sys::MyProcPid });
+        let mut bgw: pg_sys::BackgroundWorker = (&builder).into();
+        let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+        let ok = unsafe {
+            let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            let ok = pg_sys::RegisterDynamicBackgroundWorker(&mut bgw, &mut handle);
+            pg_sys::MemoryContextSwitchTo(old);
+            ok
+        };
+        ok.then_some(Started { handle })
+    }
+    /// Whether it has stopped (or could not start).
+    pub fn stopped(&self) -> bool {
+        let mut pid: pg_sys::pid_t = 0;
+        let st = unsafe { pg_sys::GetBackgroundWorkerPid(self.handle, &mut pid) };
+        st == pg_sys::BgwHandleStatus::BGWH_STOPPED || st == pg_sys::BgwHandleStatus::BGWH_POSTMASTER_DIED
+    }
+    /// Its process id once it runs.
+    pub fn pid(&self) -> Option<i32> {
+        let mut pid: pg_sys::pid_t = 0;
+        let st = unsafe { pg_sys::GetBackgroundWorkerPid(self.handle, &mut pid) };
+        (st == pg_sys::BgwHandleStatus::BGWH_STARTED).then_some(pid)
+    }
+    /// Ask the postmaster to stop it (SIGTERM).
+    pub fn terminate(&self) {
+        unsafe { pg_sys::TerminateBackgroundWorker(self.handle) };
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        unsafe { pg_sys::pfree(self.handle.cast()) };
     }
 }

@@ -1,9 +1,12 @@
-//! One scheduler per database: claims due jobs one at a time and runs each in its own transaction
-//! through the job engine, as the job's owner. Sleeps until the next job is due or `pgmart.naptime`,
-//! whichever is first; a catalog change wakes it early. SIGTERM cancels a running job at once (the
-//! job's transaction rolls back and it runs again later).
+//! One scheduler per database (a dynamic worker connected as the bootstrap superuser, which runs
+//! no user code at all): it queues due jobs and starts one runner per run, up to
+//! `pgmart.max_parallel_jobs` at once, owners taking turns. It sleeps until the next job is due or
+//! `pgmart.naptime`, whichever is first; a catalog change, a runner's exit and the end of a
+//! session's transaction that held due jobs wake it. It stops a runner that outlives its job's
+//! timeout, and marks the run of a runner that died `interrupted` (the job runs again at once).
 
-use super::{attach_signals, report, reload_config_if_asked};
+use super::status::{self, NO_SLOT_RUNNER};
+use super::{report, reload_config_if_asked, Started, RUNNER_TYPE};
 use crate::guc;
 use crate::jobs::{engine, history};
 use crate::sql::{self, Caught};
@@ -13,11 +16,13 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
+/// How long past its timeout a runner may take to stop by itself before it is terminated.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 
 /// Run `f` in its own transaction; an ERROR is caught, the transaction aborted, and None returned.
 fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
     let mut f = Some(f);
-    PgTryBuilder::new(AssertUnwindSafe(|| {
+    let r = PgTryBuilder::new(AssertUnwindSafe(|| {
         BackgroundWorker::transaction(AssertUnwindSafe(|| Some((f.take().expect("once"))())))
     }))
     .catch_others(|e| {
@@ -26,63 +31,165 @@ fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
         log!("pgmart scheduler: {what} failed: {} ({})", c.message, c.sqlstate);
         None
     })
-    .execute()
+    .execute();
+    unsafe { pg_sys::pgstat_report_stat(false) };
+    r
 }
 
-fn extension_installed() -> bool {
-    sql::one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart')",
-        &[],
-    )
-        .unwrap_or(false)
+/// The extension's state in this database.
+enum Installed {
+    No,
+    OtherVersion(String),
+    Yes,
 }
 
-/// Seconds until the next enabled job is due (None when there is none).
-fn seconds_to_next_due() -> Option<f64> {
-    sql::as_catalog_owner(|| {
-        sql::one::<f64>(
-            "SELECT EXTRACT(epoch FROM pg_catalog.min(next_run_at) OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())::double precision \
-               FROM pgmart.job WHERE enabled AND running_pid IS NULL",
-            &[],
-        )
-    })
-}
-
-/// Run due jobs, one transaction each, until none is due. Returns false when claiming failed (the
-/// caller then waits a full naptime instead of retrying at once).
-fn run_due_jobs() -> bool {
-    loop {
-        let claimed = guarded("claiming a job", engine::claim_one_for_worker);
-        let Some(Some((job, run_id))) = claimed else {
-            return claimed.is_some();
-        };
-        let ran = guarded("running a job", || engine::execute(&job, run_id, engine::Trigger::Schedule));
-        if ran.is_none() {
-            // Recording failed after the job itself: release the claim so the job is not stuck.
-            guarded("releasing a job", || sql::as_catalog_owner(|| {
-                sql::exec(
-                    "UPDATE pgmart.job_run SET status = 'failed', finished_at = clock_timestamp(), \
-                            message = 'pgmart could not record this run; see the server log' WHERE run_id = $1",
-                    &[run_id.into()],
-                );
-                sql::exec(
-                    "UPDATE pgmart.job SET running_pid = NULL, running_since = NULL WHERE job_id = $1",
-                    &[job.job_id.into()],
-                );
-            }));
-        }
-        report(pg_sys::BackendState::STATE_IDLE, "");
+fn installed() -> Installed {
+    match crate::version::installed() {
+        None => Installed::No,
+        Some(v) if v != crate::version::LIBRARY => Installed::OtherVersion(v),
+        Some(_) => Installed::Yes,
     }
 }
+
+/// Seconds until the next job this scheduler could start is due (None when there is none). A job
+/// a session runs right now does not count: that session wakes the scheduler when it is done.
+fn seconds_to_next_due() -> Option<f64> {
+    #[derive(serde::Deserialize)]
+    struct Due {
+        job_id: i64,
+        in_s: f64,
+    }
+    let due: Vec<Due> = sql::as_catalog_owner(|| {
+        sql::rows(
+            "SELECT job_id, EXTRACT(epoch FROM next_run_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())::double precision AS in_s \
+               FROM pgmart.job WHERE enabled AND running_pid IS NULL ORDER BY next_run_at LIMIT 20",
+            &[],
+        )
+    });
+    due.into_iter()
+        .find(|d| d.in_s > 0.0 || !crate::locks::held_elsewhere(crate::locks::Kind::JobRun, d.job_id))
+        .map(|d| d.in_s)
+}
+
+/// A runner this scheduler started, for one run.
+struct Runner {
+    worker: Started,
+    job_id: i64,
+    run_id: i64,
+    deadline: Option<Instant>,
+    terminated: bool,
+}
+
+fn start_runner(dboid: pg_sys::Oid, job: &engine::Job, run_id: i64, can_login: bool) -> Option<Started> {
+    // bgw_extra carries what the runner needs to connect as the owner: "dboid owner job run login".
+    let extra = format!("{} {} {} {} {}", u32::from(dboid), job.owner, job.job_id, run_id, can_login as u8);
+    Started::start(
+        BackgroundWorkerBuilder::new(&format!("pgmart job {}", job.job_id))
+            .set_type(RUNNER_TYPE)
+            .set_library("pgmart")
+            .set_function("pgmart_runner_main")
+            .enable_spi_access()
+            .set_restart_time(None)
+            .set_extra(&extra),
+    )
+}
+
+/// Whether a role may log in (a runner connects as a role without LOGIN differently on 15 and 16).
+fn can_login(role: u32) -> bool {
+    sql::one::<bool>(
+        "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[pg_sys::Oid::from(role).into()],
+    )
+    .unwrap_or(false)
+}
+
+/// Runners that stopped: a run they did not record is marked `interrupted` (the job runs again).
+fn reap(runners: &mut Vec<Runner>) {
+    let (done, alive): (Vec<Runner>, Vec<Runner>) = std::mem::take(runners).into_iter().partition(|r| r.worker.stopped());
+    *runners = alive;
+    if !done.is_empty() {
+        guarded("recovering runs", engine::recover_interrupted);
+        for r in &done {
+            debug1!("pgmart scheduler: the runner of job {} (run {}) has exited", r.job_id, r.run_id);
+        }
+    }
+}
+
+/// Stop runners past their job's timeout (a runner cancels its own run at the timeout; this is the
+/// backstop for one that cannot).
+fn enforce_deadlines(runners: &mut [Runner]) {
+    for r in runners.iter_mut() {
+        if !r.terminated && r.deadline.is_some_and(|d| Instant::now() > d) {
+            log!("pgmart scheduler: terminating the runner of job {}: it is past its timeout", r.job_id);
+            r.worker.terminate();
+            r.terminated = true;
+        }
+    }
+}
+
+/// Queue due jobs and start their runners, up to the free capacity. Returns how many due jobs are
+/// waiting for a slot.
+fn start_due(dboid: pg_sys::Oid, runners: &mut Vec<Runner>) -> i32 {
+    let capacity = (guc::MAX_PARALLEL_JOBS.get().max(1) as usize).saturating_sub(runners.len());
+    let queued = guarded("queueing jobs", || {
+        engine::queue_for_runners(capacity)
+            .into_iter()
+            .map(|(job, run_id)| {
+                let login = can_login(job.owner);
+                (job, run_id, login)
+            })
+            .collect::<Vec<_>>()
+    })
+    .unwrap_or_default();
+    for (job, run_id, login) in queued {
+        match start_runner(dboid, &job, run_id, login) {
+            Some(worker) => {
+                let t = job.timeout();
+                let deadline = (t > 0).then(|| Instant::now() + Duration::from_millis(t as u64) + TIMEOUT_GRACE);
+                runners.push(Runner { worker, job_id: job.job_id, run_id, deadline, terminated: false });
+                if status::get(dboid).is_some_and(|d| d.no_slot_since != 0 && d.no_slot_for == NO_SLOT_RUNNER) {
+                    log!("pgmart scheduler: job runners can start again");
+                    status::update(dboid, |d| d.no_slot_since = 0);
+                }
+            }
+            None => {
+                guarded("giving a job back", || engine::unqueue(job.job_id, run_id));
+                if !status::get(dboid).is_some_and(|d| d.no_slot_since != 0) {
+                    log!("pgmart scheduler: no free background worker slot for a job runner (raise max_worker_processes; see pgmart.worker_status())");
+                    status::update(dboid, |d| {
+                        d.no_slot_since = status::now_us();
+                        d.no_slot_for = NO_SLOT_RUNNER;
+                    });
+                }
+                break;
+            }
+        }
+    }
+    guarded("counting waiting jobs", || {
+        sql::as_catalog_owner(|| {
+            sql::one::<i64>(
+                "SELECT pg_catalog.count(*) FROM pgmart.job WHERE enabled AND running_pid IS NULL \
+                    AND next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()",
+                &[],
+            )
+        })
+    })
+    .flatten()
+    .unwrap_or(0) as i32
+}
+
+unsafe extern "C-unwind" fn ignore_signal(_: i32) {}
 
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
-    attach_signals();
+    super::attach_signals();
+    // Cancelling an idle scheduler (SIGINT) must not stop it.
+    crate::compat::set_signal_handler(pg_sys::SIGINT as i32, ignore_signal);
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     engine::IN_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
-
+    let dboid = unsafe { pg_sys::MyDatabaseId };
     // Everything this process runs resolves names in pg_catalog only.
     unsafe {
         pg_sys::SetConfigOption(
@@ -94,47 +201,96 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
     }
     // Exit quietly (code 0: not restarted) where pgmart is not installed or another scheduler runs
     // (a lock no SQL function can take, so no role can keep the scheduler out).
-    let leader = guarded("starting", || {
-        extension_installed() && crate::locks::try_lock(crate::locks::Kind::Scheduler, 0, true)
-    });
-    if leader != Some(true) {
+    match guarded("starting", installed) {
+        Some(Installed::No) | None => {
+            status::update(dboid, |d| {
+                d.no_extension = true;
+                d.scheduler_pid = 0;
+            });
+            return;
+        }
+        _ => {}
+    }
+    if !crate::locks::try_lock(crate::locks::Kind::Scheduler, 0, true) {
         return;
     }
+    status::update(dboid, |d| {
+        d.scheduler_pid = unsafe { pg_sys::MyProcPid };
+        d.no_extension = false;
+    });
     log!("pgmart scheduler started for database \"{db}\"");
+    report(pg_sys::BackendState::STATE_IDLE, "");
     guarded("recovering interrupted runs", engine::recover_interrupted);
     let mut last_housekeeping: Option<Instant> = None;
+    let mut runners: Vec<Runner> = vec![];
+    let mut mismatch_logged = false;
 
     loop {
         reload_config_if_asked();
         if !super::allowed(&db) {
             log!("pgmart scheduler: database \"{db}\" is no longer in pgmart.databases; stopping");
-            return;
+            break;
         }
-        if guarded("checking the extension", extension_installed) == Some(false) {
-            log!("pgmart scheduler: extension dropped in database \"{db}\"; stopping");
-            return;
+        let state = guarded("checking the extension", installed);
+        match state {
+            Some(Installed::No) => {
+                log!("pgmart scheduler: extension dropped in database \"{db}\"; stopping");
+                status::update(dboid, |d| d.no_extension = true);
+                break;
+            }
+            Some(Installed::OtherVersion(ref v)) => {
+                if !mismatch_logged {
+                    log!(
+                        "pgmart scheduler: database \"{db}\" has pgmart {v} installed but the library is {}: no job runs until ALTER EXTENSION pgmart UPDATE",
+                        crate::version::LIBRARY
+                    );
+                    mismatch_logged = true;
+                }
+                status::update(dboid, |d| d.version_mismatch = true);
+            }
+            Some(Installed::Yes) => {
+                if mismatch_logged {
+                    log!("pgmart scheduler: pgmart in database \"{db}\" is now {}; jobs run again", crate::version::LIBRARY);
+                    mismatch_logged = false;
+                }
+                status::update(dboid, |d| d.version_mismatch = false);
+            }
+            None => {}
         }
-        let mut healthy = true;
-        if guc::ENABLED.get() {
-            healthy = run_due_jobs();
+        let ready = matches!(state, Some(Installed::Yes));
+        reap(&mut runners);
+        enforce_deadlines(&mut runners);
+        let mut waiting = 0;
+        if guc::ENABLED.get() && ready {
+            waiting = start_due(dboid, &mut runners);
             if last_housekeeping.is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY) {
                 guarded("pruning history", history::prune);
                 last_housekeeping = Some(Instant::now());
             }
         }
+        let running = runners.len() as i32;
+        status::update(dboid, |d| {
+            d.running = running;
+            d.waiting = waiting;
+        });
         report(pg_sys::BackendState::STATE_IDLE, "");
         let naptime = Duration::from_millis(guc::NAPTIME_MS.get().max(1) as u64);
-        let sleep = if guc::ENABLED.get() && healthy {
+        let full = runners.len() >= guc::MAX_PARALLEL_JOBS.get().max(1) as usize;
+        let mut sleep = if guc::ENABLED.get() && ready && !full {
             match guarded("looking ahead", seconds_to_next_due).flatten() {
-                Some(s) if s <= 0.0 => Duration::from_millis(10),
+                Some(s) if s <= 0.0 => Duration::from_millis(1),
                 Some(s) => naptime.min(Duration::from_secs_f64(s + 0.005)),
                 None => naptime,
             }
         } else {
             naptime
         };
+        if let Some(d) = runners.iter().filter(|r| !r.terminated).filter_map(|r| r.deadline).min() {
+            sleep = sleep.min(d.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
+        }
         if !BackgroundWorker::wait_latch(Some(sleep)) {
-            return;
+            break;
         }
     }
+    status::update(dboid, |d| d.scheduler_pid = 0);
 }
