@@ -176,7 +176,8 @@ def test_a_refresh_waiting_for_a_lock_gives_up_after_lock_timeout(cluster):
     with cluster.connect(autocommit=False) as holder:
         holder.execute("SELECT * FROM mv_locked")  # holds ACCESS SHARE until rollback
         cluster.sql("UPDATE pgmart.job SET next_run_at = now() - interval '1 s' WHERE job_id = %s", (job,))
-        wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND status <> 'running'", (job,)) >= 1,
+        wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s "
+                                     "AND status NOT IN ('queued', 'running')", (job,)) >= 1,
                  timeout=20, what="the refresh to give up")
         holder.rollback()
     assert cluster.sql("SELECT status, sqlstate FROM pgmart.job_runs WHERE job_id = %s ORDER BY run_id LIMIT 1", (job,)) == [

@@ -47,8 +47,9 @@ def test_jobs_run_on_schedule_with_no_client(cluster):
 def test_scheduler_is_visible_with_its_current_job(cluster):
     assert cluster.one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgmart launcher'") == 1
     cluster.sql("SELECT pgmart.schedule_sql('visible', 'SELECT pg_sleep(3)', '1 hour', start_at => now())")
-    q = wait_for(lambda: cluster.one("SELECT query FROM pg_stat_activity WHERE backend_type = %s "
-                                     "AND query LIKE 'pgmart job%%'", (SCHED,)), 15, what="job in pg_stat_activity")
+    # Each run is a worker of its own, "pgmart job", with the job's name as its query.
+    q = wait_for(lambda: cluster.one("SELECT query FROM pg_stat_activity WHERE backend_type = 'pgmart job' "
+                                     "AND query LIKE '%%visible%%'"), 15, what="job in pg_stat_activity")
     assert "visible" in q
     wait_for(lambda: runs(cluster, "visible", "succeeded") == 1, 15)
 
@@ -113,13 +114,13 @@ def test_sigterm_ends_a_running_job_at_once_and_it_runs_again(cluster):
     cluster.sql("CREATE TABLE slept (v int)")
     cluster.sql("SELECT pgmart.schedule_sql('sleeper', 'SELECT pg_sleep(30); INSERT INTO slept VALUES (1)', "
                 "'1 hour', start_at => now())")
-    pid = wait_for(lambda: cluster.one("SELECT pid FROM pg_stat_activity WHERE backend_type = %s "
-                                       "AND query LIKE '%%sleeper%%'", (SCHED,)), 15, what="sleeper running")
+    pid = wait_for(lambda: cluster.one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgmart job' "
+                                       "AND query LIKE '%%sleeper%%'"), 15, what="sleeper running")
     t0 = time.time()
     cluster.sql("SELECT pg_terminate_backend(%s)", (pid,))
     wait_for(lambda: cluster.one("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)) == 0, 5)
     assert time.time() - t0 < 1.5, "SIGTERM ends the worker within a second"
-    # The launcher starts a new scheduler, which marks the run interrupted and runs the job again.
+    # The scheduler marks the run interrupted and runs the job again.
     wait_for(lambda: runs(cluster, "sleeper", "interrupted") == 1, 90, what="interrupted run")
     wait_for(lambda: runs(cluster, "sleeper", "running") == 1, 90, what="sleeper running again")
     assert cluster.one("SELECT count(*) FROM slept") == 0

@@ -41,6 +41,17 @@ pub fn unlock(kind: Kind, key: i64, session: bool) {
     unsafe { pg_sys::LockRelease(&t, pg_sys::ExclusiveLock as i32, session) };
 }
 
+/// Whether this process holds the lock.
+pub fn held_by_me(kind: Kind, key: i64) -> bool {
+    crate::compat::lock_held_by_me(&tag(kind, key), pg_sys::ExclusiveLock as i32)
+}
+
+/// Whether anyone (this process included) holds the lock right now.
+pub fn held(kind: Kind, key: i64) -> bool {
+    let t = tag(kind, key);
+    crate::compat::lock_held_by_me(&t, pg_sys::ExclusiveLock as i32) || held_elsewhere(kind, key)
+}
+
 /// Whether someone (another process) holds the lock right now: tested by taking it without
 /// waiting, and releasing it again at once. A fact about now, not about any snapshot.
 pub fn held_elsewhere(kind: Kind, key: i64) -> bool {

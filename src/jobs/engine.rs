@@ -173,10 +173,11 @@ pub fn recover_interrupted() -> u64 {
         job_id: i64,
         queued: bool,
         young: bool,
+        running_pid: Option<i32>,
     }
     let claims: Vec<Claim> = sql::as_catalog_owner(|| {
         sql::rows(
-            "SELECT j.job_id, \
+            "SELECT j.job_id, j.running_pid, \
                     EXISTS (SELECT 1 FROM pgmart.job_run r WHERE r.job_id OPERATOR(pg_catalog.=) j.job_id \
                                AND r.status OPERATOR(pg_catalog.=) 'queued') AS queued, \
                     j.running_since OPERATOR(pg_catalog.>) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) '30 seconds'::interval) AS young \
@@ -189,27 +190,45 @@ pub fn recover_interrupted() -> u64 {
     });
     let mut n = 0;
     for c in claims {
-        if locks::held_elsewhere(Lock::JobRun, c.job_id) {
-            continue; // its runner or session is alive
+        // Holding the job's run lock ourselves, nobody can start (or finish) running it meanwhile,
+        // so the claim we act on is the claim that is there now, not the one we read above.
+        if locks::held_by_me(Lock::JobRun, c.job_id) || !locks::try_lock(Lock::JobRun, c.job_id, true) {
+            continue; // this session runs it, or its runner or session is alive
         }
-        // A queued run waits for the runner its (live) scheduler started.
-        if c.queued && c.young && locks::held_elsewhere(Lock::Scheduler, 0) {
-            continue;
+        // A queued run waits for the runner its scheduler started, while that scheduler lives (it
+        // tells when the runner is gone, see `runner_gone`); a run queued by an earlier scheduler
+        // is dead.
+        let waiting = c.queued && c.young && c.running_pid.is_some_and(queued_by_live_scheduler);
+        if !waiting {
+            n += interrupt(c.job_id, c.running_pid);
         }
-        n += interrupt(c.job_id);
+        locks::unlock(Lock::JobRun, c.job_id, true);
     }
     n
 }
 
-/// Mark a job's unfinished runs `interrupted` and free it (it is then due again at once).
-fn interrupt(job_id: i64) -> u64 {
+/// Whether `pid` is the live scheduler of this database (this process, if it is the scheduler).
+fn queued_by_live_scheduler(pid: i32) -> bool {
+    let me = unsafe { pg_sys::MyProcPid };
+    if pid == me {
+        return locks::held_by_me(Lock::Scheduler, 0);
+    }
+    locks::held_elsewhere(Lock::Scheduler, 0) && unsafe { !pg_sys::BackendPidGetProc(pid).is_null() }
+}
+
+/// Mark a job's unfinished runs `interrupted` and free it (it is then due again at once), if its
+/// claim is still the one seen (`running_pid`): a run that finished meanwhile is left alone.
+fn interrupt(job_id: i64, running_pid: Option<i32>) -> u64 {
     sql::as_catalog_owner(|| {
-        sql::exec(
+        let freed = sql::exec_count(
             "UPDATE pgmart.job SET running_pid = NULL, running_since = NULL, \
                     next_run_at = LEAST(next_run_at, pg_catalog.clock_timestamp()) \
-              WHERE job_id OPERATOR(pg_catalog.=) $1",
-            &[job_id.into()],
+              WHERE job_id OPERATOR(pg_catalog.=) $1 AND running_pid IS NOT DISTINCT FROM $2",
+            &[job_id.into(), running_pid.into()],
         );
+        if freed == 0 {
+            return 0;
+        }
         sql::exec_count(
             "UPDATE pgmart.job_run SET status = 'interrupted', finished_at = pg_catalog.clock_timestamp(), \
                     message = 'the process running this job ended before the run finished; it runs again' \
@@ -354,6 +373,33 @@ pub fn begin_queued_run(job_id: i64, run_id: i64) -> Option<Job> {
         return None;
     }
     load(job_id)
+}
+
+/// The runner of a queued run exited: a run it never took over failed to start (it could not
+/// connect as the owner: no CONNECT privilege, the role's connection limit, ...) and is recorded
+/// as failed (and retried by the job's policy); one it took over and left unrecorded was
+/// interrupted.
+pub fn runner_gone(job_id: i64, run_id: i64) {
+    let still_queued = sql::as_catalog_owner(|| {
+        sql::one::<bool>(
+            "SELECT status OPERATOR(pg_catalog.=) 'queued' FROM pgmart.job_run WHERE run_id OPERATOR(pg_catalog.=) $1",
+            &[run_id.into()],
+        )
+    })
+    .unwrap_or(false);
+    if !still_queued {
+        recover_interrupted();
+        return;
+    }
+    if let Some(job) = load(job_id) {
+        let caught = Caught {
+            sqlstate: "08004".into(),
+            message: format!("the runner of job {job_id} could not connect as its owner {}", sql::role_name(job.owner_oid())),
+            detail: None,
+            hint: Some("Does the owner still exist, with CONNECT on this database and a free connection? The server log says why.".into()),
+        };
+        record(&job, run_id, Trigger::Schedule, Err(caught), 0.0);
+    }
 }
 
 /// Give back a run the scheduler queued but could not start (no free worker slot): the job is
@@ -509,6 +555,11 @@ pub fn execute(job: &Job, run_id: i64, trigger: Trigger) -> RunReport {
 pub fn execute_in_runner(job: &Job) -> (Outcome, f64) {
     let started = std::time::Instant::now();
     report_activity(&format!("pgmart job {}: {}", job.job_id, job.name));
+    // pgmart.lock_timeout bounds every job's lock waits (a job never blocks others for long).
+    unsafe {
+        let v = std::ffi::CString::new(format!("{}ms", guc::LOCK_TIMEOUT_MS.get())).expect("no NUL");
+        pg_sys::SetConfigOption(c"lock_timeout".as_ptr(), v.as_ptr(), pg_sys::GucContext::PGC_USERSET, pg_sys::GucSource::PGC_S_SESSION);
+    }
     let timer = crate::jobs::timeout::Timer::start(job.timeout());
     let own = crate::jobs::kinds::find(&job.kind).is_some_and(|k| k.needs_own_transaction(job));
     let r = sql::top_level(own, || crate::jobs::kinds::run(job));

@@ -74,7 +74,12 @@ impl Started {
             pg_sys::MemoryContextSwitchTo(old);
             ok
         };
-        ok.then_some(Started { handle })
+        // (Built only on success: a Started owns, and frees, a real handle.)
+        if ok && !handle.is_null() {
+            Some(Started { handle })
+        } else {
+            None
+        }
     }
     /// Whether it has stopped (or could not start).
     pub fn stopped(&self) -> bool {

@@ -108,10 +108,11 @@ fn reap(runners: &mut Vec<Runner>) {
     let (done, alive): (Vec<Runner>, Vec<Runner>) = std::mem::take(runners).into_iter().partition(|r| r.worker.stopped());
     *runners = alive;
     if !done.is_empty() {
-        guarded("recovering runs", engine::recover_interrupted);
-        for r in &done {
-            debug1!("pgmart scheduler: the runner of job {} (run {}) has exited", r.job_id, r.run_id);
-        }
+        NO_SLOT_UNTIL.with(|t| t.set(None)); // a slot came free
+    }
+    for r in &done {
+        debug1!("pgmart scheduler: the runner of job {} (run {}) has exited", r.job_id, r.run_id);
+        guarded("recovering a run", || engine::runner_gone(r.job_id, r.run_id));
     }
 }
 
@@ -127,9 +128,21 @@ fn enforce_deadlines(runners: &mut [Runner]) {
     }
 }
 
+/// After a runner could not start for lack of a worker slot, the next try waits for a runner to
+/// exit (its slot comes free) or this long.
+const NO_SLOT_RETRY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static NO_SLOT_UNTIL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    static SHORTAGE_LOGGED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
 /// Queue due jobs and start their runners, up to the free capacity. Returns how many due jobs are
 /// waiting for a slot.
 fn start_due(dboid: pg_sys::Oid, runners: &mut Vec<Runner>) -> i32 {
+    if NO_SLOT_UNTIL.with(|t| t.get()).is_some_and(|t| Instant::now() < t) {
+        return count_waiting();
+    }
     let capacity = (guc::MAX_PARALLEL_JOBS.get().max(1) as usize).saturating_sub(runners.len());
     let queued = guarded("queueing jobs", || {
         engine::queue_for_runners(capacity)
@@ -141,30 +154,47 @@ fn start_due(dboid: pg_sys::Oid, runners: &mut Vec<Runner>) -> i32 {
             .collect::<Vec<_>>()
     })
     .unwrap_or_default();
-    for (job, run_id, login) in queued {
+    let mut queued = queued.into_iter();
+    while let Some((job, run_id, login)) = queued.next() {
         match start_runner(dboid, &job, run_id, login) {
             Some(worker) => {
                 let t = job.timeout();
                 let deadline = (t > 0).then(|| Instant::now() + Duration::from_millis(t as u64) + TIMEOUT_GRACE);
                 runners.push(Runner { worker, job_id: job.job_id, run_id, deadline, terminated: false });
                 if status::get(dboid).is_some_and(|d| d.no_slot_since != 0 && d.no_slot_for == NO_SLOT_RUNNER) {
-                    log!("pgmart scheduler: job runners can start again");
                     status::update(dboid, |d| d.no_slot_since = 0);
                 }
             }
             None => {
-                guarded("giving a job back", || engine::unqueue(job.job_id, run_id));
-                if !status::get(dboid).is_some_and(|d| d.no_slot_since != 0) {
+                // No worker slot: this run and the rest wait for the next turn.
+                let rest: Vec<(i64, i64)> =
+                    std::iter::once((job.job_id, run_id)).chain(queued.by_ref().map(|(j, r, _)| (j.job_id, r))).collect();
+                guarded("giving jobs back", || {
+                    for (j, r) in &rest {
+                        engine::unqueue(*j, *r);
+                    }
+                });
+                // Said in the log once (then at most every ten minutes), always in worker_status().
+                if SHORTAGE_LOGGED.with(|t| t.get()).is_none_or(|t| t.elapsed() > Duration::from_secs(600)) {
                     log!("pgmart scheduler: no free background worker slot for a job runner (raise max_worker_processes; see pgmart.worker_status())");
+                    SHORTAGE_LOGGED.with(|t| t.set(Some(Instant::now())));
+                }
+                if !status::get(dboid).is_some_and(|d| d.no_slot_since != 0) {
                     status::update(dboid, |d| {
                         d.no_slot_since = status::now_us();
                         d.no_slot_for = NO_SLOT_RUNNER;
                     });
                 }
+                NO_SLOT_UNTIL.with(|t| t.set(Some(Instant::now() + NO_SLOT_RETRY)));
                 break;
             }
         }
     }
+    count_waiting()
+}
+
+/// Due jobs waiting for a runner.
+fn count_waiting() -> i32 {
     guarded("counting waiting jobs", || {
         sql::as_catalog_owner(|| {
             sql::one::<i64>(
@@ -275,7 +305,8 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
         });
         report(pg_sys::BackendState::STATE_IDLE, "");
         let naptime = Duration::from_millis(guc::NAPTIME_MS.get().max(1) as u64);
-        let full = runners.len() >= guc::MAX_PARALLEL_JOBS.get().max(1) as usize;
+        let full = runners.len() >= guc::MAX_PARALLEL_JOBS.get().max(1) as usize
+            || NO_SLOT_UNTIL.with(|t| t.get()).is_some_and(|t| Instant::now() < t);
         let mut sleep = if guc::ENABLED.get() && ready && !full {
             match guarded("looking ahead", seconds_to_next_due).flatten() {
                 Some(s) if s <= 0.0 => Duration::from_millis(1),
@@ -285,6 +316,9 @@ pub extern "C-unwind" fn pgmart_scheduler_main(_arg: pg_sys::Datum) {
         } else {
             naptime
         };
+        if let Some(t) = NO_SLOT_UNTIL.with(|t| t.get()) {
+            sleep = sleep.min(t.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+        }
         if let Some(d) = runners.iter().filter(|r| !r.terminated).filter_map(|r| r.deadline).min() {
             sleep = sleep.min(d.saturating_duration_since(Instant::now()) + Duration::from_millis(10));
         }
