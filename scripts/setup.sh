@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PGRX_VERSION=0.18.1
-PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-partman postgresql-contrib libclang-dev clang sudo pkg-config make
+PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-15-partman postgresql-15-cron postgresql-contrib libclang-dev clang sudo pkg-config make
       # the shared libraries of the PostgreSQL 16..18 builds that scripts/pgversions.sh unpacks
       libssl3 libgssapi-krb5-2 liblz4-1 libzstd1 libxml2 libreadline8 zlib1g)
 

@@ -39,7 +39,8 @@ mod tests {
     fn monthly_date_set_from_start_at_without_default() {
         run("CREATE TABLE pt_monthly (d date NOT NULL, v int) PARTITION BY RANGE (d)");
         run("SELECT pgmart.create_partition_set('pt_monthly', 'd', '1 month', premake => 2, \
-             start_at => date_trunc('month', now()) - interval '3 months', default_partition => false, timezone => 'Europe/Berlin')");
+             start_at => (date_trunc('month', now() AT TIME ZONE 'Europe/Berlin') - interval '3 months') AT TIME ZONE 'Europe/Berlin', \
+             default_partition => false, timezone => 'Europe/Berlin')");
         assert_eq!(count_parts("pt_monthly"), 6);
         let first = one::<String>("SELECT partition_name || ' ' || lower_bound FROM pgmart.partitions('pt_monthly') LIMIT 1").unwrap();
         let want = one::<String>(
