@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 install: setup
-	cargo pgrx install --pg-config /usr/bin/pg_config
+	@bash scripts/install.sh
 
 demo: install
 	@bash scripts/demo.sh
@@ -18,7 +18,7 @@ test: setup
 
 # Benchmarks (not part of `make test`): each prints pgmart's figure beside its anchor's.
 bench: setup
-	cargo pgrx install --release --pg-config /usr/bin/pg_config
+	@bash scripts/install.sh /usr/bin/pg_config --release
 	.venv/bin/python -m pytest pg_test -q -s -m bench -p no:cacheprovider
 
 # Fast loop while developing: pure Rust tests only.

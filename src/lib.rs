@@ -15,6 +15,7 @@ pub mod error;
 pub mod fragment;
 pub mod guc;
 pub mod jobs;
+pub mod legacy;
 pub mod locks;
 pub mod metrics;
 pub mod owners;

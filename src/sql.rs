@@ -167,22 +167,35 @@ pub fn may_act_as(member: pg_sys::Oid, role: pg_sys::Oid) -> bool {
     crate::compat::may_set_role(member, role)
 }
 
-/// The extension's owner (`pg_extension.extowner`), looked up once per transaction.
+/// The extension's owner (`pg_extension.extowner`), looked up once per transaction. Every catalog
+/// access goes through here, so this is also where a library that does not match the installed
+/// extension's version (between loading a new library and `ALTER EXTENSION pgmart UPDATE`) stops,
+/// with one clear error instead of whatever the other version's catalog would make of it.
 pub fn extension_owner() -> pg_sys::Oid {
     let xid = crate::compat::local_xid();
     let (cached_xid, owner) = EXTOWNER.with(|c| c.get());
     if cached_xid == xid && owner != 0 {
         return pg_sys::Oid::from(owner);
     }
-    let owner = pinned(|| {
-        one::<pg_sys::Oid>(
-            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
+    #[derive(serde::Deserialize)]
+    struct Ext {
+        extowner: u32,
+        extversion: String,
+    }
+    let ext = pinned(|| {
+        rows::<Ext>(
+            "SELECT extowner::pg_catalog.int8 AS extowner, extversion FROM pg_catalog.pg_extension \
+             WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
             &[],
         )
     })
+    .pop()
     .unwrap_or_else(|| PgMartError::state("extension \"pgmart\" is not installed in this database").raise());
-    EXTOWNER.with(|c| c.set((xid, u32::from(owner))));
-    owner
+    if let Some(e) = crate::version::mismatch(&ext.extversion) {
+        e.raise();
+    }
+    EXTOWNER.with(|c| c.set((xid, ext.extowner)));
+    pg_sys::Oid::from(ext.extowner)
 }
 
 /// An identity switch, undone on drop (on the error path too).

@@ -4,9 +4,10 @@ use crate::checks::exec::{self, NewCheck};
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-#[pg_extern(schema = "pgmart", volatile)]
+// Symbol add_check_0_2_wrapper: 0.1.0 declared add_check with fewer arguments (see src/legacy.rs).
+#[pg_extern(schema = "pgmart", name = "add_check", volatile)]
 #[allow(clippy::too_many_arguments)]
-fn add_check(
+fn add_check_0_2(
     target: PgRelation,
     kind: &str,
     columns: default!(Option<Vec<String>>, "NULL"),

@@ -313,9 +313,10 @@ pub fn owner_for(run_as: Option<&str>) -> pg_sys::Oid {
     }
 }
 
-#[pg_extern(schema = "pgmart", volatile)]
+// Symbol schedule_sql_0_2_wrapper: 0.1.0 declared schedule_sql with fewer arguments (see src/legacy.rs).
+#[pg_extern(schema = "pgmart", name = "schedule_sql", volatile)]
 #[allow(clippy::too_many_arguments)]
-fn schedule_sql(
+fn schedule_sql_0_2(
     name: &str,
     command: &str,
     schedule: &str,
@@ -425,9 +426,10 @@ fn resume_job(job_id: i64) {
     });
 }
 
-#[pg_extern(schema = "pgmart", volatile)]
+// Symbol alter_job_0_2_wrapper: 0.1.0 declared alter_job with fewer arguments (see src/legacy.rs).
+#[pg_extern(schema = "pgmart", name = "alter_job", volatile)]
 #[allow(clippy::too_many_arguments)]
-fn alter_job(
+fn alter_job_0_2(
     job_id: i64,
     schedule: default!(Option<&str>, "NULL"),
     timezone: default!(Option<&str>, "NULL"),

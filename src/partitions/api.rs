@@ -32,9 +32,10 @@ fn oid_arg(rel: &PgRelation) -> i64 {
     rel.oid().to_u32() as i64
 }
 
-#[pg_extern(schema = "pgmart", volatile)]
+// Symbol create_partition_set_0_2_wrapper: 0.1.0 declared create_partition_set with fewer arguments (see src/legacy.rs).
+#[pg_extern(schema = "pgmart", name = "create_partition_set", volatile)]
 #[allow(clippy::too_many_arguments)]
-fn create_partition_set(
+fn create_partition_set_0_2(
     parent: PgRelation,
     control_column: &str,
     partition_interval: Interval,

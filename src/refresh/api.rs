@@ -38,9 +38,10 @@ fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
     info
 }
 
-#[pg_extern(schema = "pgmart", volatile)]
+// Symbol schedule_refresh_0_2_wrapper: 0.1.0 declared schedule_refresh with fewer arguments (see src/legacy.rs).
+#[pg_extern(schema = "pgmart", name = "schedule_refresh", volatile)]
 #[allow(clippy::too_many_arguments)]
-fn schedule_refresh(
+fn schedule_refresh_0_2(
     view: PgRelation,
     schedule: &str,
     concurrently: default!(Option<bool>, "NULL"),

@@ -1,0 +1,228 @@
+-- pgmart 0.1.0 -> 0.2.0, first part: the tables. Owners move from role names to anchors, three
+-- tables get singular names (the plural names become the filtered views readers use), and alerts,
+-- results and refresh history learn whose they are. Nothing is deleted but columns that are
+-- carried over into anchors first.
+
+-- Every registration must have an owner that still exists: 0.1.0 kept role names, so a role
+-- dropped or renamed since left registrations that would otherwise run as nobody knows whom.
+-- Refuse (nothing has changed yet) and say which, rather than guess.
+DO $upgrade$
+DECLARE
+    missing text;
+BEGIN
+    SELECT pg_catalog.string_agg(what, '; ' ORDER BY what) INTO missing FROM (
+        SELECT pg_catalog.format('job %s %L (owner %I)', j.job_id, j.name, j.owner) AS what
+          FROM pgmart.job j
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) j.owner)
+        UNION ALL
+        SELECT pg_catalog.format('check %s %L (owner %I)', c.check_id, c.name, c.owner)
+          FROM pgmart."check" c
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) c.owner)
+        UNION ALL
+        SELECT pg_catalog.format('alert rule %s %L (owner %I)', a.rule_id, a.name, a.owner)
+          FROM pgmart.alert_rules a
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) a.owner)
+        UNION ALL
+        SELECT pg_catalog.format('metric %L (registered by %I)', m.name, m.registered_by)
+          FROM pgmart.metric m
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) m.registered_by)
+    ) orphans;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'pgmart cannot update: some registrations belong to roles that no longer exist',
+            DETAIL = missing,
+            HINT = 'Create those roles again (CREATE ROLE ... NOLOGIN), or as a superuser give the registrations '
+                   'to an existing role (for example UPDATE pgmart.job SET owner = ''etl'' WHERE job_id = 3), '
+                   'then run ALTER EXTENSION pgmart UPDATE again.';
+    END IF;
+END
+$upgrade$;
+
+-- Singular table names; their constraints, keys and sequences follow.
+ALTER TABLE pgmart.alerts RENAME TO alert;
+ALTER SEQUENCE pgmart.alerts_alert_id_seq RENAME TO alert_alert_id_seq;
+ALTER INDEX pgmart.alerts_pkey RENAME TO alert_pkey;
+ALTER TABLE pgmart.alert RENAME CONSTRAINT alerts_severity_check TO alert_severity_check;
+ALTER TABLE pgmart.check_results RENAME TO check_result;
+ALTER SEQUENCE pgmart.check_results_result_id_seq RENAME TO check_result_result_id_seq;
+ALTER INDEX pgmart.check_results_pkey RENAME TO check_result_pkey;
+ALTER TABLE pgmart.check_result RENAME CONSTRAINT check_results_status_check TO check_result_status_check;
+ALTER TABLE pgmart.metric_versions RENAME TO metric_version;
+ALTER INDEX pgmart.metric_versions_pkey RENAME TO metric_version_pkey;
+
+-- New columns (in the order a fresh install has them).
+ALTER TABLE pgmart.job
+    ADD COLUMN anchor regclass,
+    ADD COLUMN slot_origin timestamptz CHECK (pg_catalog.isfinite(slot_origin)),
+    ADD COLUMN timeout interval CHECK (timeout OPERATOR(pg_catalog.>=) '0'::interval);
+ALTER TABLE pgmart.alert
+    ADD COLUMN rule_id bigint,
+    ADD COLUMN job_id bigint,
+    ADD COLUMN check_id bigint,
+    ADD COLUMN owner oid,
+    ADD COLUMN resolved_at timestamptz;
+ALTER TABLE pgmart.refresh_history ADD COLUMN owner oid;
+ALTER TABLE pgmart.alert_rules ADD COLUMN anchor regclass, ADD COLUMN relation regclass;
+ALTER TABLE pgmart.metric ADD COLUMN anchor regclass;
+ALTER TABLE pgmart."check" ADD COLUMN anchor regclass;
+ALTER TABLE pgmart.check_result ADD COLUMN owner oid;
+
+-- Anchors: one contentless materialized view per registration, owned by its registrant (see
+-- src/owners.rs), made here exactly as pgmart 0.2.0 makes them.
+CREATE SCHEMA pgmart_owners;
+
+DO $upgrade$
+DECLARE
+    r record;
+    anchor_name text;
+BEGIN
+    FOR r IN
+        SELECT 'job' AS prefix, j.job_id::pg_catalog.text AS id, j.owner::pg_catalog.text AS owner,
+               pg_catalog.format('pgmart job %s: %s', j.job_id, j.name) AS note
+          FROM pgmart.job j
+        UNION ALL
+        SELECT 'check', c.check_id::pg_catalog.text, c.owner::pg_catalog.text, pg_catalog.format('pgmart check %s', c.name)
+          FROM pgmart."check" c
+        UNION ALL
+        SELECT 'rule', a.rule_id::pg_catalog.text, a.owner::pg_catalog.text, pg_catalog.format('pgmart alert rule %s', a.name)
+          FROM pgmart.alert_rules a
+        UNION ALL
+        SELECT 'metric', m.name, m.registered_by::pg_catalog.text, pg_catalog.format('pgmart metric %s', m.name)
+          FROM pgmart.metric m
+    LOOP
+        anchor_name := pg_catalog.format('%I.%I', 'pgmart_owners', r.prefix OPERATOR(pg_catalog.||) '_' OPERATOR(pg_catalog.||) r.id);
+        EXECUTE pg_catalog.format('CREATE MATERIALIZED VIEW %s AS SELECT WITH NO DATA', anchor_name);
+        EXECUTE pg_catalog.format('ALTER MATERIALIZED VIEW %s OWNER TO %I', anchor_name, r.owner);
+        -- Made inside the update script, the anchor would be a member of the extension: it is not
+        -- one (pg_dump carries it, with its owner), it only goes with the extension.
+        EXECUTE pg_catalog.format('ALTER EXTENSION pgmart DROP MATERIALIZED VIEW %s', anchor_name);
+        EXECUTE pg_catalog.format('ALTER MATERIALIZED VIEW %s DEPENDS ON EXTENSION pgmart', anchor_name);
+        EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW %s IS %L', anchor_name, r.note);
+        CASE r.prefix
+            WHEN 'job' THEN
+                UPDATE pgmart.job SET anchor = anchor_name::pg_catalog.regclass WHERE job_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+            WHEN 'check' THEN
+                UPDATE pgmart."check" SET anchor = anchor_name::pg_catalog.regclass WHERE check_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+            WHEN 'rule' THEN
+                UPDATE pgmart.alert_rules SET anchor = anchor_name::pg_catalog.regclass WHERE rule_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+            ELSE
+                UPDATE pgmart.metric SET anchor = anchor_name::pg_catalog.regclass WHERE name OPERATOR(pg_catalog.=) r.id;
+        END CASE;
+    END LOOP;
+END
+$upgrade$;
+ALTER TABLE pgmart.job ALTER COLUMN anchor SET NOT NULL;
+ALTER TABLE pgmart.alert_rules ALTER COLUMN anchor SET NOT NULL;
+ALTER TABLE pgmart.metric ALTER COLUMN anchor SET NOT NULL;
+ALTER TABLE pgmart."check" ALTER COLUMN anchor SET NOT NULL;
+CREATE INDEX job_anchor_idx ON pgmart.job (anchor);
+
+-- Jobs: a next run at ±infinity (0.1.0 let one through) becomes now, or a pause; interval slots
+-- count from the next run, so a job keeps its time of day.
+UPDATE pgmart.job SET enabled = false, next_run_at = pg_catalog.now()
+ WHERE next_run_at OPERATOR(pg_catalog.=) 'infinity'::timestamptz;
+UPDATE pgmart.job SET next_run_at = pg_catalog.now() WHERE NOT pg_catalog.isfinite(next_run_at);
+UPDATE pgmart.job SET slot_origin = coalesce(next_run_at, created_at);
+ALTER TABLE pgmart.job ADD CONSTRAINT job_next_run_at_check CHECK (pg_catalog.isfinite(next_run_at));
+ALTER TABLE pgmart.job_run DROP CONSTRAINT job_run_status_check,
+    ADD CONSTRAINT job_run_status_check
+        CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[]));
+-- A partition set goes with its job.
+ALTER TABLE pgmart.partition_set DROP CONSTRAINT partition_set_job_id_fkey,
+    ADD CONSTRAINT partition_set_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgmart.job (job_id) ON DELETE CASCADE;
+
+-- Alert rules: the table their triggers are on (where the triggers are, else the name they gave).
+UPDATE pgmart.alert_rules a
+   SET relation = coalesce(
+         (SELECT t.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger t
+           WHERE t.tgname OPERATOR(pg_catalog.=) ('pgmart_alert_' OPERATOR(pg_catalog.||) a.rule_id)::pg_catalog.name
+             AND t.tgfoid OPERATOR(pg_catalog.=) 'pgmart._alert_fire()'::pg_catalog.regprocedure
+             AND t.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+           LIMIT 1),
+         pg_catalog.to_regclass(a.target));
+
+-- Whose each alert, result and refresh is (readers see their own through the views).
+UPDATE pgmart.alert al SET rule_id = r.rule_id, owner = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) r.owner)
+  FROM pgmart.alert_rules r
+ WHERE al.source_kind OPERATOR(pg_catalog.=) 'rule' AND r.name OPERATOR(pg_catalog.=) al.source_name;
+UPDATE pgmart.alert al SET check_id = c.check_id, owner = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) c.owner)
+  FROM pgmart."check" c
+ WHERE al.source_kind OPERATOR(pg_catalog.=) 'check'
+   AND c.check_id OPERATOR(pg_catalog.=) pg_catalog.jsonb_extract_path_text(al.payload, 'check_id')::pg_catalog.int8;
+UPDATE pgmart.alert al SET job_id = j.job_id, owner = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) j.owner)
+  FROM pgmart.job j
+ WHERE al.source_kind OPERATOR(pg_catalog.<>) 'rule' AND al.check_id IS NULL
+   AND (j.job_id OPERATOR(pg_catalog.=) pg_catalog.jsonb_extract_path_text(al.payload, 'job_id')::pg_catalog.int8
+        OR (al.source_kind OPERATOR(pg_catalog.=) 'refresh' AND pg_catalog.jsonb_extract_path_text(al.payload, 'job_id') IS NULL
+            AND j.job_id OPERATOR(pg_catalog.=) (SELECT v.job_id FROM pgmart.refresh_view v WHERE v.view_name OPERATOR(pg_catalog.=) al.source_name))
+        OR (al.source_kind OPERATOR(pg_catalog.=) 'partition_set' AND pg_catalog.jsonb_extract_path_text(al.payload, 'job_id') IS NULL
+            AND j.job_id OPERATOR(pg_catalog.=) (SELECT s.job_id FROM pgmart.partition_set s
+                                                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.parent
+                                                   WHERE al.source_name OPERATOR(pg_catalog.=) ANY (ARRAY[s.parent::pg_catalog.text, c.relname::pg_catalog.text])
+                                                   LIMIT 1)));
+UPDATE pgmart.check_result cr SET owner = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) c.owner)
+  FROM pgmart."check" c
+ WHERE c.check_id OPERATOR(pg_catalog.=) cr.check_id;
+UPDATE pgmart.refresh_history h SET owner = (SELECT o.oid FROM pg_catalog.pg_roles o WHERE o.rolname OPERATOR(pg_catalog.=) v.owner)
+  FROM pgmart.refresh_view v
+ WHERE v.view OPERATOR(pg_catalog.=) h.view_oid::pg_catalog.regclass;
+
+-- Open alerts are those neither acknowledged nor resolved.
+DROP INDEX pgmart.alerts_open_dedup_idx;
+CREATE UNIQUE INDEX alerts_open_dedup_idx ON pgmart.alert (dedup_key)
+    WHERE acked_at IS NULL AND resolved_at IS NULL AND dedup_key IS NOT NULL;
+DROP INDEX pgmart.alerts_open_idx;
+CREATE INDEX alerts_open_idx ON pgmart.alert (raised_at) WHERE acked_at IS NULL AND resolved_at IS NULL;
+
+-- 0.1.0 asked teams to grant themselves access to pgmart's tables; from 0.2.0 they read the
+-- filtered views, and nobody but the extension's owner has any privilege on a table of pgmart's.
+DO $upgrade$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT c.oid::pg_catalog.regclass AS rel, c.relkind, x.grantee
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
+         WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
+           AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'S']::pg_catalog."char"[])
+           AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s',
+                                  CASE r.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel,
+                                  CASE r.grantee WHEN 0 THEN 'PUBLIC'
+                                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)::pg_catalog.text) END);
+    END LOOP;
+END
+$upgrade$;
+
+-- Routines: a grant to a role on an internal function goes (0.2.0 runs none of them for anyone);
+-- and what a DBA took from PUBLIC on 0.1.0 (say, schedule_sql) stays taken after the update
+-- re-grants PUBLIC what a fresh install grants it (remembered here, revoked again at the end).
+DO $upgrade$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT p.oid::pg_catalog.regprocedure AS fn, x.grantee
+          FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) x
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
+           AND p.proname OPERATOR(pg_catalog.~) '^_'
+           AND x.grantee OPERATOR(pg_catalog.<>) p.proowner AND x.grantee OPERATOR(pg_catalog.<>) 0::pg_catalog.oid
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %I', r.fn, pg_catalog.pg_get_userbyid(r.grantee));
+    END LOOP;
+    PERFORM pg_catalog.set_config('pgmart_upgrade.not_public', coalesce(pg_catalog.string_agg(o.what, ','), ''), true)
+       FROM (SELECT DISTINCT 'routine:' OPERATOR(pg_catalog.||) p.proname::pg_catalog.text AS what
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
+                AND p.proname OPERATOR(pg_catalog.!~) '^_'
+                AND NOT pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+             UNION ALL
+             SELECT 'view:' OPERATOR(pg_catalog.||) c.relname::pg_catalog.text
+               FROM pg_catalog.pg_class c
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
+                AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['jobs', 'job_runs', 'refresh_runs', 'metrics']::pg_catalog.name[])
+                AND NOT pg_catalog.has_table_privilege('public', c.oid, 'SELECT')) o;
+END
+$upgrade$;
