@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 
 /// Always raises: the installed extension's SQL is older than this library.
 fn retired() -> ! {
-    let installed = crate::version::installed().unwrap_or_default();
+    let installed = crate::sql::installed_version().unwrap_or_default();
     match crate::version::mismatch(&installed) {
         Some(e) => e.raise(),
         None => crate::error::PgMartError::state("this pgmart function's SQL declaration is out of date")

@@ -167,6 +167,16 @@ pub fn may_act_as(member: pg_sys::Oid, role: pg_sys::Oid) -> bool {
     crate::compat::may_set_role(member, role)
 }
 
+/// The version of pgmart installed in this database, if any.
+pub fn installed_version() -> Option<String> {
+    pinned(|| {
+        one::<String>(
+            "SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
+            &[],
+        )
+    })
+}
+
 /// The extension's owner (`pg_extension.extowner`), looked up once per transaction. Every catalog
 /// access goes through here, so this is also where a library that does not match the installed
 /// extension's version (between loading a new library and `ALTER EXTENSION pgmart UPDATE`) stops,

@@ -2,18 +2,9 @@
 //! workers wait, saying so once, until `ALTER EXTENSION pgmart UPDATE`).
 
 use crate::error::PgMartError;
-use crate::sql;
 
 /// This library's version (also the newest extension version it installs).
 pub const LIBRARY: &str = env!("CARGO_PKG_VERSION");
-
-/// The version of pgmart installed in this database, if any.
-pub fn installed() -> Option<String> {
-    sql::one::<String>(
-        "SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
-        &[],
-    )
-}
 
 /// The error for an installed extension of another version than this library's, if it is one.
 pub fn mismatch(installed: &str) -> Option<PgMartError> {

@@ -1,7 +1,7 @@
 //! The seam between the engine and the capabilities: a job kind is a [`JobKind`] that a capability
 //! implements; the composition root (`lib.rs`) lists them. The engine names no capability.
 
-use crate::jobs::engine::Job;
+use crate::jobs::job::Job;
 use serde_json::Value;
 
 /// One kind of job.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod engine;
 pub mod history;
+pub mod job;
 pub mod kinds;
 pub mod schedule;
 pub mod sql_job;

@@ -44,7 +44,7 @@ enum Installed {
 }
 
 fn installed() -> Installed {
-    match crate::version::installed() {
+    match crate::sql::installed_version() {
         None => Installed::No,
         Some(v) if v != crate::version::LIBRARY => Installed::OtherVersion(v),
         Some(_) => Installed::Yes,
