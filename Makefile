@@ -1,4 +1,6 @@
-# pgmart: `make demo` sets everything up and runs the demo; `make test` runs every test.
+# pgmart: `make demo` sets everything up and runs the demo (PostgreSQL 15, Debian's); `make test` runs
+# every test: #[pg_test] on PostgreSQL 15..18, end-to-end on 15 and 18. `make test PG=17` tests one
+# version only (unit tests, #[pg_test] and end-to-end on 17).
 .PHONY: setup install demo demo-stop test bench unit
 
 setup:
@@ -14,7 +16,7 @@ demo-stop:
 	@bash scripts/demo.sh stop
 
 test: setup
-	@bash scripts/test.sh
+	@PG="$(PG)" bash scripts/test.sh
 
 # Benchmarks (not part of `make test`): each prints pgmart's figure beside its anchor's.
 bench: setup

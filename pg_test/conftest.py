@@ -1,6 +1,10 @@
-"""Harness for pgmart's end-to-end tests: real PostgreSQL 15 clusters, started here with pgmart
+"""Harness for pgmart's end-to-end tests: real PostgreSQL clusters, started here with pgmart
 preloaded, owned by the `postgres` OS user (initdb refuses root), each on its own port and socket
-directory, torn down after the test module."""
+directory, torn down after the test module.
+
+The PostgreSQL major version comes from PGMART_PG (15, 16, 17 or 18; default 15, Debian's own);
+its binaries are wherever `scripts/pgversions.sh bindir` says, and pgmart must be installed there
+first (`scripts/install.sh "$(scripts/pgversions.sh pg_config 18)"`)."""
 
 import itertools
 import os
@@ -12,7 +16,21 @@ import time
 import psycopg
 import pytest
 
-PGBIN = "/usr/lib/postgresql/15/bin"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_VERSION = int(os.environ.get("PGMART_PG") or 15)
+
+
+# The bin/ of the version under test (15: /usr/lib/postgresql/15/bin). Every PostgreSQL program the
+# tests run (initdb, pg_ctl, pg_dump, ...) is PGBIN/<name>: use pg_bin().
+PGBIN = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pgversions.sh"), "bindir", str(PG_VERSION)],
+                       check=True, capture_output=True, text=True).stdout.strip()
+
+
+def pg_bin(program):
+    """The path of one PostgreSQL program (pg_dump, psql, ...) of the version under test."""
+    return os.path.join(PGBIN, program)
+
+
 _ports = itertools.count(56000 + (os.getpid() % 400) * 10)
 
 
@@ -43,9 +61,9 @@ class Cluster:
             conf["shared_preload_libraries"] = "'pgmart'"
         conf.update(settings or {})
         if basebackup_of is None:
-            run_as_postgres(f"{PGBIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+            run_as_postgres(pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
         else:
-            run_as_postgres(f"{PGBIN}/pg_basebackup", "-h", basebackup_of.dir, "-p", str(basebackup_of.port),
+            run_as_postgres(pg_bin("pg_basebackup"), "-h", basebackup_of.dir, "-p", str(basebackup_of.port),
                             "-U", "postgres", "-D", self.data, "-R", "-X", "stream")
             conf["primary_conninfo"] = f"'host={basebackup_of.dir} port={basebackup_of.port} user=postgres'"
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
@@ -54,13 +72,13 @@ class Cluster:
         self.start()
 
     def start(self):
-        run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+        run_as_postgres(pg_bin("pg_ctl"), "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
 
     def stop(self, mode="fast", check=True):
-        return run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop", check=check)
+        return run_as_postgres(pg_bin("pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t", "60", "stop", check=check)
 
     def reload(self):
-        run_as_postgres(f"{PGBIN}/pg_ctl", "-D", self.data, "reload")
+        run_as_postgres(pg_bin("pg_ctl"), "-D", self.data, "reload")
 
     def destroy(self):
         self.stop(mode="immediate", check=False)
@@ -92,9 +110,9 @@ class Cluster:
         """pg_dump database `src` (custom format) and pg_restore it into a new database `dst`,
         stopping at the first error."""
         out = os.path.join(self.dir, f"{src}.dump")
-        run_as_postgres(f"{PGBIN}/pg_dump", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-Fc", "-f", out, src)
+        run_as_postgres(pg_bin("pg_dump"), "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-Fc", "-f", out, src)
         self.createdb(dst, extension=False)
-        r = run_as_postgres(f"{PGBIN}/pg_restore", "-h", self.dir, "-p", str(self.port), "-U", "postgres",
+        r = run_as_postgres(pg_bin("pg_restore"), "-h", self.dir, "-p", str(self.port), "-U", "postgres",
                             "--exit-on-error", "-d", dst, out, check=False)
         assert r.returncode == 0, r.stderr
 

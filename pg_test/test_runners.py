@@ -266,10 +266,14 @@ def test_a_session_holding_a_due_job_does_not_make_the_scheduler_poll(cluster):
     c = cluster
     sched = wait_for(lambda: c.one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgmart scheduler' "
                                    "AND datname = 'postgres'"), 20, what="the scheduler")
-    c.sql("SELECT pgmart.schedule_sql('held', 'SELECT 1', '1 hour', start_at => now() + interval '1 hour')")
+    # The session takes the job before it falls due (no race with the scheduler), and holds it
+    # until commit; two seconds later it is due, and the scheduler can see that but not take it.
+    c.sql("SELECT pgmart.schedule_sql('held', 'SELECT 1', '1 hour', start_at => now() + interval '2 seconds')")
     with c.connect(autocommit=False) as holder:
-        c.sql("UPDATE pgmart.job SET next_run_at = now() WHERE name = 'held'")
         holder.execute("SELECT * FROM pgmart.run_job(%s)", (job_id(c, "held"),))  # holds it until commit
+        wait_for(lambda: c.one("SELECT next_run_at < now() FROM pgmart.jobs WHERE name = 'held'"), 10,
+                 what="the held job falling due")
+        time.sleep(0.5)
 
         def cpu():
             with open(f"/proc/{sched}/stat") as f:

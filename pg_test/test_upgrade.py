@@ -15,15 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import PGBIN, Cluster, run_as_postgres, wait_for
+from conftest import PG_VERSION, PGBIN, Cluster, run_as_postgres, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Released versions: the commit each was built from (their install scripts are sql/pgmart--X.sql).
 RELEASES = {"0.1.0": "1219c312561d62818fcd753620055bd3025f6200"}
 OLD = "0.1.0"
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PGMART_PG", "15") != "15", reason="pgmart 0.1.0 was built for PostgreSQL 15 only")
+pytestmark = pytest.mark.skipif(PG_VERSION != 15, reason="pgmart 0.1.0 was built for PostgreSQL 15 only")
 
 
 def build_release(version):

@@ -99,16 +99,15 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER EXTENSION pgmart DROP MATERIALIZED VIEW %s', anchor_name);
         EXECUTE pg_catalog.format('ALTER MATERIALIZED VIEW %s DEPENDS ON EXTENSION pgmart', anchor_name);
         EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW %s IS %L', anchor_name, r.note);
-        CASE r.prefix
-            WHEN 'job' THEN
-                UPDATE pgmart.job SET anchor = anchor_name::pg_catalog.regclass WHERE job_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
-            WHEN 'check' THEN
-                UPDATE pgmart."check" SET anchor = anchor_name::pg_catalog.regclass WHERE check_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
-            WHEN 'rule' THEN
-                UPDATE pgmart.alert_rules SET anchor = anchor_name::pg_catalog.regclass WHERE rule_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
-            ELSE
-                UPDATE pgmart.metric SET anchor = anchor_name::pg_catalog.regclass WHERE name OPERATOR(pg_catalog.=) r.id;
-        END CASE;
+        IF r.prefix OPERATOR(pg_catalog.=) 'job' THEN
+            UPDATE pgmart.job SET anchor = anchor_name::pg_catalog.regclass WHERE job_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+        ELSIF r.prefix OPERATOR(pg_catalog.=) 'check' THEN
+            UPDATE pgmart."check" SET anchor = anchor_name::pg_catalog.regclass WHERE check_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+        ELSIF r.prefix OPERATOR(pg_catalog.=) 'rule' THEN
+            UPDATE pgmart.alert_rules SET anchor = anchor_name::pg_catalog.regclass WHERE rule_id OPERATOR(pg_catalog.=) r.id::pg_catalog.int8;
+        ELSE
+            UPDATE pgmart.metric SET anchor = anchor_name::pg_catalog.regclass WHERE name OPERATOR(pg_catalog.=) r.id;
+        END IF;
     END LOOP;
 END
 $upgrade$;
@@ -121,7 +120,7 @@ CREATE INDEX job_anchor_idx ON pgmart.job (anchor);
 -- Jobs: a next run at ±infinity (0.1.0 let one through) becomes now, or a pause; interval slots
 -- count from the next run, so a job keeps its time of day.
 UPDATE pgmart.job SET enabled = false, next_run_at = pg_catalog.now()
- WHERE next_run_at OPERATOR(pg_catalog.=) 'infinity'::timestamptz;
+ WHERE next_run_at OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz;
 UPDATE pgmart.job SET next_run_at = pg_catalog.now() WHERE NOT pg_catalog.isfinite(next_run_at);
 UPDATE pgmart.job SET slot_origin = coalesce(next_run_at, created_at);
 ALTER TABLE pgmart.job ADD CONSTRAINT job_next_run_at_check CHECK (pg_catalog.isfinite(next_run_at));
@@ -189,9 +188,9 @@ BEGIN
            AND x.grantee OPERATOR(pg_catalog.<>) c.relowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s',
-                                  CASE r.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel,
-                                  CASE r.grantee WHEN 0 THEN 'PUBLIC'
-                                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)::pg_catalog.text) END);
+                                  CASE WHEN r.relkind OPERATOR(pg_catalog.=) 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.rel,
+                                  CASE WHEN r.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r.grantee)::pg_catalog.text) END);
     END LOOP;
 END
 $upgrade$;
