@@ -19,12 +19,14 @@ released install script kept as shipped, sql/pgmart--OLD.sql. The upgrade script
 The upgrade test (pg_test/test_upgrade.py) proves the result: an updated catalog equals a fresh one.
 """
 
+import json
 import re
 import sys
 from pathlib import Path
 
 import pglast
 import pglast.enums
+import pglast.parser
 from pglast import ast
 from pglast.stream import RawStream
 
@@ -158,6 +160,29 @@ def generate(old_path, new_path):
     return drops, body
 
 
+def statement_set(text):
+    """The statements of a script, as parse trees without positions, in a canonical order:
+    `cargo pgrx schema` does not always order independent blocks the same way."""
+    out = []
+    text = re.sub(r"(?m)^\\.*$", "", text)  # psql meta-commands (\echo ... \quit)
+    for stmt in pglast.split(text):
+        tree = json.loads(pglast.parser.parse_sql_json(stmt))
+        out.append(json.dumps(strip_locations(tree), sort_keys=True))
+    return sorted(out)
+
+
+def strip_locations(node):
+    if isinstance(node, dict):
+        return {k: strip_locations(v) for k, v in node.items() if k not in ("location", "stmt_location", "stmt_len")}
+    if isinstance(node, list):
+        return [strip_locations(v) for v in node]
+    return node
+
+
+def same_statements(a, b):
+    return a == b or statement_set(a) == statement_set(b)
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     check = "--check" in sys.argv
@@ -181,7 +206,7 @@ def main():
     ]
     text = "\n".join(p for p in parts if p)
     if check:
-        if not target.exists() or target.read_text() != text:
+        if not target.exists() or not same_statements(target.read_text(), text):
             sys.exit(f"{target.relative_to(ROOT)} is not what scripts/make_upgrade.py makes: run "
                      f"`scripts/make_upgrade.py <schema>` (make upgrade-script) and commit the result")
         print(f"{target.relative_to(ROOT)} is up to date")

@@ -77,7 +77,12 @@ DECLARE
     coltype text;
 BEGIN
     IF parent IS NULL THEN
-        RAISE EXCEPTION 'parent must not be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
                       AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)

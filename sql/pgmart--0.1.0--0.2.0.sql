@@ -297,6 +297,24 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
+
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
@@ -352,7 +370,12 @@ DECLARE
     coltype text;
 BEGIN
     IF parent IS NULL THEN
-        RAISE EXCEPTION 'parent must not be NULL' USING ERRCODE = '22004';
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
                       AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
@@ -404,24 +427,6 @@ SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_
 COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
-
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
@@ -560,114 +565,20 @@ END $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:36
--- pgmart::partitions::api::create_partition_set
-CREATE  FUNCTION pgmart."create_partition_set"(
-	"parent" regclass, /* PgRelation */
-	"control_column" TEXT, /* & str */
-	"partition_interval" interval, /* Interval */
-	"premake" INT DEFAULT 4, /* i32 */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"retention_mode" TEXT DEFAULT 'drop', /* & str */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"default_partition" bool DEFAULT true, /* bool */
-	"schedule" TEXT DEFAULT '1 hour', /* & str */
-	"timezone" TEXT DEFAULT 'UTC', /* & str */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:209
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < PgRelation > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:317
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* & str */
-	"command" TEXT, /* & str */
-	"schedule" TEXT, /* & str */
-	"timezone" TEXT DEFAULT 'UTC', /* & str */
-	"max_retries" INT DEFAULT 3, /* i32 */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* & str */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:37
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* & str */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:42
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* PgRelation */
-	"schedule" TEXT, /* & str */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT 'UTC', /* & str */
-	"max_retries" INT DEFAULT 3, /* i32 */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* & str */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:42
+-- src/checks/api.rs:44
 -- pgmart::checks::api::run_checks
 CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < PgRelation > */
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
 ) RETURNS TABLE (
 	"check_id" bigint,  /* i64 */
 	"name" TEXT,  /* String */
@@ -686,41 +597,128 @@ AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
+-- src/jobs/api.rs:382
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:36
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
 -- pgmart::alerts::api::drop_alert_rule
 CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* & str */
+	"name" TEXT /* Option < & str > */
 ) RETURNS void
-STRICT VOLATILE 
+VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* & str */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < String > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:271
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 
 /* </end connected objects> */
 
@@ -728,7 +726,7 @@ AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
 -- src/refresh/api.rs:156
 -- pgmart::refresh::api::refresh_now
 CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* PgRelation */
+	"view" regclass /* Option < RegClass > */
 ) RETURNS TABLE (
 	"view_name" TEXT,  /* String */
 	"triggered_by" TEXT,  /* String */
@@ -738,26 +736,119 @@ CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
 	"duration_ms" double precision,  /* f64 */
 	"error" TEXT  /* Option < String > */
 )
-STRICT VOLATILE 
+VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:9
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:362
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:528
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:50
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:421
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
 -- pgmart::metrics::api::register_metric
 CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* & str */
-	"source" regclass, /* PgRelation */
-	"expression" TEXT, /* & str */
-	"time_column" TEXT, /* & str */
-	"owner" TEXT, /* & str */
-	"description" TEXT, /* & str */
-	"dimensions" TEXT[] DEFAULT '{}', /* Vec < String > */
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT 'day', /* & str */
-	"allow_duplicate" bool DEFAULT false /* bool */
+	"grain" TEXT DEFAULT 'day', /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
 ) RETURNS INT /* i32 */
 VOLATILE 
 LANGUAGE c /* Rust */
@@ -766,14 +857,101 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:37
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* & str */
+-- src/jobs/api.rs:429
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
-STRICT VOLATILE 
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:448
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:37
+-- pgmart::partitions::api::create_partition_set
+CREATE  FUNCTION pgmart."create_partition_set"(
+	"parent" regclass, /* Option < RegClass > */
+	"control_column" TEXT, /* Option < & str > */
+	"partition_interval" interval, /* Option < Interval > */
+	"premake" INT DEFAULT 4, /* Option < i32 > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"default_partition" bool DEFAULT true, /* Option < bool > */
+	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:214
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:137
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
 
 /* </end connected objects> */
 
@@ -796,96 +974,22 @@ AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:14
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* & str */
-	"target" regclass, /* PgRelation */
-	"condition" TEXT, /* & str */
-	"severity" TEXT DEFAULT 'high', /* & str */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* & str */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
-	"on_update" bool DEFAULT false /* bool */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:8
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* PgRelation */
-	"kind" TEXT, /* & str */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < String > > */
-	"params" jsonb DEFAULT '{}', /* pgrx :: JsonB */
-	"severity" TEXT DEFAULT 'error', /* & str */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+-- src/jobs/api.rs:329
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
 	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:509
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* i64 */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:412
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* i64 */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:367
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:405
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* i64 */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -905,106 +1009,7 @@ AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:266
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* PgRelation */
-) RETURNS bool /* bool */
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:347
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:137
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* PgRelation */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:42
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* & str */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:430
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* i64 */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* i64 */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:45
+-- src/lib.rs:46
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)

@@ -39,8 +39,8 @@ fn grant_access(
     role: Option<&str>,
     access: default!(Option<&str>, "'user'"),
 ) -> TableIterator<'static, (name!(statement, String),)> {
-    let role = role.unwrap_or_else(|| PgMartError::null_argument("role").raise());
-    let access = access.unwrap_or_else(|| PgMartError::null_argument("access").raise());
+    let role = crate::error::required(role, "role");
+    let access = access.unwrap_or("user");
     crate::jobs::api::require_primary("grant access to pgmart");
     let caller = sql::caller();
     let owner = sql::extension_owner();

@@ -44,9 +44,24 @@ impl PgMartError {
     pub fn privilege(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
     }
-    /// 22004: a required argument is NULL.
+    /// 22004: a required argument is NULL (see [`required`]).
     pub fn null_argument(name: &str) -> Self {
-        Self::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{name} must not be NULL"))
+        Self::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("argument \"{name}\" must not be NULL"))
+            .hint(format!(
+                "Give {name} a value. Only arguments that have a default may be NULL, and NULL there means the default."
+            ))
+    }
+    /// 42809: a relation of the wrong kind (a view where a table is needed, a sequence, an index).
+    pub fn wrong_object_type(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message)
+    }
+    /// 55000: pgmart's catalog is not what this library expects (a row it cannot read, a catalog
+    /// query that fails): the installed SQL and the library differ, or the catalog was edited.
+    pub fn catalog(message: impl Into<String>) -> Self {
+        Self::state(message).hint(
+            "pgmart's catalog does not look the way this library expects: run ALTER EXTENSION pgmart UPDATE; \
+             if it is up to date, the catalog was changed by hand (please report it otherwise).",
+        )
     }
     /// 25006: a write on a standby.
     pub fn read_only(message: impl Into<String>) -> Self {
@@ -87,6 +102,18 @@ impl PgMartError {
 impl std::fmt::Display for PgMartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+/// The value of a required argument, or ERROR 22004 naming it: the one NULL rule of the SQL API.
+/// Every public function is non-STRICT and takes its arguments as `Option`s; a required argument
+/// (one without a default) is unwrapped here, first thing, before anything is read or changed. An
+/// argument with a default takes NULL as that default (`Option::unwrap_or`), or as "unchanged"
+/// where its default is NULL (`alter_job`).
+pub fn required<T>(value: Option<T>, name: &str) -> T {
+    match value {
+        Some(v) => v,
+        None => PgMartError::null_argument(name).raise(),
     }
 }
 

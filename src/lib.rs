@@ -9,6 +9,7 @@ pg_module_magic!();
 
 pub mod access;
 pub mod alerts;
+pub mod args;
 pub mod checks;
 pub mod compat;
 pub mod error;

@@ -285,13 +285,13 @@ fn rows_as_json(query: &str) -> String {
 }
 
 fn spi_failure(e: pgrx::spi::Error) -> ! {
-    PgMartError::internal(format!("pgmart: SPI failure: {e}")).raise()
+    PgMartError::catalog(format!("pgmart: a catalog query failed: {e}")).raise()
 }
 
 fn decode_rows<T: DeserializeOwned>(value: Option<pgrx::JsonB>) -> Vec<T> {
     let value = value.unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
     serde_json::from_value(value.0)
-        .unwrap_or_else(|e| PgMartError::internal(format!("pgmart: cannot decode a catalog row: {e}")).raise())
+        .unwrap_or_else(|e| PgMartError::catalog(format!("pgmart: cannot read a catalog row: {e}")).raise())
 }
 
 /// Run a query (a SELECT, or DML with RETURNING) and decode every row (as `to_jsonb(row)`) into `T`.
@@ -336,7 +336,7 @@ pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T>
         .unwrap_or_else(|e| spi_failure(e))
         .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
     serde_json::from_value(value.0)
-        .unwrap_or_else(|e| PgMartError::internal(format!("pgmart: cannot decode a catalog column: {e}")).raise())
+        .unwrap_or_else(|e| PgMartError::catalog(format!("pgmart: cannot read a catalog column: {e}")).raise())
 }
 
 /// Run a query and decode its first row, if any.
@@ -465,6 +465,31 @@ pub fn subtransaction_catching_cancel<R>(f: impl FnOnce() -> R) -> std::result::
             Err(Caught::from_caught(&e))
         })
         .execute()
+    }
+}
+
+/// Run `f` with setting `name` made `value` (as `SET LOCAL` would make it, checked by PostgreSQL's
+/// own rules for that setting), in a subtransaction; the setting is as it was afterwards, whatever
+/// happens. `Err` when PostgreSQL refuses the value (or `f` fails). Used to learn what PostgreSQL
+/// makes of a value (the canonical spelling of a time zone) without changing the caller's session.
+pub fn under_setting<R>(name: &CStr, value: &str, f: impl FnOnce() -> R) -> std::result::Result<R, Caught> {
+    let value = std::ffi::CString::new(value)
+        .map_err(|_| Caught { sqlstate: "22023".into(), message: "a setting must not contain NUL bytes".into(), detail: None, hint: None })?;
+    subtransaction(|| {
+        let scope = GucScope::new();
+        scope.set(name, &value);
+        let r = f();
+        drop(scope);
+        r
+    })
+}
+
+/// The current value of a setting, as `SHOW` prints it (its show hook applied: the canonical
+/// spelling of a time zone).
+pub fn setting(name: &CStr) -> Option<String> {
+    unsafe {
+        let p = pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), true);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
     }
 }
 

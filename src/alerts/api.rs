@@ -1,9 +1,11 @@
 //! Thin SQL-facing wrappers for alert rules (see docs/alerts.md).
 
 use super::exec;
+use crate::args::{self, RegClass};
+use crate::error::required;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{PgOid, PgRelation};
+use pgrx::PgOid;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -14,33 +16,35 @@ thread_local! {
 #[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn add_alert_rule(
-    name: &str,
-    target: PgRelation,
-    condition: &str,
-    severity: default!(&str, "'high'"),
-    channel: default!(&str, "'pgmart_alerts'"),
-    payload_columns: default!(Option<Vec<String>>, "NULL"),
-    on_update: default!(bool, false),
+    name: Option<&str>,
+    target: Option<RegClass>,
+    condition: Option<&str>,
+    severity: default!(Option<&str>, "'high'"),
+    channel: default!(Option<&str>, "'pgmart_alerts'"),
+    payload_columns: default!(Option<Vec<Option<String>>>, "NULL"),
+    on_update: default!(Option<bool>, false),
 ) -> i64 {
+    let name = required(name, "name");
+    let target = args::relation(target, "target");
     exec::add_rule(exec::NewRule {
         name,
-        target: target.oid(),
-        condition,
-        severity,
-        channel,
-        payload_columns,
-        on_update,
+        target,
+        condition: required(condition, "condition"),
+        severity: severity.unwrap_or("high"),
+        channel: channel.unwrap_or("pgmart_alerts"),
+        payload_columns: args::names(payload_columns, "payload_columns"),
+        on_update: on_update.unwrap_or(false),
     })
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn drop_alert_rule(name: &str) {
-    exec::drop_rule(name)
+fn drop_alert_rule(name: Option<&str>) {
+    exec::drop_rule(required(name, "name"))
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn ack_alert(alert_id: i64, note: default!(Option<&str>, "NULL")) -> bool {
-    exec::ack(alert_id, note)
+fn ack_alert(alert_id: Option<i64>, note: default!(Option<&str>, "NULL")) -> bool {
+    exec::ack(required(alert_id, "alert_id"), note)
 }
 
 /// Row trigger of every alert rule (AFTER INSERT / UPDATE ... WHEN (<condition>)): runs only for

@@ -1,32 +1,34 @@
 //! SQL-facing check functions: thin wrappers over [`crate::checks::exec`].
 
+use crate::args::{self, RegClass};
 use crate::checks::exec::{self, NewCheck};
+use crate::error::required;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 
 // Symbol add_check_0_2_wrapper: 0.1.0 declared add_check with fewer arguments (see src/legacy.rs).
 #[pg_extern(schema = "pgmart", name = "add_check", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn add_check_0_2(
-    target: PgRelation,
-    kind: &str,
-    columns: default!(Option<Vec<String>>, "NULL"),
-    params: default!(pgrx::JsonB, "'{}'"),
-    severity: default!(&str, "'error'"),
+    target: Option<RegClass>,
+    kind: Option<&str>,
+    columns: default!(Option<Vec<Option<String>>>, "NULL"),
+    params: default!(Option<pgrx::JsonB>, "'{}'"),
+    severity: default!(Option<&str>, "'error'"),
     name: default!(Option<&str>, "NULL"),
     schedule: default!(Option<&str>, "NULL"),
     where_clause: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> i64 {
+    let target = args::relation(target, "target");
+    let kind = required(kind, "kind");
+    let columns = args::names(columns, "columns").unwrap_or_default();
     crate::jobs::api::check_timeout(timeout);
-    let oid = u32::from(target.oid()) as i64;
-    drop(target);
     exec::register(NewCheck {
-        target_oid: oid,
+        target_oid: u32::from(target) as i64,
         kind,
-        columns: columns.unwrap_or_default(),
-        params: params.0,
-        severity,
+        columns,
+        params: params.map(|p| p.0).unwrap_or_else(|| serde_json::json!({})),
+        severity: severity.unwrap_or("error"),
         name,
         schedule,
         where_clause,
@@ -35,13 +37,13 @@ fn add_check_0_2(
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn drop_check(name: &str) {
-    exec::drop(name)
+fn drop_check(name: Option<&str>) {
+    exec::drop(required(name, "name"))
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn run_checks(
-    target: default!(Option<PgRelation>, "NULL"),
+    target: default!(Option<RegClass>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -56,7 +58,7 @@ fn run_checks(
         name!(duration_ms, f64),
     ),
 > {
-    let oid = target.map(|t| u32::from(t.oid()) as i64);
+    let oid = args::optional_relation(target, "target").map(|t| u32::from(t) as i64);
     let caller = crate::sql::role_name(crate::sql::caller());
     let results = exec::run(oid, None, &format!("run_checks by {caller}"));
     TableIterator::new(results.into_iter().map(|r| {

@@ -540,7 +540,9 @@ pub fn register(n: NewCheck) -> i64 {
     plan::validate_params(kind, &n.columns, &n.params).or_raise();
     let rel = rel_info(n.target_oid).unwrap_or_else(|| PgMartError::undefined_table("target table does not exist").raise());
     if !matches!(rel.relkind.as_str(), "r" | "p" | "m" | "v" | "f") {
-        PgMartError::invalid(format!("\"{}\" is not a table, view or materialized view", rel.relname)).raise();
+        PgMartError::wrong_object_type(format!("\"{}\" is not a table, view or materialized view", rel.relation))
+            .hint("Checks run on tables, partitioned tables, views, materialized views and foreign tables.")
+            .raise();
     }
     let caller = sql::caller();
     if !may_read(caller, n.target_oid) {
@@ -571,10 +573,16 @@ pub fn register(n: NewCheck) -> i64 {
             for k in ["warn_after", "error_after"] {
                 if let Some(iv) = params.get(k).and_then(|v| v.as_str()) {
                     let ok = sql::subtransaction(|| {
-                        sql::one::<bool>("SELECT $1::text::interval > '0'::interval", &[iv.into()]).unwrap_or(false)
+                        sql::one::<bool>(
+                            "SELECT $1::pg_catalog.text::interval OPERATOR(pg_catalog.>) '0'::interval \
+                                AND $1::pg_catalog.text::interval OPERATOR(pg_catalog.<=) '1000 years'::interval",
+                            &[iv.into()],
+                        )
+                        .unwrap_or(false)
                     });
                     if !matches!(ok, Ok(true)) {
-                        PgMartError::invalid(format!("invalid params.{k} \"{iv}\": give a positive interval")).raise();
+                        PgMartError::invalid(format!("invalid params.{k} \"{iv}\": give a positive interval of at most 1000 years"))
+                            .raise();
                     }
                 }
             }
@@ -608,6 +616,23 @@ pub fn register(n: NewCheck) -> i64 {
                 PgMartError::privilege(format!("you need SELECT on the parent table {}", prel.relation)).raise();
             }
             params["to"] = json!(prel.relation);
+        }
+        Kind::Range => {
+            // min above max can never pass: refused, compared as the column's own type.
+            if let (Some(min), Some(max)) = (plan::scalar_text(&params["min"]), plan::scalar_text(&params["max"])) {
+                let ty = &f.columns.iter().find(|(name, _)| name == &n.columns[0]).expect("column").1;
+                let above = sql::subtransaction(|| {
+                    sql::one::<bool>(
+                        &format!("SELECT $1::pg_catalog.text::{ty} OPERATOR(pg_catalog.>) $2::pg_catalog.text::{ty}"),
+                        &[min.as_str().into(), max.as_str().into()],
+                    )
+                });
+                if let Ok(Some(true)) = above {
+                    PgMartError::invalid(format!("params.min ({min}) is above params.max ({max})"))
+                        .hint("A range check passes for values between min and max; swap them.")
+                        .raise();
+                }
+            }
         }
         Kind::Schema => {
             let cols = params.get("columns").and_then(|v| v.as_object()).cloned().unwrap_or_default();

@@ -825,6 +825,11 @@ pub fn validate_params(kind: Kind, columns: &[String], params: &Value) -> Result
             if min.is_none() && max.is_none() {
                 return Err(PgMartError::invalid("a row_count check needs params.min and/or params.max"));
             }
+            if let (Some(a), Some(b)) = (min.and_then(|v| v.as_i64()), max.and_then(|v| v.as_i64())) {
+                if a > b {
+                    return Err(PgMartError::invalid(format!("params.min ({a}) is above params.max ({b})")));
+                }
+            }
         }
         Kind::Freshness => {
             need_cols(1, 1)?;
@@ -1069,5 +1074,11 @@ mod tests {
         assert_eq!(qi("id"), "\"id\"");
         assert_eq!(qi("a\"b"), "\"a\"\"b\"");
         assert_eq!(ql("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn row_count_min_above_max_is_refused() {
+        assert!(validate_params(Kind::RowCount, &[], &json!({"min": 10, "max": 1})).is_err());
+        assert!(validate_params(Kind::RowCount, &[], &json!({"min": 1, "max": 1})).is_ok());
     }
 }

@@ -375,4 +375,18 @@ mod tests {
         run("RESET ROLE");
         assert_eq!(code, "42501");
     }
+
+    #[pg_test]
+    fn impossible_checks_are_refused() {
+        run("CREATE TABLE ck_imp (id int, v numeric)");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_imp', 'range', ARRAY['v'], params => '{\"min\": 5, \"max\": 1}')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_imp', 'range', ARRAY['v'], params => '{\"min\": \"10\", \"max\": \"9\"}')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_imp', 'not_null', ARRAY[NULL]::text[])"), "22004");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check(NULL, 'not_null', ARRAY['id'])"), "22004");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check('ck_imp', NULL, ARRAY['id'])"), "22004");
+        assert_eq!(sqlstate_of("SELECT pgmart.add_check(999999, 'not_null', ARRAY['id'])"), "42P01");
+        assert_eq!(sqlstate_of("SELECT pgmart.drop_check(NULL)"), "22004");
+        // Compared as numbers, not as text: '9' is below '10'.
+        run("SELECT pgmart.add_check('ck_imp', 'range', ARRAY['v'], params => '{\"min\": \"9\", \"max\": \"10\"}', name => 'ck_imp_r')");
+    }
 }

@@ -2,7 +2,7 @@
 //! capability uses for its own job kind ([`register`]), and the one place the job catalog's
 //! schedule columns are changed ([`reschedule`]).
 
-use crate::error::{OrRaise, PgMartError};
+use crate::error::{required, OrRaise, PgMartError};
 use crate::guc;
 use crate::jobs::engine::{self, Job, RunReport, Trigger};
 use crate::jobs::sql_job;
@@ -72,8 +72,9 @@ pub fn require_primary(what: &str) {
     }
 }
 
-/// `start_at` must be a finite time (a job at ±infinity would never run, or run at once forever).
-fn check_start_at(start_at: Option<TimestampWithTimeZone>) -> Option<f64> {
+/// `start_at` must be a finite time (a job at ±infinity would never run, or run at once forever):
+/// its epoch seconds, or 22023.
+pub fn check_start_at(start_at: Option<TimestampWithTimeZone>) -> Option<f64> {
     let t = start_at?;
     let epoch = sql::one::<f64>(
         "SELECT CASE WHEN pg_catalog.isfinite($1::timestamp with time zone) \
@@ -86,8 +87,19 @@ fn check_start_at(start_at: Option<TimestampWithTimeZone>) -> Option<f64> {
     }
 }
 
-/// A job name not taken yet: `base`, or `base (2)`, `base (3)`, ...
+/// Longest job name (bytes).
+pub const MAX_NAME: usize = 200;
+
+/// A job name not taken yet: `base`, or `base (2)`, `base (3)`, ... The one way every generated
+/// name is made (partition sets, refresh schedules, check suites): a table renamed and replaced by
+/// another of its name, or a long schema-qualified name, never makes a registration fail.
 pub fn free_name(base: &str) -> String {
+    // Room for " (NNNN)" within MAX_NAME, cut on a character boundary.
+    let mut cut = base.len().min(MAX_NAME - 8);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let base = &base[..cut];
     let taken: Vec<String> = sql::as_catalog_owner(|| {
         sql::column::<String>(
             "SELECT name FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1 \
@@ -131,18 +143,18 @@ pub fn register(job: NewJob) -> i64 {
     if job.name.trim().is_empty() {
         PgMartError::invalid("job name must not be empty").raise();
     }
-    if job.name.len() > 200 {
-        PgMartError::invalid("job name is longer than 200 bytes").raise();
+    if job.name.len() > MAX_NAME {
+        PgMartError::invalid(format!("job name is longer than {MAX_NAME} bytes")).raise();
     }
     if job.max_retries < 0 || job.max_retries > 100 {
         PgMartError::invalid("max_retries must be between 0 and 100").raise();
     }
-    let (schedule, tz) = engine::validate(job.schedule, job.timezone).or_raise();
+    let (schedule, zone) = engine::validate(job.schedule, job.timezone).or_raise();
     let backoff = job.retry_backoff.unwrap_or("1 minute");
     check_backoff(backoff);
     let start_epoch = check_start_at(job.start_at);
     let now = Utc::now();
-    let first = engine::first_run(&schedule, &tz, now).or_raise();
+    let first = engine::first_run(&schedule, &zone.tz, now).or_raise();
     let first_epoch = start_epoch.unwrap_or(first.timestamp_micros() as f64 / 1e6);
     // Interval slots are counted from start_at when given (its first run), else from now.
     let origin_epoch = start_epoch.unwrap_or(now.timestamp_micros() as f64 / 1e6);
@@ -173,7 +185,7 @@ pub fn register(job: NewJob) -> i64 {
                 job.kind.into(),
                 job.target.into(),
                 job.schedule.trim().into(),
-                job.timezone.trim().into(),
+                zone.name.as_str().into(),
                 pgrx::JsonB(job.config).into(),
                 job.max_retries.into(),
                 backoff.into(),
@@ -191,7 +203,8 @@ pub fn register(job: NewJob) -> i64 {
 /// A job's timeout: zero (no limit) or positive, at most a week.
 pub fn check_timeout(timeout: Option<pgrx::datum::Interval>) {
     if let Some(t) = timeout {
-        let ok = t.months() == 0 && t.days() >= 0 && t.micros() >= 0 && (t.days() as i64) * 86_400_000_000 + t.micros() <= 7 * 86_400_000_000;
+        let total = (t.days() as i128) * 86_400_000_000 + t.micros() as i128;
+        let ok = t.months() == 0 && t.days() >= 0 && t.micros() >= 0 && total <= 7 * 86_400_000_000;
         if !ok {
             PgMartError::invalid("timeout must be between 0 (no limit) and 7 days")
                 .hint("For example timeout => '30 minutes'.")
@@ -218,10 +231,9 @@ pub fn check_backoff(text: &str) {
 /// path every capability uses to reschedule its job.
 pub fn reschedule(job_id: i64, schedule: &str, timezone: Option<&str>) {
     let current = engine::load(job_id).unwrap_or_else(|| engine::not_yours(job_id).raise());
-    let tz_text = timezone.unwrap_or(&current.timezone).trim().to_string();
-    let (s, tz) = engine::validate(schedule, &tz_text).or_raise();
+    let (s, zone) = engine::validate(schedule, timezone.unwrap_or(&current.timezone)).or_raise();
     let now = Utc::now();
-    let next = engine::first_run(&s, &tz, now).or_raise();
+    let next = engine::first_run(&s, &zone.tz, now).or_raise();
     sql::as_catalog_owner(|| {
         sql::exec(
             "UPDATE pgmart.job SET schedule = $2, timezone = $3, next_run_at = pg_catalog.to_timestamp($4), \
@@ -230,7 +242,7 @@ pub fn reschedule(job_id: i64, schedule: &str, timezone: Option<&str>) {
             &[
                 job_id.into(),
                 schedule.trim().into(),
-                tz_text.as_str().into(),
+                zone.name.as_str().into(),
                 (next.timestamp_micros() as f64 / 1e6).into(),
                 (now.timestamp_micros() as f64 / 1e6).into(),
             ],
@@ -247,6 +259,19 @@ pub fn job_for_caller(job_id: i64) -> Job {
             (j.owner != 0 && sql::may_act_as(caller, j.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) }
         })
         .unwrap_or_else(|| engine::not_yours(job_id).raise())
+}
+
+/// A capability's job registered again (its object scheduled anew): the new retry policy, target
+/// and time limit (None: unchanged), enabled, with its failures forgotten.
+pub fn renew(job_id: i64, max_retries: i32, retry_backoff: &str, target: &str, timeout: Option<pgrx::datum::Interval>) {
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.job SET max_retries = $2, retry_backoff = $3::pg_catalog.text::interval, \
+                    enabled = true, consecutive_failures = 0, target = $4, timeout = coalesce($5, timeout) \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into(), max_retries.into(), retry_backoff.into(), target.into(), timeout.into()],
+        )
+    });
 }
 
 /// Stop the scheduler running a job (it stays, with its history, until resumed or dropped).
@@ -317,16 +342,19 @@ pub fn owner_for(run_as: Option<&str>) -> pg_sys::Oid {
 #[pg_extern(schema = "pgmart", name = "schedule_sql", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn schedule_sql_0_2(
-    name: &str,
-    command: &str,
-    schedule: &str,
-    timezone: default!(&str, "'UTC'"),
-    max_retries: default!(i32, 3),
-    retry_backoff: default!(&str, "'1 minute'"),
+    name: Option<&str>,
+    command: Option<&str>,
+    schedule: Option<&str>,
+    timezone: default!(Option<&str>, "'UTC'"),
+    max_retries: default!(Option<i32>, 3),
+    retry_backoff: default!(Option<&str>, "'1 minute'"),
     start_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     run_as: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> i64 {
+    let (name, command, schedule) = (required(name, "name"), required(command, "command"), required(schedule, "schedule"));
+    let (timezone, max_retries, retry_backoff) =
+        (timezone.unwrap_or("UTC"), max_retries.unwrap_or(3), retry_backoff.unwrap_or("1 minute"));
     let checked = sql_job::validate_command(command).or_raise();
     let owner = owner_for(run_as);
     register(NewJob {
@@ -365,7 +393,7 @@ fn refresh_due() -> TableIterator<
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn run_job(job_id: i64) -> TableIterator<
+fn run_job(job_id: Option<i64>) -> TableIterator<
     'static,
     (
         name!(job_id, i64),
@@ -377,6 +405,7 @@ fn run_job(job_id: i64) -> TableIterator<
         name!(message, Option<String>),
     ),
 > {
+    let job_id = required(job_id, "job_id");
     require_primary("run a pgmart job");
     let caller = sql::caller();
     let job = engine::claim_for_manual_run(job_id, caller);
@@ -403,14 +432,16 @@ fn run_job(job_id: i64) -> TableIterator<
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn pause_job(job_id: i64) {
+fn pause_job(job_id: Option<i64>) {
+    let job_id = required(job_id, "job_id");
     require_primary("pause a pgmart job");
     job_for_caller(job_id);
     disable_job(job_id);
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn resume_job(job_id: i64) {
+fn resume_job(job_id: Option<i64>) {
+    let job_id = required(job_id, "job_id");
     require_primary("resume a pgmart job");
     let job = job_for_caller(job_id);
     let now = Utc::now();
@@ -430,7 +461,7 @@ fn resume_job(job_id: i64) {
 #[pg_extern(schema = "pgmart", name = "alter_job", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn alter_job_0_2(
-    job_id: i64,
+    job_id: Option<i64>,
     schedule: default!(Option<&str>, "NULL"),
     timezone: default!(Option<&str>, "NULL"),
     max_retries: default!(Option<i32>, "NULL"),
@@ -440,6 +471,7 @@ fn alter_job_0_2(
     name: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) {
+    let job_id = required(job_id, "job_id");
     require_primary("alter a pgmart job");
     let job = job_for_caller(job_id);
     check_timeout(timeout);
@@ -455,8 +487,8 @@ fn alter_job_0_2(
         if n.trim().is_empty() {
             PgMartError::invalid("job name must not be empty").raise();
         }
-        if n.len() > 200 {
-            PgMartError::invalid("job name is longer than 200 bytes").raise();
+        if n.len() > MAX_NAME {
+            PgMartError::invalid(format!("job name is longer than {MAX_NAME} bytes")).raise();
         }
     }
     let mut config = job.config.clone();
@@ -507,7 +539,8 @@ fn alter_job_0_2(
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn drop_job(job_id: i64) {
+fn drop_job(job_id: Option<i64>) {
+    let job_id = required(job_id, "job_id");
     require_primary("drop a pgmart job");
     let job = job_for_caller(job_id);
     // A job whose object was dropped is disabled when it next runs; it (with its registration)

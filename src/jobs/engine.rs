@@ -63,6 +63,12 @@ pub fn parse_schedule(text: &str) -> Result<Schedule> {
     match schedule::classify(text) {
         ScheduleText::Cron(c) => Ok(Schedule::Cron(Box::new(schedule::parse_cron(&c)?))),
         ScheduleText::Interval(i) => {
+            if i.contains(['*', '$', '@']) {
+                return Err(PgMartError::invalid(format!(
+                    "invalid schedule \"{text}\": neither an interval nor a 5-field cron expression"
+                ))
+                .hint("Examples: '30 seconds', '1 hour', '0 3 * * *', '@daily', '0 0 $ * *'."));
+            }
             let parsed = sql::subtransaction(|| {
                 sql::one::<pgrx::datum::Interval>("SELECT $1::pg_catalog.text::interval", &[i.as_str().into()])
             });
@@ -85,10 +91,11 @@ pub fn parse_schedule(text: &str) -> Result<Schedule> {
     }
 }
 
-/// Validate schedule and time zone together (what every registering function calls).
-pub fn validate(schedule_text: &str, timezone: &str) -> Result<(Schedule, chrono_tz::Tz)> {
-    let tz = schedule::parse_tz(timezone)?;
-    Ok((parse_schedule(schedule_text)?, tz))
+/// Validate schedule and time zone together (what every registering function calls). The zone
+/// comes back under the name to store (see [`crate::jobs::tz`]: `'utc'` is stored as `UTC`).
+pub fn validate(schedule_text: &str, timezone: &str) -> Result<(Schedule, crate::jobs::tz::Zone)> {
+    let zone = crate::jobs::tz::resolve(timezone)?;
+    Ok((parse_schedule(schedule_text)?, zone))
 }
 
 fn too_far(text: &str) -> PgMartError {
@@ -107,7 +114,8 @@ pub fn first_run(s: &Schedule, tz: &chrono_tz::Tz, now: DateTime<Utc>) -> Result
 /// The next scheduled slot after `now`: for an interval, the first `origin + n * interval` after
 /// it (the origin is the job's creation or start_at); for cron, the next match.
 pub fn next_slot(job: &Job, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let (s, tz) = validate(&job.schedule, &job.timezone)?;
+    let (s, zone) = validate(&job.schedule, &job.timezone)?;
+    let tz = zone.tz;
     match s {
         Schedule::Every(e) => {
             let origin = job.slot_origin_epoch.or(job.next_run_epoch).map(epoch_to_utc).unwrap_or(now);

@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod schedule;
 pub mod sql_job;
 pub mod timeout;
+pub mod tz;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

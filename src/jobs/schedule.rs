@@ -44,8 +44,9 @@ pub enum ScheduleText {
     Interval(String),
 }
 
-/// Tell a cron expression from an interval: cron is `@name` or exactly five fields whose first two
-/// (minute and hour) hold only digits and `* , / -`.
+/// Tell a cron expression from an interval: cron is `@name`, or exactly five fields whose first two
+/// (minute and hour) hold only digits and `* , / -`, or five fields with a `*` or `$` anywhere (no
+/// interval has one: PostgreSQL's lenient interval input would read `1$ * * * *` as one second).
 pub fn classify(text: &str) -> ScheduleText {
     let t = text.trim();
     if t.starts_with('@') {
@@ -53,7 +54,7 @@ pub fn classify(text: &str) -> ScheduleText {
     }
     let fields: Vec<&str> = t.split_whitespace().collect();
     let cronish = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || "*,/-".contains(c));
-    if fields.len() == 5 && cronish(fields[0]) && cronish(fields[1]) {
+    if fields.len() == 5 && ((cronish(fields[0]) && cronish(fields[1])) || t.contains(['*', '$'])) {
         ScheduleText::Cron(fields.join(" "))
     } else {
         ScheduleText::Interval(t.to_string())
@@ -228,6 +229,7 @@ mod tests {
         assert_eq!(classify("15 minutes"), ScheduleText::Interval("15 minutes".into()));
         assert_eq!(classify("1 day 2 hours"), ScheduleText::Interval("1 day 2 hours".into()));
         assert_eq!(classify("00:05:00"), ScheduleText::Interval("00:05:00".into()));
+        assert_eq!(classify("1$ * * * *"), ScheduleText::Cron("1$ * * * *".into()));
     }
 
     #[test]

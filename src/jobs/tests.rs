@@ -4,7 +4,7 @@
 #[pgrx::pg_schema]
 mod tests {
     use pgrx::prelude::*;
-    use crate::testing::{sqlstate_of, one};
+    use crate::testing::{one, run, sqlstate_of};
 
     fn make_due(name: &str) {
         Spi::run(&format!("UPDATE pgmart.job SET next_run_at = clock_timestamp() - interval '1 second' WHERE name = '{name}'")).unwrap();
@@ -230,5 +230,49 @@ mod tests {
             Some(1),
             "missed slots are skipped, not replayed"
         );
+    }
+
+    #[pg_test]
+    fn null_for_a_required_argument_is_22004_and_for_an_optional_one_its_default() {
+        for q in [
+            "SELECT * FROM pgmart.run_job(NULL)",
+            "SELECT pgmart.pause_job(NULL)",
+            "SELECT pgmart.resume_job(NULL)",
+            "SELECT pgmart.drop_job(NULL)",
+            "SELECT pgmart.alter_job(NULL, schedule => '1 hour')",
+            "SELECT pgmart.schedule_sql(NULL, 'SELECT 1', '1 hour')",
+            "SELECT pgmart.schedule_sql('t_null', NULL, '1 hour')",
+            "SELECT pgmart.schedule_sql('t_null', 'SELECT 1', NULL)",
+        ] {
+            assert_eq!(sqlstate_of(q), "22004", "{q}");
+        }
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.jobs WHERE name = 't_null'"), Some(0));
+        run("SELECT pgmart.schedule_sql('t_null', 'SELECT 1', '1 hour', timezone => NULL, max_retries => NULL, retry_backoff => NULL)");
+        assert_eq!(
+            one::<bool>("SELECT timezone = 'UTC' AND max_retries = 3 AND retry_backoff = '1 minute' FROM pgmart.job WHERE name = 't_null'"),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn time_zones_are_taken_as_postgres_takes_them_and_stored_canonically() {
+        run("SET LOCAL TimeZone = 'Asia/Tokyo'");
+        let zones = [
+            ("utc", "UTC"),
+            (" Europe/Berlin ", "Europe/Berlin"),
+            ("america/new_york", "America/New_York"),
+            ("UTC+3", "Etc/GMT+3"),
+            ("+3", "Etc/GMT-3"),
+            ("Etc/GMT-3", "Etc/GMT-3"),
+        ];
+        for (i, (given, stored)) in zones.into_iter().enumerate() {
+            run(&format!("SELECT pgmart.schedule_sql('t_tz_{i}', 'SELECT 1', '0 9 * * *', timezone => '{given}')"));
+            assert_eq!(one::<String>(&format!("SELECT timezone FROM pgmart.job WHERE name = 't_tz_{i}'")).as_deref(), Some(stored));
+        }
+        for bad in ["PST", "Mars/Olympus", "", "<+0330>-0330"] {
+            assert_eq!(sqlstate_of(&format!("SELECT pgmart.schedule_sql('t_tz_bad', 'SELECT 1', '1 hour', timezone => '{bad}')")), "22023", "{bad}");
+        }
+        // Asking PostgreSQL left the session's own setting alone.
+        assert_eq!(one::<String>("SELECT current_setting('TimeZone')").as_deref(), Some("Asia/Tokyo"));
     }
 }

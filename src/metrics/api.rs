@@ -2,56 +2,61 @@
 //! is a SECURITY INVOKER plpgsql function in sql/metrics.sql that runs `metric_sql`'s text.
 
 use super::exec;
+use crate::args::{self, RegClass};
+use crate::error::required;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 
 #[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn register_metric(
-    name: &str,
-    source: PgRelation,
-    expression: &str,
-    time_column: &str,
-    owner: &str,
-    description: &str,
-    dimensions: default!(Vec<String>, "'{}'"),
+    name: Option<&str>,
+    source: Option<RegClass>,
+    expression: Option<&str>,
+    time_column: Option<&str>,
+    owner: Option<&str>,
+    description: Option<&str>,
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
     filter: default!(Option<&str>, "NULL"),
-    grain: default!(&str, "'day'"),
-    allow_duplicate: default!(bool, false),
+    grain: default!(Option<&str>, "'day'"),
+    allow_duplicate: default!(Option<bool>, false),
 ) -> i32 {
+    let name = required(name, "name");
+    let source = args::relation(source, "source");
     exec::register(exec::NewMetric {
         name,
-        source: source.oid(),
-        expression,
-        time_column,
-        owner,
-        description,
-        dimensions,
+        source,
+        expression: required(expression, "expression"),
+        time_column: required(time_column, "time_column"),
+        owner: required(owner, "owner"),
+        description: required(description, "description"),
+        dimensions: args::names(dimensions, "dimensions").unwrap_or_default(),
         filter,
-        grain,
-        allow_duplicate,
+        grain: grain.unwrap_or("day"),
+        allow_duplicate: allow_duplicate.unwrap_or(false),
     })
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn deprecate_metric(name: &str, replaced_by: default!(Option<&str>, "NULL")) {
-    exec::deprecate(name, replaced_by)
+fn deprecate_metric(name: Option<&str>, replaced_by: default!(Option<&str>, "NULL")) {
+    exec::deprecate(required(name, "name"), replaced_by)
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn drop_metric(name: &str) {
-    exec::drop_metric(name)
+fn drop_metric(name: Option<&str>) {
+    exec::drop_metric(required(name, "name"))
 }
 
 #[pg_extern(schema = "pgmart", stable, parallel_unsafe)]
 fn metric_sql(
-    name: &str,
+    name: Option<&str>,
     from_ts: Option<TimestampWithTimeZone>,
     to_ts: Option<TimestampWithTimeZone>,
     grain: default!(Option<&str>, "NULL"),
-    dimensions: default!(Option<Vec<String>>, "'{}'"),
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
     timezone: default!(Option<&str>, "'UTC'"),
 ) -> String {
-    exec::values_sql(name, from_ts, to_ts, grain, dimensions, timezone)
+    let name = required(name, "name");
+    let (from_ts, to_ts) = (required(from_ts, "from_ts"), required(to_ts, "to_ts"));
+    exec::values_sql(name, from_ts, to_ts, grain, args::names(dimensions, "dimensions"), timezone)
 }

@@ -170,7 +170,9 @@ pub fn register(m: NewMetric) -> i32 {
     )
     .unwrap_or_else(|| PgMartError::undefined_table("metric source does not exist").raise());
     if !["r", "p", "v", "m", "f"].contains(&src.relkind.as_str()) {
-        PgMartError::invalid(format!("metric source {}.{} is not a table or view", src.nspname, src.relname)).raise();
+        PgMartError::wrong_object_type(format!("metric source {} is not a table or view", src.qualified))
+            .hint("A metric reads a table, partitioned table, view, materialized view or foreign table.")
+            .raise();
     }
     let source_sql = format!("{}.{}", plan::quote_identifier(&src.nspname), plan::quote_identifier(&src.relname));
     if !sql::may_act_as(caller, pg_sys::Oid::from(src.owner)) {
@@ -441,8 +443,8 @@ struct Bounds {
 /// The exact SQL `metric_values` runs, with literals for every value.
 pub fn values_sql(
     name: &str,
-    from_ts: Option<TimestampWithTimeZone>,
-    to_ts: Option<TimestampWithTimeZone>,
+    from_ts: TimestampWithTimeZone,
+    to_ts: TimestampWithTimeZone,
     grain: Option<&str>,
     dimensions: Option<Vec<String>>,
     timezone: Option<&str>,
@@ -485,9 +487,6 @@ pub fn values_sql(
     if sql::subtransaction(|| sql::one::<TimestampWithTimeZone>("SELECT pg_catalog.now() AT TIME ZONE $1 AT TIME ZONE 'UTC'", &[timezone.as_str().into()])).is_err() {
         PgMartError::invalid(format!("unknown time zone \"{timezone}\"")).hint("Use an IANA name such as Europe/Paris, or UTC.").raise();
     }
-    let (Some(from_ts), Some(to_ts)) = (from_ts, to_ts) else {
-        PgMartError::invalid("from_ts and to_ts must not be NULL").raise();
-    };
     let b = sql::row::<Bounds>(
         "SELECT pg_catalog.isfinite($1::timestamptz) AND pg_catalog.isfinite($2::timestamptz) AS finite, \
                 $1::timestamptz < $2::timestamptz AS ordered, \

@@ -1,15 +1,15 @@
 //! SQL-facing partition functions: validation, then the catalog and the executor.
 
-use crate::error::{OrRaise, PgMartError};
+use crate::args::{self, RegClass};
+use crate::error::{required, OrRaise, PgMartError};
 use crate::jobs::api::{delete_job, register, NewJob};
-use crate::jobs::schedule::{parse_tz, Every};
+use crate::jobs::schedule::Every;
 use crate::partitions::exec::{self, load_sets};
 use crate::partitions::plan::{self, ColType, SetSpec};
 use crate::sql;
 use chrono::Utc;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,6 +20,7 @@ fn every(iv: &Interval) -> Every {
 #[derive(Deserialize)]
 struct RelInfo {
     relkind: String,
+    relname: String,
     owner: u32,
     strategy: Option<String>,
     nkeys: Option<i32>,
@@ -28,31 +29,40 @@ struct RelInfo {
     col_type: Option<String>,
 }
 
-fn oid_arg(rel: &PgRelation) -> i64 {
-    rel.oid().to_u32() as i64
+fn oid_arg(oid: pg_sys::Oid) -> i64 {
+    oid.to_u32() as i64
 }
 
 // Symbol create_partition_set_0_2_wrapper: 0.1.0 declared create_partition_set with fewer arguments (see src/legacy.rs).
 #[pg_extern(schema = "pgmart", name = "create_partition_set", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn create_partition_set_0_2(
-    parent: PgRelation,
-    control_column: &str,
-    partition_interval: Interval,
-    premake: default!(i32, 4),
+    parent: Option<RegClass>,
+    control_column: Option<&str>,
+    partition_interval: Option<Interval>,
+    premake: default!(Option<i32>, 4),
     retention: default!(Option<Interval>, "NULL"),
-    retention_mode: default!(&str, "'drop'"),
+    retention_mode: default!(Option<&str>, "'drop'"),
     start_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-    default_partition: default!(bool, true),
-    schedule: default!(&str, "'1 hour'"),
-    timezone: default!(&str, "'UTC'"),
+    default_partition: default!(Option<bool>, true),
+    schedule: default!(Option<&str>, "'1 hour'"),
+    timezone: default!(Option<&str>, "'UTC'"),
     timeout: default!(Option<Interval>, "NULL"),
 ) -> i64 {
+    let parent = args::relation(parent, "parent");
+    let control_column = required(control_column, "control_column");
+    let partition_interval = required(partition_interval, "partition_interval");
+    let premake = premake.unwrap_or(4);
+    let retention_mode = retention_mode.unwrap_or("drop");
+    let default_partition = default_partition.unwrap_or(true);
+    let schedule = schedule.unwrap_or("1 hour");
+    let timezone = timezone.unwrap_or("UTC");
     crate::jobs::api::require_primary("create a partition set");
     crate::jobs::api::check_timeout(timeout);
-    let oid = oid_arg(&parent);
+    let oid = oid_arg(parent);
     let info = sql::row::<RelInfo>(
-        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
+        "SELECT c.relkind::pg_catalog.text AS relkind, c.relname::pg_catalog.text AS relname, \
+                c.relowner::pg_catalog.int8 AS owner, \
                 p.partstrat::pg_catalog.text AS strategy, p.partnatts::pg_catalog.int4 AS nkeys, \
                 p.partattrs[0]::pg_catalog.int4 AS key_attnum, \
                 a.attnum::pg_catalog.int4 AS col_attnum, pg_catalog.format_type(a.atttypid, NULL) AS col_type \
@@ -64,7 +74,7 @@ fn create_partition_set_0_2(
           WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
         &[oid.into(), control_column.into()],
     )
-    .unwrap_or_else(|| PgMartError::undefined_table(format!("table {} does not exist", parent.name())).raise());
+    .unwrap_or_else(|| PgMartError::undefined_table(format!("relation with OID {oid} does not exist")).raise());
     let shown = sql::one::<String>(
         "SELECT $1::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass::pg_catalog.text",
         &[oid.into()],
@@ -74,10 +84,14 @@ fn create_partition_set_0_2(
     if !sql::may_act_as(sql::caller(), table_owner) {
         PgMartError::privilege(format!("must be owner of table {shown} to manage its partitions")).raise();
     }
-    if info.relkind != "p" {
-        PgMartError::state(format!("table {shown} is not partitioned"))
+    match info.relkind.as_str() {
+        "p" => {}
+        "r" => PgMartError::state(format!("table {shown} is not partitioned"))
             .hint("Create it with PARTITION BY RANGE (a date, timestamp or timestamptz column).")
-            .raise();
+            .raise(),
+        _ => PgMartError::wrong_object_type(format!("{shown} is not a table"))
+            .hint("Time partitions are made for a table created with PARTITION BY RANGE (a date, timestamp or timestamptz column).")
+            .raise(),
     }
     if info.strategy.as_deref() != Some("r") {
         PgMartError::invalid(format!("table {shown} is not partitioned by range"))
@@ -106,16 +120,14 @@ fn create_partition_set_0_2(
     if premake > 1000 {
         PgMartError::invalid("premake may be at most 1000").raise();
     }
-    let retention_every = retention.as_ref().map(every);
-    if let Some(r) = &retention_every {
-        if r.months < 0 || r.days < 0 || r.micros < 0 || (r.months == 0 && r.days == 0 && r.micros == 0) {
-            PgMartError::invalid("retention must be a positive interval").raise();
-        }
+    if let Some(r) = &retention {
+        args::check_positive_interval(r, "retention");
     }
+    let retention_every = retention.as_ref().map(every);
     if retention_mode != "drop" && retention_mode != "detach" {
         PgMartError::invalid(format!("retention_mode must be 'drop' or 'detach', not '{retention_mode}'")).raise();
     }
-    let tz = parse_tz(timezone).or_raise();
+    let zone = crate::jobs::tz::resolve(timezone).or_raise();
     let exists = sql::as_catalog_owner(|| {
         sql::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pgmart.partition_set WHERE parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid)",
@@ -128,37 +140,27 @@ fn create_partition_set_0_2(
             .raise();
     }
     let spec = SetSpec {
-        parent_name: parent.name().to_string(),
+        parent_name: info.relname.clone(),
         grid,
         col,
-        tz,
+        tz: zone.tz,
         premake,
         retention: retention_every,
         detach: retention_mode == "detach",
         default_partition,
         anchor: None,
     };
-    let anchor_at = start_at
-        .map(|t| {
-            let secs = sql::one::<f64>(
-                "SELECT CASE WHEN pg_catalog.isfinite($1::timestamp with time zone) \
-                             THEN EXTRACT(epoch FROM $1::timestamp with time zone)::double precision END",
-                &[t.into()],
-            )
-            .filter(|s| (-62135596800.0..=253402300799.0).contains(s))
-            .unwrap_or_else(|| PgMartError::invalid("start_at must be a finite time between the years 1 and 9999").raise());
-            chrono::DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64).unwrap_or_default()
-        })
+    let anchor_at = crate::jobs::api::check_start_at(start_at)
+        .map(|secs| chrono::DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64).unwrap_or_default())
         .unwrap_or_else(Utc::now);
     let anchor = plan::slot_key_at(&spec, anchor_at);
-    drop(parent);
     // The maintenance job runs as the table's owner.
     let job_id = register(NewJob {
         name: &crate::jobs::api::free_name(&format!("partitions: {shown}")),
         kind: "partition_maintenance",
         target: Some(&shown),
         schedule,
-        timezone,
+        timezone: &zone.name,
         owner: table_owner,
         config: json!({}),
         max_retries: 3,
@@ -182,7 +184,7 @@ fn create_partition_set_0_2(
                 start_at.into(),
                 anchor.into(),
                 default_partition.into(),
-                timezone.trim().into(),
+                zone.name.as_str().into(),
                 job_id.into(),
             ],
         )
@@ -192,12 +194,15 @@ fn create_partition_set_0_2(
     let set = sets.first().expect("set just inserted");
     let out = exec::maintain(set, true);
     if out.status != "succeeded" {
+        // The error keeps its own SQLSTATE (a lock timeout stays 55P03, a statement timeout 57014,
+        // running out of lock slots 53200): only its message says what pgmart was doing.
         let msg = format!("could not create the partitions of {shown}: {}", out.message.clone().unwrap_or_default());
-        match out.sqlstate.as_deref() {
-            Some("22023") => PgMartError::invalid(msg).raise(),
-            Some("42501") => PgMartError::privilege(msg).raise(),
-            _ => PgMartError::state(msg).raise(),
-        }
+        let code = out.sqlstate.as_deref().map(crate::error::sqlstate_code);
+        let mut e = PgMartError::new(code.unwrap_or(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), msg);
+        e.hint = out.hint.clone().or_else(|| (out.sqlstate.as_deref() == Some("55P03")).then(|| {
+            "Another session holds a lock on the table (see pg_locks); try again, or raise pgmart.lock_timeout.".to_string()
+        }));
+        e.raise();
     }
     for n in &out.notes {
         notice!("pgmart: {shown}: {n}");
@@ -208,7 +213,7 @@ fn create_partition_set_0_2(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn run_partition_maintenance(
-    parent: default!(Option<PgRelation>, "NULL"),
+    parent: default!(Option<RegClass>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -223,7 +228,8 @@ fn run_partition_maintenance(
 > {
     crate::jobs::api::require_primary("maintain partitions");
     let caller = sql::caller();
-    let sets = match &parent {
+    let parent = args::optional_relation(parent, "parent");
+    let sets = match parent {
         Some(rel) => {
             let oid = oid_arg(rel);
             let sets = exec::load_sets_for_pass(
@@ -231,7 +237,7 @@ fn run_partition_maintenance(
                 &[oid.into()],
             );
             if sets.is_empty() {
-                PgMartError::undefined_object(format!("table {} has no pgmart partition set", rel.name()))
+                PgMartError::undefined_object(format!("table {} has no pgmart partition set", args::relation_text(rel)))
                     .hint("Create one with pgmart.create_partition_set().")
                     .raise();
             }
@@ -249,7 +255,6 @@ fn run_partition_maintenance(
             .filter(|s| sql::may_act_as(caller, s.run_as()))
             .collect(),
     };
-    drop(parent);
     let outs: Vec<exec::Outcome> = sets.iter().map(|set| exec::maintain(set, false)).collect();
     exec::record_all(&sets.iter().zip(outs.iter()).collect::<Vec<_>>());
     let mut rows = vec![];
@@ -264,13 +269,16 @@ fn run_partition_maintenance(
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn drop_partition_set(parent: PgRelation) -> bool {
+fn drop_partition_set(parent: Option<RegClass>) -> bool {
+    let parent = args::relation(parent, "parent");
     crate::jobs::api::require_primary("drop a partition set");
-    let oid = oid_arg(&parent);
+    let oid = oid_arg(parent);
     let caller = sql::caller();
     let sets = load_sets("s.parent OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid", &[oid.into()]);
     let Some(set) = sets.first() else {
-        PgMartError::undefined_object(format!("table {} has no pgmart partition set", parent.name())).raise()
+        PgMartError::undefined_object(format!("table {} has no pgmart partition set", args::relation_text(parent)))
+            .hint("pgmart.partition_sets lists the tables with partition sets.")
+            .raise()
     };
     if !sql::may_act_as(caller, set.run_as()) && !sql::may_act_as(caller, pg_sys::Oid::from(set.table_owner as u32)) {
         PgMartError::privilege(format!("you may not drop the partition set of {}", set.parent))

@@ -188,6 +188,7 @@ pub struct Outcome {
     pub notes: Vec<String>,
     pub message: Option<String>,
     pub sqlstate: Option<String>,
+    pub hint: Option<String>,
     /// Known to have nothing to do without looking at its partitions.
     pub quiet: bool,
     /// Set when a full look found nothing to do: until when that stays true.
@@ -343,7 +344,16 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
         let stray = match plain {
             Ok(()) => false,
             Err(c) if c.sqlstate == "23514" && default.is_some() => true,
-            Err(c) => PgMartError::state(format!("cannot create partition {}: {}", np.name, c.message)).raise(),
+            // Its own SQLSTATE (out of lock slots stays 53200), saying which partition.
+            Err(c) => {
+                let mut e = PgMartError::new(
+                    crate::error::sqlstate_code(&c.sqlstate),
+                    format!("cannot create partition {}: {}", np.name, c.message),
+                );
+                e.detail = c.detail.clone();
+                e.hint = if c.sqlstate == "53200" { Some(LOCKS_HINT.to_string()) } else { c.hint.clone() };
+                e.raise()
+            }
         };
         if !stray {
             finish_table(t, &table);
@@ -434,6 +444,48 @@ fn set_lock_timeout() {
     }
 }
 
+const LOCKS_HINT: &str = "Give a later start_at or a longer partition_interval, so fewer partitions are made at once \
+     (maintenance then makes them ahead of time, premake at a time), or raise max_locks_per_transaction.";
+
+/// All partitions of a pass are made in one transaction, and each takes locks (the table, its
+/// indexes, its TOAST table) until that transaction ends: a pass that needs more locks than the
+/// whole lock table holds (max_locks_per_transaction × connections) would fail half-way, after
+/// taking every other session's share too. Such a pass is refused before it starts (53200).
+fn lock_shortage(set: &SetRow, creates: usize) -> Option<(String, String)> {
+    if creates < 16 {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Shape {
+        indexes: i64,
+        toast: bool,
+    }
+    let shape = sql::row::<Shape>(
+        "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_index i \
+                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass) AS indexes, \
+                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
+                         WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                           AND NOT a.attisdropped AND t.typstorage OPERATOR(pg_catalog.<>) 'p') AS toast",
+        &[set.parent.as_str().into()],
+    )?;
+    // Measured (pg_locks after CREATE TABLE ... PARTITION OF): the table and an object lock, three
+    // per index (the index, share locks while it is built), two for a TOAST table and its index.
+    let per = 2 + 3 * shape.indexes + if shape.toast { 2 } else { 0 };
+    let need = per * creates as i64;
+    let (per_xact, backends) = unsafe { (pg_sys::max_locks_per_xact as i64, pg_sys::MaxBackends as i64) };
+    let capacity = per_xact * backends;
+    (need > capacity).then(|| {
+        (
+            format!(
+                "making {creates} partitions of {} at once needs about {need} locks, more than the lock table holds \
+                 ({capacity}: max_locks_per_transaction = {per_xact} for {backends} processes)",
+                set.parent
+            ),
+            LOCKS_HINT.to_string(),
+        )
+    })
+}
+
 /// Maintain one set: plan, and when there is work, run it in a subtransaction with lock_timeout
 /// as the set's owner. Never raises; the outcome says what happened.
 pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
@@ -452,6 +504,13 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
         }
     };
     out.notes = p.notes.clone();
+    if let Some((message, hint)) = lock_shortage(set, p.create.len()) {
+        out.status = "failed".into();
+        out.message = Some(message);
+        out.sqlstate = Some("53200".into());
+        out.hint = Some(hint);
+        return out;
+    }
     if p.is_empty() {
         if let Ok(spec) = set.spec() {
             out.quiet_until = Some(plan::quiet_until(&spec, &set.existing(), Utc::now()));
@@ -499,6 +558,7 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
                 c.message
             });
             out.sqlstate = Some(c.sqlstate);
+            out.hint = c.hint;
             out
         }
     }
@@ -596,14 +656,16 @@ pub fn run_job(job: &Job) -> Value {
     };
     let out = maintain(set, false);
     if out.status != "succeeded" {
-        let e = PgMartError::new(
-            if out.status == "skipped" {
-                pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
-            } else {
-                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        // The run is recorded with the failure's own SQLSTATE (55P03 when the lock was busy).
+        let mut e = PgMartError::new(
+            match out.sqlstate.as_deref() {
+                Some(code) => crate::error::sqlstate_code(code),
+                None if out.status == "skipped" => pgrx::PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                None => pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             },
             format!("partition maintenance of {}: {}", set.parent, out.message.clone().unwrap_or_default()),
         );
+        e.hint = out.hint.clone();
         e.raise();
     }
     record(set, &out);

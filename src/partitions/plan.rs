@@ -171,13 +171,15 @@ pub fn key_to_local(col: ColType, tz: &Tz, k: i64) -> NaiveDateTime {
     }
 }
 
-/// The SQL literal text of a key for a column type (quoted by the executor).
+/// The SQL literal text of a key for a column type (quoted by the executor), exact to the
+/// microsecond: a piece next to an adopted partition whose bound has fractional seconds meets it
+/// exactly.
 pub fn key_literal(col: ColType, k: i64) -> String {
     let t = key_to_naive(k);
     match col {
         ColType::Date => t.format("%Y-%m-%d").to_string(),
-        ColType::Timestamp => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        ColType::Timestamptz => t.format("%Y-%m-%d %H:%M:%S+00").to_string(),
+        ColType::Timestamp => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+        ColType::Timestamptz => t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
     }
 }
 
@@ -250,12 +252,13 @@ impl Plan {
     }
 }
 
-fn sub_every(t: NaiveDateTime, e: &Every) -> NaiveDateTime {
+/// `t - e` in local time; None when it leaves chrono's range (an absurd retention).
+fn sub_every(t: NaiveDateTime, e: &Every) -> Option<NaiveDateTime> {
     let mut t = t;
     if e.months > 0 {
-        t = t.checked_sub_months(Months::new(e.months as u32)).unwrap_or(t);
+        t = t.checked_sub_months(Months::new(e.months as u32))?;
     }
-    t - Duration::days(e.days as i64) - Duration::microseconds(e.micros)
+    t.checked_sub_signed(Duration::try_days(e.days as i64)?)?.checked_sub_signed(Duration::microseconds(e.micros))
 }
 
 /// The key of the slot holding `now` (used as a new set's anchor when start_at is NULL).
@@ -268,7 +271,7 @@ pub fn slot_key_at(spec: &SetSpec, at: DateTime<Utc>) -> i64 {
 pub fn retention_cutoff(spec: &SetSpec, now: DateTime<Utc>) -> Option<i64> {
     let r = spec.retention.as_ref()?;
     let local = now.with_timezone(&spec.tz).naive_local();
-    let cut = sub_every(local, r);
+    let cut = sub_every(local, r)?;
     Some(match spec.col {
         ColType::Date => naive_to_key(cut.date().and_hms_opt(0, 0, 0).unwrap()),
         c => local_to_key(c, &spec.tz, cut),
@@ -421,12 +424,13 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
     Ok(out)
 }
 
-fn add_every_local(t: NaiveDateTime, e: &Every) -> NaiveDateTime {
+/// `t + e` in local time; None when it leaves chrono's range.
+fn add_every_local(t: NaiveDateTime, e: &Every) -> Option<NaiveDateTime> {
     let mut t = t;
     if e.months > 0 {
-        t = t.checked_add_months(Months::new(e.months as u32)).unwrap_or(t);
+        t = t.checked_add_months(Months::new(e.months as u32))?;
     }
-    t + Duration::days(e.days as i64) + Duration::microseconds(e.micros)
+    t.checked_add_signed(Duration::try_days(e.days as i64)?)?.checked_add_signed(Duration::microseconds(e.micros))
 }
 
 /// Until when a pass that found nothing to do stays a no-op if the partitions do not change: the
@@ -439,7 +443,7 @@ pub fn quiet_until(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>) ->
     if let Some(r) = &spec.retention {
         for e in existing.iter().filter(|e| !e.is_default && e.hi != i64::MAX && e.hi != i64::MIN) {
             let hi_local = key_to_local(spec.col, tz, e.hi);
-            let due = resolve_local(tz, add_every_local(hi_local, r));
+            let Some(due) = add_every_local(hi_local, r).map(|l| resolve_local(tz, l)) else { continue };
             if due > now && due < t {
                 t = due;
             }
@@ -789,6 +793,42 @@ mod tests {
         let date = "{PARTITIONBOUNDSPEC :strategy r :is_default false :modulus 0 :remainder 0 :listdatums <> :lowerdatums ({PARTITIONRANGEDATUM :kind 0 :value {CONST :consttype 1082 :consttypmod -1 :constcollid 0 :constlen 4 :constbyval true :constisnull false :location 99 :constvalue 4 [ 62 34 0 0 0 0 0 0 ]} :location 99}) :upperdatums ({PARTITIONRANGEDATUM :kind 1 :value <> :location 117}) :location 93}";
         assert_eq!(parse_partbound(date, ColType::Date), Bound::Range(naive_to_key(nt("2024-01-01 00:00")), i64::MAX));
         assert_eq!(parse_partbound("garbage", ColType::Date), Bound::Other);
+    }
+
+    #[test]
+    fn a_partition_with_fractional_second_bounds_is_met_exactly() {
+        // An adopted partition [day 2 00:00:00.5, day 3 00:00:00.25): the pieces around it start and
+        // end on its own bounds, to the microsecond, and their literals say so.
+        let s = spec(Grid::Days(1), ColType::Timestamp, "UTC", 3);
+        let half = 500_000;
+        let odd = Existing {
+            oid: 1,
+            name: "odd".into(),
+            lo: naive_to_key(nt("2024-05-11 00:00")) + half,
+            hi: naive_to_key(nt("2024-05-12 00:00")) + half / 2,
+            is_default: false,
+        };
+        let p = plan(&s, &[odd.clone()], utc("2024-05-10 08:00"), true, &HashSet::new()).unwrap();
+        let bounds: Vec<(String, String)> = p.create.iter().map(|c| (c.lo_literal.clone(), c.hi_literal.clone())).collect();
+        assert!(bounds.contains(&("2024-05-11 00:00:00".into(), "2024-05-11 00:00:00.500".into())), "{bounds:?}");
+        assert!(bounds.contains(&("2024-05-12 00:00:00.250".into(), "2024-05-13 00:00:00".into())), "{bounds:?}");
+        for c in &p.create {
+            assert!(c.hi <= odd.lo || c.lo >= odd.hi, "{} overlaps the adopted partition", c.name);
+        }
+        assert_eq!(key_literal(ColType::Timestamptz, naive_to_key(nt("2024-05-11 00:00")) + 123_456), "2024-05-11 00:00:00.123456+00");
+        assert_eq!(key_literal(ColType::Timestamptz, naive_to_key(nt("2024-05-11 00:00"))), "2024-05-11 00:00:00+00");
+    }
+
+    #[test]
+    fn an_absurd_retention_retires_nothing_instead_of_overflowing() {
+        let mut s = spec(Grid::Days(1), ColType::Timestamptz, "UTC", 1);
+        s.retention = Some(Every { months: 0, days: 100_000_000, micros: 0 });
+        assert_eq!(retention_cutoff(&s, utc("2024-05-10 08:00")), None);
+        let (lo, hi) = (naive_to_key(nt("2024-05-08 00:00")), naive_to_key(nt("2024-05-09 00:00")));
+        let old = Existing { oid: 1, name: "old".into(), lo, hi, is_default: false };
+        let p = plan(&s, &[old.clone()], utc("2024-05-10 08:00"), false, &HashSet::new()).unwrap();
+        assert!(p.retire.is_empty());
+        quiet_until(&s, &[old], utc("2024-05-10 08:00"));
     }
 
     #[test]

@@ -273,4 +273,32 @@ mod tests {
         let n = one::<i64>("SELECT count(*) FROM pgmart.run_partition_maintenance() WHERE parent IN ('public.pt_all_a', 'public.pt_all_b') AND status = 'succeeded'");
         assert_eq!(n, Some(2));
     }
+
+    #[pg_test]
+    fn relations_that_do_not_exist_are_42p01_and_null_is_22004() {
+        for q in [
+            "SELECT pgmart.create_partition_set(999999, 'ts', '1 day')",
+            "SELECT pgmart.drop_partition_set(999999)",
+            "SELECT * FROM pgmart.run_partition_maintenance(999999)",
+            "SELECT * FROM pgmart.partitions(999999)",
+        ] {
+            assert_eq!(sqlstate_of(q), "42P01", "{q}");
+        }
+        for q in [
+            "SELECT pgmart.create_partition_set(NULL, 'ts', '1 day')",
+            "SELECT pgmart.drop_partition_set(NULL)",
+            "SELECT * FROM pgmart.partitions(NULL)",
+        ] {
+            assert_eq!(sqlstate_of(q), "22004", "{q}");
+        }
+        run("CREATE TABLE pn_ok (ts timestamptz NOT NULL) PARTITION BY RANGE (ts)");
+        run("CREATE VIEW pn_view AS SELECT 1 AS ts");
+        assert_eq!(sqlstate_of("SELECT pgmart.create_partition_set('pn_ok', NULL, '1 day')"), "22004");
+        assert_eq!(sqlstate_of("SELECT pgmart.create_partition_set('pn_ok', 'ts', NULL)"), "22004");
+        assert_eq!(sqlstate_of("SELECT pgmart.create_partition_set('pn_view', 'ts', '1 day')"), "42809");
+        assert_eq!(sqlstate_of("SELECT pgmart.create_partition_set('pn_ok', 'ts', '1 day', retention => '100000000 days')"), "22023");
+        // NULL for an argument with a default is that default.
+        run("SELECT pgmart.create_partition_set('pn_ok', 'ts', '1 day', premake => NULL, timezone => NULL, schedule => NULL)");
+        assert_eq!(one::<i32>("SELECT premake FROM pgmart.partition_set WHERE parent = 'pn_ok'::regclass"), Some(4));
+    }
 }

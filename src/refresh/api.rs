@@ -2,20 +2,19 @@
 
 use super::exec::{self, Outcome, ViewInfo};
 use super::plan;
-use crate::error::{OrRaise, PgMartError};
+use crate::args::{self, RegClass};
+use crate::error::{required, OrRaise, PgMartError};
 use crate::jobs::api::{job_for_caller, register, NewJob};
 use crate::sql;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
-use pgrx::PgRelation;
 use serde_json::json;
 
-/// The materialized view behind a regclass argument, checked: it is one (42809) and the caller
-/// may act as its owner (42501). The relation is closed again (its lock is kept), so that REFRESH
-/// does not find it in use by this session.
-fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
-    let oid = i64::from(u32::from(view.oid()));
-    drop(view);
+/// The materialized view behind a regclass argument, checked: it exists (42P01), is one (42809)
+/// and the caller may act as its owner (42501). It is locked, never opened, so that REFRESH does
+/// not find it in use by this session.
+fn checked_view(view: Option<RegClass>, what: &str) -> ViewInfo {
+    let oid = i64::from(u32::from(args::relation(view, "view")));
     let info = exec::view_info(oid).unwrap_or_else(|| PgMartError::undefined_table("relation does not exist").raise());
     if info.relkind != "m" {
         PgMartError::new(
@@ -42,22 +41,23 @@ fn checked_view(view: PgRelation, what: &str) -> ViewInfo {
 #[pg_extern(schema = "pgmart", name = "schedule_refresh", volatile)]
 #[allow(clippy::too_many_arguments)]
 fn schedule_refresh_0_2(
-    view: PgRelation,
-    schedule: &str,
+    view: Option<RegClass>,
+    schedule: Option<&str>,
     concurrently: default!(Option<bool>, "NULL"),
     freshness_slo: default!(Option<Interval>, "NULL"),
-    timezone: default!(&str, "'UTC'"),
-    max_retries: default!(i32, 3),
-    retry_backoff: default!(&str, "'1 minute'"),
+    timezone: default!(Option<&str>, "'UTC'"),
+    max_retries: default!(Option<i32>, 3),
+    retry_backoff: default!(Option<&str>, "'1 minute'"),
     timeout: default!(Option<Interval>, "NULL"),
 ) -> i64 {
-    crate::jobs::api::check_timeout(timeout);
+    let schedule = required(schedule, "schedule");
+    let (timezone, max_retries, retry_backoff) =
+        (timezone.unwrap_or("UTC"), max_retries.unwrap_or(3), retry_backoff.unwrap_or("1 minute"));
     let info = checked_view(view, "schedule_refresh");
+    crate::jobs::api::check_timeout(timeout);
     let period = exec::approx_period(schedule, timezone).or_raise();
-    if let Some(slo) = freshness_slo {
-        if slo.months() < 0 || slo.days() < 0 || slo.micros() < 0 || (slo.months() == 0 && slo.days() == 0 && slo.micros() == 0) {
-            PgMartError::invalid("freshness_slo must be a positive interval").raise();
-        }
+    if let Some(slo) = &freshness_slo {
+        crate::args::check_positive_interval(slo, "freshness_slo");
     }
     if !(0..=100).contains(&max_retries) {
         PgMartError::invalid("max_retries must be between 0 and 100").raise();
@@ -69,13 +69,8 @@ fn schedule_refresh_0_2(
     if let Some(existing) = exec::registered_by_view(info.oid) {
         let job = job_for_caller(existing.job_id);
         crate::jobs::api::reschedule(job.job_id, schedule, Some(timezone));
+        crate::jobs::api::renew(job.job_id, max_retries, retry_backoff, &info.qname, timeout);
         sql::as_catalog_owner(|| {
-            sql::exec(
-                "UPDATE pgmart.job SET max_retries = $2, retry_backoff = $3::pg_catalog.text::interval, \
-                        enabled = true, consecutive_failures = 0, target = $4, timeout = coalesce($5, timeout) \
-                  WHERE job_id OPERATOR(pg_catalog.=) $1",
-                &[job.job_id.into(), max_retries.into(), retry_backoff.into(), info.qname.as_str().into(), timeout.into()],
-            );
             sql::exec(
                 "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
@@ -135,10 +130,10 @@ fn schedule_refresh_0_2(
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
-fn unschedule_refresh(view: PgRelation) {
-    let oid = i64::from(u32::from(view.oid()));
-    let name = format!("{}.{}", view.namespace(), view.name());
-    drop(view);
+fn unschedule_refresh(view: Option<RegClass>) {
+    let oid = args::relation(view, "view");
+    let name = args::relation_text(oid);
+    let oid = i64::from(u32::from(oid));
     let Some(reg) = exec::registered_by_view(oid) else {
         PgMartError::undefined_object(format!("materialized view {name} is not scheduled for refresh"))
             .hint("pgmart.freshness lists the scheduled views.")
@@ -155,7 +150,7 @@ fn unschedule_refresh(view: PgRelation) {
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn refresh_now(
-    view: PgRelation,
+    view: Option<RegClass>,
 ) -> TableIterator<
     'static,
     (
@@ -168,6 +163,7 @@ fn refresh_now(
         name!(error, Option<String>),
     ),
 > {
+    let view = Some(required(view, "view"));
     if sql::in_recovery() {
         PgMartError::new(
             pgrx::PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,

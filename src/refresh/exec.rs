@@ -462,7 +462,8 @@ pub fn run_job(job: &Job) -> Value {
 /// next two cron matches.
 pub fn approx_period(schedule_text: &str, timezone: &str) -> Result<f64> {
     use crate::jobs::schedule::Schedule;
-    let (s, tz) = crate::jobs::engine::validate(schedule_text, timezone)?;
+    let (s, zone) = crate::jobs::engine::validate(schedule_text, timezone)?;
+    let tz = zone.tz;
     Ok(match s {
         Schedule::Every(e) => e.approx_seconds(),
         Schedule::Cron(c) => {
