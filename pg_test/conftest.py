@@ -121,6 +121,16 @@ class Cluster:
             return f.read()
 
 
+def cluster_with_backtraces(name, settings=None):
+    """A cluster whose postmaster runs with RUST_BACKTRACE=1 (as a DBA's environment may have it):
+    no pgmart message may carry a Rust backtrace all the same."""
+    os.environ["RUST_BACKTRACE"] = "1"
+    try:
+        return Cluster(name, settings=settings)
+    finally:
+        os.environ.pop("RUST_BACKTRACE", None)
+
+
 def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
     deadline = time.time() + timeout
     last = None

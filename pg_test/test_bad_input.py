@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import Cluster
+from conftest import cluster_with_backtraces
 
 # The scheduler stays idle (nothing changes the catalog behind a case's back); a small lock table
 # so that a partition set needing more locks than it holds can be tried cheaply.
@@ -176,11 +176,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    os.environ["RUST_BACKTRACE"] = "1"
-    try:
-        c = Cluster("bad_input", settings=CLUSTER_SETTINGS)
-    finally:
-        os.environ.pop("RUST_BACKTRACE", None)
+    c = cluster_with_backtraces("bad_input", settings=CLUSTER_SETTINGS)
     c.sql("CREATE EXTENSION pgmart")
     yield c
     c.destroy()

@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import Cluster, wait_for
+from conftest import cluster_with_backtraces, wait_for
 
 CLUSTER_SETTINGS = {"pgmart.naptime": "'500ms'"}
 
@@ -48,11 +48,7 @@ LEAKS = ["stack backtrace", "rust_begin_unwind", "pgrx::", "core::", ".rs:", "/r
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    os.environ["RUST_BACKTRACE"] = "1"
-    try:
-        c = Cluster("security", settings=CLUSTER_SETTINGS)
-    finally:
-        os.environ.pop("RUST_BACKTRACE", None)
+    c = cluster_with_backtraces("security", settings=CLUSTER_SETTINGS)
     c.sql("CREATE EXTENSION pgmart")
     for role in ("mallory", "alice", "bob", "bi"):
         c.sql(f"CREATE ROLE {role} LOGIN")

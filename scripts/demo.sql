@@ -68,3 +68,24 @@ SELECT pgmart.register_metric('revenue', 'orders', 'sum(amount) FILTER (WHERE st
 -- A risk rule: refunds over 250 raise a durable alert and a NOTIFY on channel pgmart_alerts.
 SELECT pgmart.add_alert_rule('big_refund', 'orders', $$status = 'refunded' AND amount > 250$$, severity => 'high') AS rule_id;
 INSERT INTO orders VALUES (30001, 7, 'refunded', 299.00, now()), (30002, 8, 'paid', 12.00, now());
+
+-- Jobs run in background runners, each connected as its owner, several at once, like psql -c:
+-- maintenance that cannot run in a transaction block, and a time limit that stops a runaway job.
+SELECT pgmart.schedule_sql('weekly_vacuum', 'VACUUM (ANALYZE) orders', '0 4 * * 0', start_at => now()) AS job_id;
+SELECT pgmart.schedule_sql('runaway_report', 'SELECT pg_sleep(60)', '1 hour', start_at => now(),
+                           timeout => '2 seconds', max_retries => 0) AS job_id;
+
+-- A team role that is not a superuser: the administrator gives it access once, it owns its own
+-- table and job, sees only its own, and PostgreSQL keeps the role while it owns registrations.
+\echo '== a team role (etl) and a BI role (bi), neither a superuser =='
+CREATE ROLE etl NOLOGIN;
+CREATE ROLE bi NOLOGIN;
+SELECT pgmart.grant_access('etl', 'user');
+SELECT pgmart.grant_access('bi', 'reader');
+GRANT CREATE ON SCHEMA public TO etl;
+GRANT SELECT ON orders TO etl;
+SET ROLE etl;
+CREATE TABLE staging_orders AS SELECT id, amount, now() AS loaded_at FROM orders WHERE false;
+SELECT pgmart.schedule_sql('etl_load', 'INSERT INTO public.staging_orders SELECT id, amount, now() FROM public.orders ORDER BY id DESC LIMIT 10',
+                           '2 seconds') AS job_id;
+RESET ROLE;

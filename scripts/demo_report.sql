@@ -1,5 +1,5 @@
 \echo '== pgmart.jobs =='
-SELECT job_id, name, kind, schedule, timezone, last_status, consecutive_failures AS fails,
+SELECT job_id, name, kind, owner, schedule, timezone, state, last_status, consecutive_failures AS fails,
        to_char(next_run_at, 'HH24:MI:SS') AS next_run
   FROM pgmart.jobs ORDER BY job_id;
 \echo '== what the worker did (pgmart.job_runs, by job) =='
@@ -10,8 +10,24 @@ SELECT j.name, r.status, count(*) AS runs, max(r.run_by) AS run_by, max(r.messag
 SELECT * FROM daily_revenue ORDER BY day DESC LIMIT 5;
 \echo '== open alerts =='
 SELECT alert_id, source_kind, source_name, severity, payload->>'message' AS message FROM pgmart.alerts WHERE acked_at IS NULL;
-\echo '== the scheduler in pg_stat_activity =='
-SELECT backend_type, datname FROM pg_stat_activity WHERE backend_type LIKE 'pgmart%' ORDER BY 1;
+\echo '== the workers in pg_stat_activity: launcher, scheduler, and a runner per running job, as its owner =='
+SELECT backend_type, datname, usename, query FROM pg_stat_activity WHERE backend_type LIKE 'pgmart%' ORDER BY 1;
+SELECT database, running_jobs, waiting_jobs, max_parallel_jobs, problem FROM pgmart.worker_status();
+\echo '== runners: VACUUM ran as a job; the runaway job was stopped by its 2-second timeout =='
+SELECT j.name, r.status, r.sqlstate, r.message, r.run_by
+  FROM pgmart.job_runs r JOIN pgmart.jobs j USING (job_id)
+ WHERE j.name IN ('weekly_vacuum', 'runaway_report') ORDER BY r.run_id;
+\echo '== what the team role etl sees of pgmart (its own job only), and what its job did as etl =='
+SET ROLE etl;
+SELECT name, owner, state, last_status FROM pgmart.jobs;
+SELECT count(*) AS rows_loaded FROM staging_orders;
+RESET ROLE;
+\echo '== DROP ROLE etl is refused while etl owns registrations =='
+\set ON_ERROR_STOP 0
+DROP ROLE etl;
+\echo '== a bad argument gets a clear error (SQLSTATE 22004), never an internal one =='
+SELECT pgmart.schedule_sql('no_schedule', 'SELECT 1', NULL);
+\set ON_ERROR_STOP 1
 \echo '== pgmart.freshness: what BI tools read =='
 SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch FROM age)::numeric, 1) AS age_s, slo, stale, last_status
   FROM pgmart.freshness ORDER BY object;

@@ -230,13 +230,15 @@ fn wake_scheduler_at_end_of_transaction() {
 
 /// Claim the next due job `caller` may act as (skipping those in `skip`), for this session: its
 /// row is locked and its run lock held until the session's transaction ends. Claiming one at a
-/// time lets concurrent callers share the work. `skip` collects jobs running elsewhere.
+/// time lets concurrent callers share the work. `skip` collects jobs running elsewhere and those
+/// this call ran. Only jobs due when the calling statement began count, so a call ends even when
+/// jobs fall due faster than it runs them.
 pub fn claim_next_for_session(caller: pg_sys::Oid, skip: &mut Vec<i64>) -> Option<Job> {
     loop {
         let job = sql::as_catalog_owner(|| {
             sql::row::<Job>(
                 &format!(
-                    "{JOB_SELECT} WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+                    "{JOB_SELECT} WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp() \
                        AND j.running_pid IS NULL AND {} AND j.job_id OPERATOR(pg_catalog.<>) ALL($2::pg_catalog.int8[]) \
                      ORDER BY j.next_run_at, j.job_id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
                     act_as_condition("$1")
@@ -251,6 +253,9 @@ pub fn claim_next_for_session(caller: pg_sys::Oid, skip: &mut Vec<i64>) -> Optio
         }
     }
 }
+
+/// How many due jobs beyond its share a scheduler pass looks at (see [`queue_for_runners`]).
+const CANDIDATES_BEYOND_MAX: usize = 1000;
 
 /// Queue up to `max` due jobs for runners (the scheduler): each gets `running_pid` = the
 /// scheduler and a `queued` history row. Owners take turns (one job of each owner, oldest due
@@ -272,7 +277,9 @@ pub fn queue_for_runners(max: usize) -> Vec<(Job, i64)> {
                   WHERE j.enabled AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
                     AND j.running_pid IS NULL) j \
               ORDER BY j.turn, j.next_run_at, j.job_id LIMIT $1",
-            &[((max * 4) as i64).into()],
+            // Generously more than `max`: sessions in refresh_due() may hold many due jobs (until
+            // their transactions end), and skipping one costs a try-lock.
+            &[((max * 4 + CANDIDATES_BEYOND_MAX) as i64).into()],
         );
         let mut out = vec![];
         for c in candidates {
@@ -536,6 +543,14 @@ pub fn execute_in_runner(job: &Job) -> (Outcome, f64) {
 /// Record a finished run (history row, the job's state, next slot or retry, alert after the last
 /// retry) and free the job. Makes the deferred writes first.
 pub fn record(job: &Job, run_id: i64, trigger: Trigger, outcome: Outcome, duration_ms: f64) -> RunReport {
+    // The job's row before its history, the order drop_job's cascade takes them in: recording a
+    // run never deadlocks with a drop of its job (the drop waits, or the job is gone).
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "SELECT 1 FROM pgmart.job WHERE job_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+            &[job.job_id.into()],
+        )
+    });
     flush_deferred();
     let now = Utc::now();
     let mut report = RunReport {
