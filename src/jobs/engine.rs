@@ -321,9 +321,15 @@ pub fn begin_queued_run(job_id: i64, run_id: i64) -> Option<Job> {
         pg_sys::check_for_interrupts!();
     }
     let started = sql::as_catalog_owner(|| {
+        // The job's row first, as everywhere (see `record`).
+        sql::exec(
+            "SELECT 1 FROM pgmart.job WHERE job_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+            &[job_id.into()],
+        );
         let n = sql::exec_count(
             "UPDATE pgmart.job_run SET status = 'running', pid = pg_catalog.pg_backend_pid(), \
-                    started_at = pg_catalog.clock_timestamp() \
+                    started_at = pg_catalog.clock_timestamp(), \
+                    run_by = pg_catalog.format('runner %s (%s)', pg_catalog.pg_backend_pid(), SESSION_USER) \
               WHERE run_id OPERATOR(pg_catalog.=) $1 AND job_id OPERATOR(pg_catalog.=) $2 \
                 AND status OPERATOR(pg_catalog.=) 'queued'",
             &[run_id.into(), job_id.into()],
