@@ -173,7 +173,7 @@ def statement_set(text):
 
 def strip_locations(node):
     if isinstance(node, dict):
-        return {k: strip_locations(v) for k, v in node.items() if k not in ("location", "stmt_location", "stmt_len")}
+        return {k: strip_locations(v) for k, v in node.items() if not k.endswith("location") and k != "stmt_len"}
     if isinstance(node, list):
         return [strip_locations(v) for v in node]
     return node

@@ -315,6 +315,108 @@ COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, c
 
 GRANT SELECT ON pgmart.rules TO PUBLIC;
 
+COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');
+
+COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
+
+-- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
+-- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
+-- with pgmart.grant_access(role, 'reader').
+CREATE OR REPLACE VIEW pgmart.freshness AS
+SELECT CASE WHEN c.oid IS NULL THEN r.view_name
+            ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
+       'materialized_view'::pg_catalog.text AS kind,
+       r.last_refreshed_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS age,
+       r.freshness_slo AS slo,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
+           OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s)) AS stale,
+       CASE WHEN c.oid IS NULL THEN 'dropped' ELSE r.last_status END AS last_status,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner,
+       j.schedule,
+       j.next_run_at AS next_refresh_at
+  FROM pgmart.refresh_view r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace;
+
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: last successful refresh, age, SLO, stale flag, last status, owner.';
+
+-- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
+CREATE OR REPLACE VIEW pgmart.refresh_runs WITH (security_barrier) AS
+SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
+       h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
+  FROM pgmart.refresh_history h
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.view_oid
+ WHERE pg_catalog.pg_has_role(coalesce(h.owner, c.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
+
+GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
+
+COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
+
+COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
+
+COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
+
+GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
+
+-- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
+CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
+SELECT m.name, m.version, m.owner, m.description, pgmart._relation_name(m.source) AS source, m.expression, m.filter,
+       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
+       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
+       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
+       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
+       r.last_refreshed_at AS source_refreshed_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
+  FROM pgmart.metric m
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
+  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
+
+GRANT SELECT ON pgmart.metrics TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
+
+-- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
+CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
+SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
+  FROM pgmart.metric_version v
+ WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
+
+GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
+
+-- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER, so the
+-- source's row-level security applies to the caller), with the path pinned: the SQL is pgmart's own
+-- plus the metric's analysed fragments, which may call only built-in functions of pg_catalog.
+CREATE OR REPLACE FUNCTION pgmart.metric_values(
+    name text,
+    from_ts timestamptz,
+    to_ts timestamptz,
+    grain text DEFAULT NULL,
+    dimensions text[] DEFAULT '{}',
+    timezone text DEFAULT 'UTC'
+) RETURNS TABLE (bucket timestamptz, dimension_values jsonb, value numeric)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY EXECUTE pgmart.metric_sql($1, $2, $3, $4, $5, $6);
+END $$;
+
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
@@ -459,160 +561,134 @@ COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned aft
 
 GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
-COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');
-
-COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
-
--- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
--- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
--- with pgmart.grant_access(role, 'reader').
-CREATE OR REPLACE VIEW pgmart.freshness AS
-SELECT CASE WHEN c.oid IS NULL THEN r.view_name
-            ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
-                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
-       'materialized_view'::pg_catalog.text AS kind,
-       r.last_refreshed_at,
-       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS age,
-       r.freshness_slo AS slo,
-       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
-           OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s)) AS stale,
-       CASE WHEN c.oid IS NULL THEN 'dropped' ELSE r.last_status END AS last_status,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner,
-       j.schedule,
-       j.next_run_at AS next_refresh_at
-  FROM pgmart.refresh_view r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace;
-
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: last successful refresh, age, SLO, stale flag, last status, owner.';
-
--- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
-CREATE OR REPLACE VIEW pgmart.refresh_runs WITH (security_barrier) AS
-SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
-       h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
-  FROM pgmart.refresh_history h
-  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.view_oid
- WHERE pg_catalog.pg_has_role(coalesce(h.owner, c.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
-
-GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
-
-COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
-
-COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
-
-COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
-
-GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
-
--- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
-CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
-SELECT m.name, m.version, m.owner, m.description, pgmart._relation_name(m.source) AS source, m.expression, m.filter,
-       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
-       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
-       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
-       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
-       r.last_refreshed_at AS source_refreshed_at,
-       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
-  FROM pgmart.metric m
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
-  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
-
-GRANT SELECT ON pgmart.metrics TO PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
-
--- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
-CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
-SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
-  FROM pgmart.metric_version v
- WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
-                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
-
-COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
-
-GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
-
--- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER, so the
--- source's row-level security applies to the caller), with the path pinned: the SQL is pgmart's own
--- plus the metric's analysed fragments, which may call only built-in functions of pg_catalog.
-CREATE OR REPLACE FUNCTION pgmart.metric_values(
-    name text,
-    from_ts timestamptz,
-    to_ts timestamptz,
-    grain text DEFAULT NULL,
-    dimensions text[] DEFAULT '{}',
-    timezone text DEFAULT 'UTC'
-) RETURNS TABLE (bucket timestamptz, dimension_values jsonb, value numeric)
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY EXECUTE pgmart.metric_sql($1, $2, $3, $4, $5, $6);
-END $$;
-
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:44
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
+-- src/metrics/api.rs:50
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:382
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:541
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
 	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT 'day', /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:434
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:214
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
 ) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
+	"parent" TEXT,  /* String */
 	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
 	"message" TEXT  /* Option < String > */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
 
 /* </end connected objects> */
 
@@ -637,6 +713,19 @@ AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/alerts/api.rs:45
 -- pgmart::alerts::api::ack_alert
 CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
@@ -646,6 +735,30 @@ CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:132
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -669,44 +782,20 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
@@ -723,7 +812,25 @@ AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:156
+-- src/jobs/api.rs:375
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:151
 -- pgmart::refresh::api::refresh_now
 CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
 	"view" regclass /* Option < RegClass > */
@@ -755,9 +862,11 @@ AS 'MODULE_PATHNAME', 'drop_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:362
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+-- src/jobs/api.rs:395
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
 	"job_id" bigint,  /* i64 */
 	"name" TEXT,  /* String */
 	"kind" TEXT,  /* String */
@@ -766,125 +875,27 @@ CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
 	"duration_ms" double precision,  /* f64 */
 	"message" TEXT  /* Option < String > */
 )
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:528
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:50
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
 	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:421
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT 'day', /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:429
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:448
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -911,70 +922,64 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:214
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+-- src/access.rs:37
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
 ) RETURNS TABLE (
-	"parent" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:44
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
 	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:137
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
+-- src/jobs/api.rs:461
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS void
-VOLATILE 
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:329
+-- src/jobs/api.rs:342
 -- pgmart::jobs::api::schedule_sql
 CREATE  FUNCTION pgmart."schedule_sql"(
 	"name" TEXT, /* Option < & str > */
@@ -994,17 +999,12 @@ AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:37
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
-) RETURNS TABLE (
-	"statement" TEXT  /* String */
-)
-VOLATILE 
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
