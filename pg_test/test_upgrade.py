@@ -55,6 +55,8 @@ POPULATE = [
     "CREATE ROLE etl LOGIN", "CREATE ROLE bi LOGIN",
     "GRANT USAGE ON SCHEMA pgmart TO etl, bi", "GRANT CREATE ON SCHEMA public TO etl",
     "GRANT SELECT ON pgmart.alerts, pgmart.check_results TO etl, bi",
+    # a DBA's own restriction, which the update must keep
+    "REVOKE EXECUTE ON FUNCTION pgmart.drop_metric(text) FROM PUBLIC",
     # a partition set with partitions and rows in its default
     "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, v int) PARTITION BY RANGE (at)",
     "SELECT pgmart.create_partition_set('public.events', 'at', '1 day', premake => 3, retention => '30 days', schedule => '2 seconds')",
@@ -234,6 +236,10 @@ def test_update_keeps_everything_and_everything_works(upgraded):
     assert c.one("SELECT count(*) FROM pgmart.alerts", user="bi") == 0
     for table in ["pgmart.alert", "pgmart.check_result", "pgmart.job"]:
         assert sqlstate(c, f"SELECT 1 FROM {table}", user="bi")[0] == "42501", table
+    # What the DBA took from PUBLIC stays taken; the rest of the API is PUBLIC's as on a fresh install.
+    assert c.one("SELECT has_function_privilege('bi', 'pgmart.drop_metric(text)', 'EXECUTE')") is False
+    assert c.one("SELECT has_function_privilege('bi', 'pgmart.drop_job(bigint)', 'EXECUTE')") is True
+    assert c.one("SELECT has_function_privilege('bi', 'pgmart._alert_fire()', 'EXECUTE')") is False
     # Old alerts know their rule and owner; triggers still fire, as the rule's.
     assert c.one("SELECT rule_id IS NOT NULL FROM pgmart.alerts WHERE source_name = 'big_order' ORDER BY alert_id LIMIT 1")
     c.sql("INSERT INTO public.orders VALUES (3001, 1, 7000, 'paid', now())")
@@ -263,7 +269,9 @@ def test_updated_catalog_equals_a_fresh_install(upgraded):
     if ext_version(c) == OLD:
         c.sql("ALTER EXTENSION pgmart UPDATE")
     c.createdb("fresh")
-    c.sql("GRANT USAGE ON SCHEMA pgmart TO etl, bi", dbname="fresh")  # what the team had granted
+    # what the team had granted, and the DBA revoked
+    c.sql("GRANT USAGE ON SCHEMA pgmart TO etl, bi", dbname="fresh")
+    c.sql("REVOKE EXECUTE ON FUNCTION pgmart.drop_metric(text) FROM PUBLIC", dbname="fresh")
     fresh, fresh_evt = extension_ddl(c, "fresh")
     updated, updated_evt = extension_ddl(c, "postgres")
     assert fresh_evt == updated_evt
