@@ -230,20 +230,37 @@ REQUIRED = {
     "ack_alert": {"alert_id": "{alert}"},
     "grant_access": {"role": "'bi_other'"},
 }
+# Overloads: the same function under another signature (by job name as well as id; pg_cron's).
+OVERLOADS = {
+    "run_job": [{"job_name": "'existing_job'"}],
+    "pause_job": [{"job_name": "'existing_job'"}],
+    "resume_job": [{"job_name": "'existing_job'"}],
+    "drop_job": [{"job_name": "'existing_job'"}],
+    "alter_job": [{"job_name": "'existing_job'"}],
+    "schedule": [{"job_name": "'n_cron'", "schedule": "'1 hour'", "command": "'SELECT 1'"},
+                 {"schedule": "'1 hour'", "command": "'SELECT 1'"}],
+    "unschedule": [{"job_name": "'existing_job'"}, {"job_id": "{job}"}],
+}
 # Public functions without required arguments (and the aggregates, for which NULL is data).
 NO_REQUIRED = {"refresh_due", "worker_status", "run_checks", "run_partition_maintenance",
                "run_partition_maintenance_proc"}
 AGGREGATES = {"duplicate_keys", "orphan_keys", "smallest_keys", "smallest_values"}
 PROCEDURES = {"run_partition_maintenance_proc"}
 
-for fn, req in REQUIRED.items():
+def typed_null(fn, arg, req):
+    """NULL, typed when an overload takes this argument name with another type."""
+    return "NULL::bigint" if arg == "job_id" else "NULL::text" if fn in OVERLOADS else "NULL"
+
+
+for fn, req in [(f, r) for f, r in REQUIRED.items()] + [(f, r) for f, rs in OVERLOADS.items() for r in rs]:
+    sig = "-".join(req)
     for arg in req:
-        args = ", ".join(f"{a} => {'NULL' if a == arg else v}" for a, v in req.items())
-        case(f"null-{fn}-{arg}", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg=f'argument "{arg}"')
+        args = ", ".join(f"{a} => {typed_null(fn, a, req) if a == arg else v}" for a, v in req.items())
+        case(f"null-{fn}-{sig}-{arg}", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg=f'argument "{arg}"')
     # Every required argument NULL at once: the first one is named.
     if len(req) > 1:
-        args = ", ".join(f"{a} => NULL" for a in req)
-        case(f"null-{fn}-all", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg="must not be NULL")
+        args = ", ".join(f"{a} => {typed_null(fn, a, req)}" for a in req)
+        case(f"null-{fn}-{sig}-all", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg="must not be NULL")
 # ... and as a non-superuser (the rule holds before any privilege check).
 for fn in ["schedule_sql", "drop_job", "create_partition_set", "add_check", "register_metric", "add_alert_rule",
            "ack_alert", "grant_access", "unschedule_refresh", "drop_partition_set"]:
@@ -374,6 +391,20 @@ for s in ["", "0 seconds", "100000000 days", "2562047788 hours", "0 0 30 2 *", "
          "22023")
     case(f"schedule-check-{sid}", f"SELECT pgmart.add_check('bi.plain', 'not_null', ARRAY['k'], schedule => {lit(s)})",
          "22023")
+# Cron typos are cron, never intervals (PostgreSQL would read '*/15 * * *' as 15 seconds); a bare
+# number needs its unit. Every function that takes a schedule says so the same way.
+CRON_TYPOS = {"*/15 * * *": "this has 4", "0 4 * *": "this has 4", "0 0 4 * * *": "no seconds field",
+              "0,30 * * *": "this has 4", "*/5": "this has 1", "0 4": "this has 2", "5": "needs its unit",
+              "1.5": "needs its unit"}
+for s, msg in CRON_TYPOS.items():
+    sid = re.sub(r"\W+", "_", s)
+    for fn, call in [("sql", "pgmart.schedule_sql('typo', 'SELECT 1', {s})"),
+                     ("cron", "pgmart.schedule('typo', {s}, 'SELECT 1')"),
+                     ("alter", "pgmart.alter_job('existing_job', schedule => {s})"),
+                     ("refresh", "pgmart.schedule_refresh('bi.mv_free', {s})"),
+                     ("partitions", "pgmart.create_partition_set('bi.free_ev', 'at', '1 day', schedule => {s})"),
+                     ("check", "pgmart.add_check('bi.plain', 'not_null', ARRAY['k'], schedule => {s})")]:
+        case(f"cron-typo-{fn}-{sid}", "SELECT " + call.format(s=lit(s)), "22023", msg=msg)
 for s, name in [("0 0 29 2 *", "leap_day"), ("0 3 $ * *", "last_day"), ("@yearly", "yearly"), ("P1D", "iso"),
                 ("1 mon", "month"), ("*/7 * * * 1-5", "weekdays"), ("  @daily  ", "padded"), ("0 0 1 JAN *", "names"),
                 ("1 second", "second")]:
@@ -698,6 +729,22 @@ case("ack-twice", "SELECT pgmart.ack_alert({alert}, 'again') = false", "ok")
 # ---- jobs as another role -----------------------------------------------------------------------------
 for fn in ["run_job", "pause_job", "resume_job", "drop_job", "alter_job"]:
     case(f"job-as-user-{fn}", f"SELECT * FROM pgmart.{fn}({{job}})", "42704", user="bi_user")
+# By name: another role's job and a missing one are the same 42704, naming the name only.
+for fn in ["run_job", "pause_job", "resume_job", "drop_job", "alter_job", "unschedule"]:
+    case(f"jobname-as-user-{fn}", f"SELECT * FROM pgmart.{fn}('existing_job')", "42704", user="bi_user",
+         msg='job "existing_job" does not exist')
+    case(f"jobname-missing-{fn}", f"SELECT * FROM pgmart.{fn}('no_such_job')", "42704", msg="does not exist")
+case("jobname-own-as-user", "SELECT count(*) = 1 FROM pgmart.run_job('user_job') WHERE status = 'succeeded'", "ok",
+     user="bi_user")
+# pg_cron's habits: schedule() on another role's name, on a job that is not a sql job, and
+# schedule_sql() called in pg_cron's argument order.
+case("cron-schedule-others-name", "SELECT pgmart.schedule('existing_job', '1 hour', 'SELECT 2')", "42710",
+     user="bi_user", msg="already exists")
+case("cron-schedule-not-sql", "SELECT pgmart.schedule((SELECT name FROM pgmart.jobs WHERE job_id = {set_job}), "
+     "'1 hour', 'SELECT 2')", "42809", msg="not a sql job")
+for label, sched in [("cron", "0 4 * * *"), ("nickname", "@daily"), ("interval", "15 minutes")]:
+    case(f"schedule_sql-pg_cron-order-{label}", f"SELECT pgmart.schedule_sql('x', {lit(sched)}, 'SELECT 1')", "22023",
+         msg="pg_cron's order is pgmart.schedule(job_name, schedule, command)")
 case("job-as-user-run_as-superuser", "SELECT pgmart.schedule_sql('u_ra', 'SELECT 1', '1 hour', run_as => 'postgres')",
      "42501", user="bi_user")
 case("job-as-user-own", "SELECT pgmart.alter_job({user_job}, schedule => '0 0 29 2 *', timezone => 'America/Sao_Paulo')",
@@ -771,14 +818,21 @@ def test_every_public_function_is_covered(world):
         "SELECT p.proname, p.prokind, p.pronargs - p.pronargdefaults, p.proargnames, p.proisstrict "
         "FROM pg_proc p WHERE p.pronamespace = 'pgmart'::regnamespace AND p.proname !~ '^_'").fetchall()
     names = {r[0] for r in rows}
-    missing = names - set(REQUIRED) - NO_REQUIRED - AGGREGATES
+    missing = names - set(REQUIRED) - set(OVERLOADS) - NO_REQUIRED - AGGREGATES
     assert not missing, f"public functions without bad-input cases: {missing}"
+    seen = set()
     for name, kind, nreq, argnames, strict in rows:
         if kind == "a":
             continue
         assert not strict or nreq == 0, f"{name} is STRICT: NULL would silently return nothing"
-        req = list(REQUIRED.get(name, {}))
-        assert (argnames or [])[:nreq] == req, (name, argnames, nreq, req)
+        listed = ([list(REQUIRED[name])] if name in REQUIRED else []) + [list(r) for r in OVERLOADS.get(name, [])]
+        req = (argnames or [])[:nreq]
+        assert req in (listed or [[]]), (name, argnames, nreq, listed)
+        seen.add((name, tuple(req)))
+    # ... and every listed signature exists.
+    for name, rs in list(OVERLOADS.items()) + [(n, [r]) for n, r in REQUIRED.items()]:
+        for r in rs:
+            assert (name, tuple(r)) in seen, (name, r)
 
 
 def test_all_null_for_every_public_function(world):
@@ -927,3 +981,11 @@ def test_the_server_log_shows_no_panic_no_backtrace_no_internal_error(world, clu
     for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE", "XX000", "rust_begin_unwind", "/rustc/"]:
         assert bad not in log, f"server log holds {bad!r}: " + "\n".join(
             line for line in log.splitlines() if bad in line)[:3000]
+
+
+def test_every_public_function_has_a_comment(world):
+    """\\df+ pgmart.* tells a newcomer what each function does: every public one has a COMMENT."""
+    missing = world.admin.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pgmart'::regnamespace "
+        "AND p.proname !~ '^_' AND obj_description(p.oid, 'pg_proc') IS NULL ORDER BY 1").fetchall()
+    assert missing == []

@@ -86,6 +86,9 @@ POPULATE = [
     "SELECT pgmart.schedule_sql('tick', 'INSERT INTO public.ticks DEFAULT VALUES', '2 seconds')",
     "SELECT pgmart.schedule_sql('always_fails', 'SELECT 1/0', '1 hour', max_retries => 0)",
     "SELECT * FROM pgmart.run_job((SELECT job_id FROM pgmart.job WHERE name = 'always_fails'))",
+    # schedules 0.1.0 read as intervals and 0.2.0 reads as cron (and would refuse)
+    "SELECT pgmart.schedule_sql('cron_typo', 'SELECT 1', '*/15 * * *')",
+    "SELECT pgmart.schedule_sql('bare_number', 'SELECT 1', '3600')",
 ]
 # The team role's own objects, made by that role.
 POPULATE_ETL = [
@@ -236,6 +239,10 @@ def test_update_keeps_everything_and_everything_works(upgraded):
     assert c.one("SELECT count(*) FROM pgmart.alerts", user="bi") == 0
     for table in ["pgmart.alert", "pgmart.check_result", "pgmart.job"]:
         assert sqlstate(c, f"SELECT 1 FROM {table}", user="bi")[0] == "42501", table
+    # Schedules 0.2.0 would read as cron keep the interval 0.1.0 ran them on.
+    assert c.sql("SELECT name, schedule FROM pgmart.jobs WHERE name IN ('cron_typo', 'bare_number') ORDER BY name") == [
+        ("bare_number", "01:00:00"), ("cron_typo", "00:00:15")]
+    assert c.one("SELECT schedule FROM pgmart.jobs WHERE name = 'tick'") == "2 seconds"
     # What the DBA took from PUBLIC stays taken; the rest of the API is PUBLIC's as on a fresh install.
     assert c.one("SELECT has_function_privilege('bi', 'pgmart.drop_metric(text)', 'EXECUTE')") is False
     assert c.one("SELECT has_function_privilege('bi', 'pgmart.drop_job(bigint)', 'EXECUTE')") is True
@@ -253,7 +260,12 @@ def test_update_keeps_everything_and_everything_works(upgraded):
     assert c.one("SELECT sum(value) FROM pgmart.metric_values('revenue', now() - interval '30 days', now() + interval '1 day')") > 0
     # Partitions, refresh, checks and jobs work on the call too.
     c.sql("SELECT * FROM pgmart.run_partition_maintenance('public.events')")
-    assert c.one("SELECT rows_in_default FROM pgmart.partition_sets WHERE parent = 'public.events'") == c.before_default
+    # 0.2.0 gives the rows 0.1.0 left in the default partition (the day before the set, a row 90
+    # days ahead) partitions of their own: nothing lost, nothing parked.
+    assert c.one("SELECT count(*) FROM public.events") == 49
+    assert c.one("SELECT count(*) FROM public.events_default") == 0
+    assert c.one("SELECT count(*) FROM pgmart.partitions('public.events') "
+                 "WHERE upper_bound::timestamptz > now() + interval '89 days'") == 1
     assert c.one("SELECT count(*) FROM pgmart.partitions('public.events')") >= 4
     assert c.one("SELECT status FROM pgmart.refresh_now('public.daily')") == "succeeded"
     assert c.one("SELECT stale FROM pgmart.freshness WHERE object = 'public.daily'") is False

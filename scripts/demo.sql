@@ -69,6 +69,21 @@ SELECT pgmart.register_metric('revenue', 'orders', 'sum(amount) FILTER (WHERE st
 SELECT pgmart.add_alert_rule('big_refund', 'orders', $$status = 'refunded' AND amount > 250$$, severity => 'high') AS rule_id;
 INSERT INTO orders VALUES (30001, 7, 'refunded', 299.00, now()), (30002, 8, 'paid', 12.00, now());
 
+-- An event table partitioned by day: pgmart keeps 3 days ahead, drops what is older than 14 days,
+-- and its maintenance runs as a job. Rows that arrived before the set existed sit in its default
+-- partition and are counted.
+CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, kind text NOT NULL)
+    PARTITION BY RANGE (at);
+SELECT pgmart.create_partition_set('events', 'at', '1 day', premake => 3, retention => '14 days',
+                                   start_at => now() - interval '2 days', schedule => '5 seconds') AS job_id;
+INSERT INTO events (at, kind)
+SELECT now() - (i % 48) * interval '1 hour', (ARRAY['view','click','buy'])[1 + i % 3] FROM generate_series(1, 5000) i;
+INSERT INTO events (at, kind) VALUES (now() - interval '10 days', 'late');
+
+-- Coming from pg_cron: the same call, the same argument order; scheduling a name again updates it.
+SELECT pgmart.schedule('refresh-customers-stats', '*/5 * * * *', 'ANALYZE customers') AS job_id;
+SELECT pgmart.schedule('refresh-customers-stats', '*/10 * * * *', 'ANALYZE customers') AS job_id;
+
 -- Jobs run in background runners, each connected as its owner, several at once, like psql -c:
 -- maintenance that cannot run in a transaction block, and a time limit that stops a runaway job.
 SELECT pgmart.schedule_sql('weekly_vacuum', 'VACUUM (ANALYZE) orders', '0 4 * * 0', start_at => now()) AS job_id;

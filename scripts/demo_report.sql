@@ -28,6 +28,13 @@ DROP ROLE etl;
 \echo '== a bad argument gets a clear error (SQLSTATE 22004), never an internal one =='
 SELECT pgmart.schedule_sql('no_schedule', 'SELECT 1', NULL);
 \set ON_ERROR_STOP 1
+\echo '== the partition set of events: days kept, days made ahead, rows parked in its default =='
+SELECT parent, partition_interval, premake, retention, partitions_ahead, oldest_bound, last_status FROM pgmart.partition_sets;
+SELECT partition_name, lower_bound, upper_bound, is_default FROM pgmart.partitions('events');
+SELECT tableoid::regclass AS partition, count(*) AS rows FROM events GROUP BY 1 ORDER BY 1;
+\echo '== a job by name, as pg_cron users write it: run it now, then unschedule it =='
+SELECT status, duration_ms > 0 AS ran FROM pgmart.run_job('refresh-customers-stats');
+SELECT pgmart.unschedule('refresh-customers-stats');
 \echo '== pgmart.freshness: what BI tools read =='
 SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch FROM age)::numeric, 1) AS age_s, slo, stale, last_status
   FROM pgmart.freshness ORDER BY object;

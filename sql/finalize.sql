@@ -13,11 +13,26 @@ COMMENT ON FUNCTION pgmart.schedule_sql IS
   'Schedule a SQL statement to run as its owner (the caller, or run_as) on an interval or cron schedule in a time zone; returns the job id.';
 COMMENT ON FUNCTION pgmart.refresh_due IS
   'Run every due pgmart job the caller may act as, each in a subtransaction with lock_timeout; one row per job run.';
-COMMENT ON FUNCTION pgmart.run_job IS 'Run one job now, whatever its schedule, and record the run.';
-COMMENT ON FUNCTION pgmart.pause_job IS 'Disable a job; it keeps its history and can be resumed.';
-COMMENT ON FUNCTION pgmart.resume_job IS 'Enable a paused job; it next runs at its next scheduled time.';
-COMMENT ON FUNCTION pgmart.alter_job IS 'Change a job''s schedule, time zone, retries, backoff, enabled flag, name or (sql jobs) command.';
-COMMENT ON FUNCTION pgmart.drop_job IS 'Delete a sql job and its history.';
+COMMENT ON FUNCTION pgmart.run_job(bigint) IS 'Run one job now, whatever its schedule, and record the run.';
+COMMENT ON FUNCTION pgmart.run_job(text) IS 'Run the job of this name now, whatever its schedule, and record the run.';
+COMMENT ON FUNCTION pgmart.pause_job(bigint) IS 'Disable a job; it keeps its history and can be resumed.';
+COMMENT ON FUNCTION pgmart.pause_job(text) IS 'Disable the job of this name; it keeps its history and can be resumed.';
+COMMENT ON FUNCTION pgmart.resume_job(bigint) IS 'Enable a paused job; it next runs at its next scheduled time.';
+COMMENT ON FUNCTION pgmart.resume_job(text) IS 'Enable the paused job of this name; it next runs at its next scheduled time.';
+COMMENT ON FUNCTION pgmart.alter_job(bigint, text, text, integer, text, boolean, text, text, interval) IS
+  'Change a job''s schedule, time zone, retries, backoff, enabled flag, name, time limit or (sql jobs) command.';
+COMMENT ON FUNCTION pgmart.alter_job(text, text, text, integer, text, boolean, text, text, interval) IS
+  'Change the schedule, time zone, retries, backoff, enabled flag, name, time limit or (sql jobs) command of the job of this name.';
+COMMENT ON FUNCTION pgmart.drop_job(bigint) IS 'Delete a sql job and its history.';
+COMMENT ON FUNCTION pgmart.drop_job(text) IS 'Delete the sql job of this name and its history.';
+COMMENT ON FUNCTION pgmart.schedule(text, text, text) IS
+  'pg_cron''s cron.schedule(job_name, schedule, command): make a sql job of that name, or give the caller''s job of that name this schedule and command; returns the job id.';
+COMMENT ON FUNCTION pgmart.schedule(text, text) IS
+  'pg_cron''s cron.schedule(schedule, command): make a sql job named after its command; returns the job id.';
+COMMENT ON FUNCTION pgmart.unschedule(text) IS 'pg_cron''s cron.unschedule(job_name): drop the caller''s job of that name.';
+COMMENT ON FUNCTION pgmart.unschedule(bigint) IS 'pg_cron''s cron.unschedule(job_id): drop a job.';
+COMMENT ON FUNCTION pgmart.worker_status IS
+  'The background workers of each database as the launcher sees them: scheduler, running and waiting jobs, the parallel-job limit, and any problem (for example, no worker slots left).';
 COMMENT ON FUNCTION pgmart._wake_scheduler IS 'Internal: wake this database''s pgmart scheduler when the transaction commits.';
 COMMENT ON FUNCTION pgmart._wake_launcher IS 'Internal: wake the pgmart launcher when the transaction commits.';
 COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the scheduler after a job change.';
@@ -61,7 +76,8 @@ COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert
 -- owner of the rule, job or check that raised it, or, when that is gone, to its owner at the time.
 CREATE VIEW pgmart.alerts WITH (security_barrier) AS
 SELECT al.alert_id, al.raised_at, al.source_kind, al.source_name, al.severity, al.target, al.payload,
-       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id, al.resolved_at
+       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id, al.resolved_at,
+       al.updated_at
   FROM pgmart.alert al
   LEFT JOIN pgmart.alert_rules r ON r.rule_id OPERATOR(pg_catalog.=) al.rule_id
   LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) al.job_id

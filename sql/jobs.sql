@@ -130,7 +130,9 @@ CREATE TABLE pgmart.alert (
     check_id     bigint,
     owner        oid,
     -- A health alert resolves when its condition clears (a later failure is a new alert).
-    resolved_at  timestamptz
+    resolved_at  timestamptz,
+    -- While it is open, a changed failure (another value, a higher count) updates it in place.
+    updated_at   timestamptz
 );
 CREATE INDEX alerts_raised_idx ON pgmart.alert (raised_at);
 CREATE UNIQUE INDEX alerts_open_dedup_idx ON pgmart.alert (dedup_key)

@@ -67,18 +67,4 @@ SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_sum
 COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
--- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER, so the
--- source's row-level security applies to the caller), with the path pinned: the SQL is pgmart's own
--- plus the metric's analysed fragments, which may call only built-in functions of pg_catalog.
-CREATE FUNCTION pgmart.metric_values(
-    name text,
-    from_ts timestamptz,
-    to_ts timestamptz,
-    grain text DEFAULT NULL,
-    dimensions text[] DEFAULT '{}',
-    timezone text DEFAULT 'UTC'
-) RETURNS TABLE (bucket timestamptz, dimension_values jsonb, value numeric)
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY EXECUTE pgmart.metric_sql($1, $2, $3, $4, $5, $6);
-END $$;
+-- pgmart.metric_values is a Rust function (src/metrics/api.rs) that runs metric_sql's text as the caller.

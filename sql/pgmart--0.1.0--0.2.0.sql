@@ -66,8 +66,10 @@ ALTER TABLE pgmart.alert
     ADD COLUMN job_id bigint,
     ADD COLUMN check_id bigint,
     ADD COLUMN owner oid,
-    ADD COLUMN resolved_at timestamptz;
+    ADD COLUMN resolved_at timestamptz,
+    ADD COLUMN updated_at timestamptz;
 ALTER TABLE pgmart.refresh_history ADD COLUMN owner oid;
+ALTER TABLE pgmart.refresh_view ADD COLUMN after_upstream boolean NOT NULL DEFAULT true;
 ALTER TABLE pgmart.alert_rules ADD COLUMN anchor regclass, ADD COLUMN relation regclass;
 ALTER TABLE pgmart.metric ADD COLUMN anchor regclass;
 ALTER TABLE pgmart."check" ADD COLUMN anchor regclass;
@@ -128,6 +130,17 @@ UPDATE pgmart.job SET enabled = false, next_run_at = pg_catalog.now()
  WHERE next_run_at OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz;
 UPDATE pgmart.job SET next_run_at = pg_catalog.now() WHERE NOT pg_catalog.isfinite(next_run_at);
 UPDATE pgmart.job SET slot_origin = coalesce(next_run_at, created_at);
+-- A schedule 0.1.0 read as an interval but 0.2.0 reads as cron (a bare number, a cron typo such as
+-- '*/15 * * *', which 0.1.0 ran every 15 seconds) is written as the interval it has been running on.
+UPDATE pgmart.job SET schedule = schedule::pg_catalog.interval::pg_catalog.text
+ WHERE schedule OPERATOR(pg_catalog.!~) '^\s*@'
+   AND NOT (pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^\S+\s+\S+\s+\S+\s+\S+\s+\S+$'
+            AND pg_catalog.split_part(pg_catalog.btrim(schedule), ' ', 1) OPERATOR(pg_catalog.~) '^[0-9*,/-]+$'
+            AND pg_catalog.split_part(pg_catalog.regexp_replace(pg_catalog.btrim(schedule), '\s+', ' ', 'g'), ' ', 2)
+                OPERATOR(pg_catalog.~) '^[0-9*,/-]+$')
+   AND (schedule OPERATOR(pg_catalog.~) '[*/,]'
+        OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9-]+(\s+[0-9-]+){1,6}$'
+        OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9.]+$');
 ALTER TABLE pgmart.job ADD CONSTRAINT job_next_run_at_check CHECK (pg_catalog.isfinite(next_run_at));
 ALTER TABLE pgmart.job_run DROP CONSTRAINT job_run_status_check,
     ADD CONSTRAINT job_run_status_check
@@ -297,23 +310,36 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
 
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+
+-- The checks, and their results, of the roles whose rights you have. A result whose check is gone
+-- belongs to the role that owned the check when it ran.
+CREATE VIEW pgmart.checks WITH (security_barrier) AS
+SELECT c.check_id, c.name, pgmart._relation_name(c.target) AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
+  FROM pgmart."check" c
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
 
-GRANT SELECT ON pgmart.rules TO PUBLIC;
+CREATE VIEW pgmart.check_results WITH (security_barrier) AS
+SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
+       r.sample, r.duration_ms, r.message, r.run_by
+  FROM pgmart.check_result r
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
+
+GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
@@ -401,21 +427,23 @@ COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may 
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
--- metric_values runs exactly the SQL metric_sql returns, as the caller (SECURITY INVOKER, so the
--- source's row-level security applies to the caller), with the path pinned: the SQL is pgmart's own
--- plus the metric's analysed fragments, which may call only built-in functions of pg_catalog.
-CREATE OR REPLACE FUNCTION pgmart.metric_values(
-    name text,
-    from_ts timestamptz,
-    to_ts timestamptz,
-    grain text DEFAULT NULL,
-    dimensions text[] DEFAULT '{}',
-    timezone text DEFAULT 'UTC'
-) RETURNS TABLE (bucket timestamptz, dimension_values jsonb, value numeric)
-LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    RETURN QUERY EXECUTE pgmart.metric_sql($1, $2, $3, $4, $5, $6);
-END $$;
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
@@ -530,38 +558,82 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
-COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
-
-COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
-
--- The checks, and their results, of the roles whose rights you have. A result whose check is gone
--- belongs to the role that owned the check when it ran.
-CREATE VIEW pgmart.checks WITH (security_barrier) AS
-SELECT c.check_id, c.name, pgmart._relation_name(c.target) AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
-       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
-  FROM pgmart."check" c
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
-
-CREATE VIEW pgmart.check_results WITH (security_barrier) AS
-SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
-       r.sample, r.duration_ms, r.message, r.run_by
-  FROM pgmart.check_result r
-  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
-
-GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
-
 /* pgmart::pgmart */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:703
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:503
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:177
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -573,6 +645,104 @@ CREATE  FUNCTION pgmart."_anchors_dropped"(
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:708
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:561
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
@@ -594,48 +764,14 @@ AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:442
+-- src/jobs/api.rs:566
 -- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
 ) RETURNS void
-VOLATILE 
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:541
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -661,176 +797,41 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:434
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:214
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:132
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
 	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
+	"command" TEXT /* Option < & str > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
+-- src/jobs/api.rs:588
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:271
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:375
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:151
+-- src/refresh/api.rs:196
 -- pgmart::refresh::api::refresh_now
 CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
 	"view" regclass /* Option < RegClass > */
@@ -850,19 +851,20 @@ AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:395
+-- src/jobs/api.rs:487
 -- pgmart::jobs::api::run_job
 CREATE OR REPLACE FUNCTION pgmart."run_job"(
 	"job_id" bigint /* Option < i64 > */
@@ -882,20 +884,139 @@ AS 'MODULE_PATHNAME', 'run_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
 	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:454
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/access.rs:37
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:441
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:68
+-- pgmart::metrics::api::metric_values
+CREATE OR REPLACE FUNCTION pgmart."metric_values"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"bucket" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC  /* Option < AnyNumeric > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 
 /* </end connected objects> */
 
@@ -922,17 +1043,80 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:37
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
 ) RETURNS TABLE (
-	"statement" TEXT  /* String */
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
@@ -960,51 +1144,13 @@ AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 
 /* <begin connected objects> */
 -- src/jobs/api.rs:461
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:342
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
 
 /* </end connected objects> */
 
@@ -1029,15 +1175,40 @@ COMMENT ON FUNCTION pgmart.schedule_sql IS
 COMMENT ON FUNCTION pgmart.refresh_due IS
   'Run every due pgmart job the caller may act as, each in a subtransaction with lock_timeout; one row per job run.';
 
-COMMENT ON FUNCTION pgmart.run_job IS 'Run one job now, whatever its schedule, and record the run.';
+COMMENT ON FUNCTION pgmart.run_job(bigint) IS 'Run one job now, whatever its schedule, and record the run.';
 
-COMMENT ON FUNCTION pgmart.pause_job IS 'Disable a job; it keeps its history and can be resumed.';
+COMMENT ON FUNCTION pgmart.run_job(text) IS 'Run the job of this name now, whatever its schedule, and record the run.';
 
-COMMENT ON FUNCTION pgmart.resume_job IS 'Enable a paused job; it next runs at its next scheduled time.';
+COMMENT ON FUNCTION pgmart.pause_job(bigint) IS 'Disable a job; it keeps its history and can be resumed.';
 
-COMMENT ON FUNCTION pgmart.alter_job IS 'Change a job''s schedule, time zone, retries, backoff, enabled flag, name or (sql jobs) command.';
+COMMENT ON FUNCTION pgmart.pause_job(text) IS 'Disable the job of this name; it keeps its history and can be resumed.';
 
-COMMENT ON FUNCTION pgmart.drop_job IS 'Delete a sql job and its history.';
+COMMENT ON FUNCTION pgmart.resume_job(bigint) IS 'Enable a paused job; it next runs at its next scheduled time.';
+
+COMMENT ON FUNCTION pgmart.resume_job(text) IS 'Enable the paused job of this name; it next runs at its next scheduled time.';
+
+COMMENT ON FUNCTION pgmart.alter_job(bigint, text, text, integer, text, boolean, text, text, interval) IS
+  'Change a job''s schedule, time zone, retries, backoff, enabled flag, name, time limit or (sql jobs) command.';
+
+COMMENT ON FUNCTION pgmart.alter_job(text, text, text, integer, text, boolean, text, text, interval) IS
+  'Change the schedule, time zone, retries, backoff, enabled flag, name, time limit or (sql jobs) command of the job of this name.';
+
+COMMENT ON FUNCTION pgmart.drop_job(bigint) IS 'Delete a sql job and its history.';
+
+COMMENT ON FUNCTION pgmart.drop_job(text) IS 'Delete the sql job of this name and its history.';
+
+COMMENT ON FUNCTION pgmart.schedule(text, text, text) IS
+  'pg_cron''s cron.schedule(job_name, schedule, command): make a sql job of that name, or give the caller''s job of that name this schedule and command; returns the job id.';
+
+COMMENT ON FUNCTION pgmart.schedule(text, text) IS
+  'pg_cron''s cron.schedule(schedule, command): make a sql job named after its command; returns the job id.';
+
+COMMENT ON FUNCTION pgmart.unschedule(text) IS 'pg_cron''s cron.unschedule(job_name): drop the caller''s job of that name.';
+
+COMMENT ON FUNCTION pgmart.unschedule(bigint) IS 'pg_cron''s cron.unschedule(job_id): drop a job.';
+
+COMMENT ON FUNCTION pgmart.worker_status IS
+  'The background workers of each database as the launcher sees them: scheduler, running and waiting jobs, the parallel-job limit, and any problem (for example, no worker slots left).';
 
 COMMENT ON FUNCTION pgmart._wake_scheduler IS 'Internal: wake this database''s pgmart scheduler when the transaction commits.';
 
@@ -1096,7 +1267,8 @@ COMMENT ON FUNCTION pgmart._alert_flush IS 'Internal: statement trigger of alert
 -- owner of the rule, job or check that raised it, or, when that is gone, to its owner at the time.
 CREATE VIEW pgmart.alerts WITH (security_barrier) AS
 SELECT al.alert_id, al.raised_at, al.source_kind, al.source_name, al.severity, al.target, al.payload,
-       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id, al.resolved_at
+       al.dedup_key, al.acked_at, al.ack_note, al.acked_by, al.rule_id, al.job_id, al.check_id, al.resolved_at,
+       al.updated_at
   FROM pgmart.alert al
   LEFT JOIN pgmart.alert_rules r ON r.rule_id OPERATOR(pg_catalog.=) al.rule_id
   LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) al.job_id

@@ -11,7 +11,9 @@ CREATE TABLE pgmart.refresh_view (
     registered_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_refreshed_at timestamptz,
     last_status       text,
-    last_method       text
+    last_method       text,
+    -- Refreshed right after a scheduled upstream view (false: only on its own schedule).
+    after_upstream    boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');

@@ -358,6 +358,14 @@ pub fn exec(query: &str, args: &[DatumWithOid]) {
     pinned(|| Spi::run_with_args(query, args)).unwrap_or_else(|e| spi_failure(e))
 }
 
+/// `DROP VIEW` of a qualified, quoted name when it exists, without `IF EXISTS`'s NOTICE ("view
+/// ... does not exist, skipping") reaching the caller.
+pub fn drop_view_if_exists(view: &str) {
+    if one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[view.into()]) == Some(true) {
+        exec(&format!("DROP VIEW {view}"), &[]);
+    }
+}
+
 /// Run a statement and return the number of rows it processed.
 pub fn exec_count(query: &str, args: &[DatumWithOid]) -> u64 {
     pinned(|| Spi::connect_mut(|c| c.update(query, None, args).map(|t| t.len() as u64))).unwrap_or_else(|e| spi_failure(e))

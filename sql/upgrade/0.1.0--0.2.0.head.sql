@@ -61,8 +61,10 @@ ALTER TABLE pgmart.alert
     ADD COLUMN job_id bigint,
     ADD COLUMN check_id bigint,
     ADD COLUMN owner oid,
-    ADD COLUMN resolved_at timestamptz;
+    ADD COLUMN resolved_at timestamptz,
+    ADD COLUMN updated_at timestamptz;
 ALTER TABLE pgmart.refresh_history ADD COLUMN owner oid;
+ALTER TABLE pgmart.refresh_view ADD COLUMN after_upstream boolean NOT NULL DEFAULT true;
 ALTER TABLE pgmart.alert_rules ADD COLUMN anchor regclass, ADD COLUMN relation regclass;
 ALTER TABLE pgmart.metric ADD COLUMN anchor regclass;
 ALTER TABLE pgmart."check" ADD COLUMN anchor regclass;
@@ -123,6 +125,17 @@ UPDATE pgmart.job SET enabled = false, next_run_at = pg_catalog.now()
  WHERE next_run_at OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz;
 UPDATE pgmart.job SET next_run_at = pg_catalog.now() WHERE NOT pg_catalog.isfinite(next_run_at);
 UPDATE pgmart.job SET slot_origin = coalesce(next_run_at, created_at);
+-- A schedule 0.1.0 read as an interval but 0.2.0 reads as cron (a bare number, a cron typo such as
+-- '*/15 * * *', which 0.1.0 ran every 15 seconds) is written as the interval it has been running on.
+UPDATE pgmart.job SET schedule = schedule::pg_catalog.interval::pg_catalog.text
+ WHERE schedule OPERATOR(pg_catalog.!~) '^\s*@'
+   AND NOT (pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^\S+\s+\S+\s+\S+\s+\S+\s+\S+$'
+            AND pg_catalog.split_part(pg_catalog.btrim(schedule), ' ', 1) OPERATOR(pg_catalog.~) '^[0-9*,/-]+$'
+            AND pg_catalog.split_part(pg_catalog.regexp_replace(pg_catalog.btrim(schedule), '\s+', ' ', 'g'), ' ', 2)
+                OPERATOR(pg_catalog.~) '^[0-9*,/-]+$')
+   AND (schedule OPERATOR(pg_catalog.~) '[*/,]'
+        OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9-]+(\s+[0-9-]+){1,6}$'
+        OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9.]+$');
 ALTER TABLE pgmart.job ADD CONSTRAINT job_next_run_at_check CHECK (pg_catalog.isfinite(next_run_at));
 ALTER TABLE pgmart.job_run DROP CONSTRAINT job_run_status_check,
     ADD CONSTRAINT job_run_status_check

@@ -41,15 +41,32 @@ pub fn resolve(dedup_key: &str) {
     });
 }
 
-/// Raise a health alert unless an identical one (same `dedup_key`) is still open. Returns the new
-/// alert's id, or None when it was de-duplicated.
+/// Payload keys that differ between two runs seeing the same failure: a change in them alone does
+/// not update an open alert.
+const INCIDENTAL: &str = "ARRAY['run_by', 'triggered_by', 'age_s', 'duration_ms']::pg_catalog.text[]";
+
+/// Raise a health alert. While one with the same `dedup_key` is open, the same failure is not
+/// raised twice, and a changed one (another payload: a different bad value, a higher count)
+/// updates that alert in place (`updated_at`) and notifies again, with `"updated": true`. Returns
+/// the alert's id, or None when nothing changed.
 pub fn raise_health(h: Health) -> Option<i64> {
-    let id = sql::as_catalog_owner(|| {
-        sql::one::<i64>(
-            "INSERT INTO pgmart.alert (source_kind, source_name, severity, target, payload, dedup_key, owner, job_id, check_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (dedup_key) WHERE acked_at IS NULL AND resolved_at IS NULL AND dedup_key IS NOT NULL DO NOTHING \
-             RETURNING alert_id",
+    #[derive(serde::Deserialize)]
+    struct Raised {
+        alert_id: i64,
+        updated: bool,
+    }
+    let Raised { alert_id: id, updated } = sql::as_catalog_owner(|| {
+        sql::row::<Raised>(
+            &format!(
+                "INSERT INTO pgmart.alert AS al (source_kind, source_name, severity, target, payload, dedup_key, owner, job_id, check_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (dedup_key) WHERE acked_at IS NULL AND resolved_at IS NULL AND dedup_key IS NOT NULL \
+                 DO UPDATE SET payload = excluded.payload, severity = excluded.severity, target = excluded.target, \
+                               updated_at = pg_catalog.clock_timestamp() \
+                  WHERE (al.payload OPERATOR(pg_catalog.-) {INCIDENTAL}) \
+                        IS DISTINCT FROM (excluded.payload OPERATOR(pg_catalog.-) {INCIDENTAL}) \
+                 RETURNING al.alert_id, al.updated_at IS NOT NULL AS updated"
+            ),
             &[
                 h.source_kind.into(),
                 h.source_name.into(),
@@ -63,10 +80,13 @@ pub fn raise_health(h: Health) -> Option<i64> {
             ],
         )
     })?;
-    let message = json!({
+    let mut message = json!({
         "alert_id": id, "source_kind": h.source_kind, "source_name": h.source_name,
         "severity": h.severity, "target": h.target, "payload": h.payload,
     });
+    if updated {
+        message["updated"] = json!(true);
+    }
     notify::send(DEFAULT_CHANNEL, &message);
     Some(id)
 }

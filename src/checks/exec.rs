@@ -449,6 +449,10 @@ fn record(results: &[CheckResult], rows: &[CheckRow], run_by: &str) {
     for r in results {
         let row = rows.iter().find(|x| x.check_id == r.check_id);
         let severity = row.map(|x| x.severity.as_str()).unwrap_or("error");
+        if r.status == "pass" {
+            // Its failure has cleared: the open alert is resolved, a later failure is a new one.
+            crate::alerts::resolve(&format!("check:{}", r.check_id));
+        }
         if r.status == "fail" && severity == "error" {
             crate::alerts::raise_health(crate::alerts::Health {
                 source_kind: "check",

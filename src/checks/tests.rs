@@ -320,6 +320,26 @@ mod tests {
             one::<i64>("SELECT (payload->>'failing_rows')::bigint FROM pgmart.alerts WHERE source_name = 'unique_ck_al_id'"),
             Some(1)
         );
+        let open = "SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'unique_ck_al_id'";
+        assert_eq!(one::<bool>("SELECT updated_at IS NULL FROM pgmart.alerts WHERE source_name = 'unique_ck_al_id'"), Some(true));
+        // A changed failure (another duplicate) updates the open alert instead of being swallowed.
+        run("INSERT INTO ck_al VALUES (2), (2)");
+        run("SELECT * FROM pgmart.run_checks('ck_al')");
+        assert_eq!(one::<i64>(open), Some(1));
+        assert_eq!(
+            one::<String>("SELECT (payload->>'failing_rows') || ' ' || (updated_at IS NOT NULL) FROM pgmart.alerts \
+                           WHERE source_name = 'unique_ck_al_id' AND resolved_at IS NULL AND acked_at IS NULL").as_deref(),
+            Some("2 true")
+        );
+        // Cleared: resolved; failing again: a new alert.
+        run("DELETE FROM ck_al; INSERT INTO ck_al VALUES (1), (2)");
+        run("SELECT * FROM pgmart.run_checks('ck_al')");
+        assert_eq!(one::<i64>(open), Some(0));
+        assert_eq!(one::<bool>("SELECT resolved_at IS NOT NULL FROM pgmart.alerts WHERE source_name = 'unique_ck_al_id'"), Some(true));
+        run("INSERT INTO ck_al VALUES (1)");
+        run("SELECT * FROM pgmart.run_checks('ck_al')");
+        assert_eq!(one::<i64>(open), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'unique_ck_al_id'"), Some(2));
     }
 
     #[pg_test]

@@ -253,12 +253,24 @@ pub fn reschedule(job_id: i64, schedule: &str, timezone: Option<&str>) {
 /// Load a job the caller may act as, or raise the same "does not exist or you may not act on it"
 /// for a missing job and another role's (a superuser may also act on jobs whose owner is gone).
 pub fn job_for_caller(job_id: i64) -> Job {
+    engine::load(job_id).filter(caller_may_act_on).unwrap_or_else(|| engine::not_yours(job_id).raise())
+}
+
+fn caller_may_act_on(job: &Job) -> bool {
     let caller = sql::caller();
-    engine::load(job_id)
-        .filter(|j| {
-            (j.owner != 0 && sql::may_act_as(caller, j.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) }
-        })
-        .unwrap_or_else(|| engine::not_yours(job_id).raise())
+    (job.owner != 0 && sql::may_act_as(caller, job.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) }
+}
+
+/// The id of the job of this name the caller may act on; a missing job and another role's get the
+/// same 42704 (naming the name, never the other role's id).
+pub fn job_id_named(name: &str) -> i64 {
+    let id = sql::as_catalog_owner(|| {
+        sql::one::<i64>("SELECT job_id FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()])
+    });
+    id.and_then(engine::load)
+        .filter(caller_may_act_on)
+        .map(|j| j.job_id)
+        .unwrap_or_else(|| engine::not_yours(format!("\"{name}\"")).raise())
 }
 
 /// A capability's job registered again (its object scheduled anew): the new retry policy, target
@@ -355,7 +367,17 @@ fn schedule_sql_0_2(
     let (name, command, schedule) = (required(name, "name"), required(command, "command"), required(schedule, "schedule"));
     let (timezone, max_retries, retry_backoff) =
         (timezone.unwrap_or("UTC"), max_retries.unwrap_or(3), retry_backoff.unwrap_or("1 minute"));
-    let checked = sql_job::validate_command(command).or_raise();
+    let checked = sql_job::validate_command(command).unwrap_or_else(|e| {
+        if engine::parse_schedule(command).is_ok() {
+            PgMartError::invalid(format!(
+                "pgmart.schedule_sql takes (name, command, schedule): \"{}\" is a schedule, not a command",
+                command.trim()
+            ))
+            .hint("pg_cron's order is pgmart.schedule(job_name, schedule, command); or name the arguments: schedule_sql(name => ..., schedule => ..., command => ...).")
+            .raise()
+        }
+        e.raise()
+    });
     let owner = owner_for(run_as);
     register(NewJob {
         name,
@@ -370,6 +392,76 @@ fn schedule_sql_0_2(
         start_at,
         timeout,
     })
+}
+
+/// pg_cron's `cron.schedule(job_name, schedule, command)`: makes a sql job of that name with the
+/// defaults of `schedule_sql`, or, when the caller already has a sql job of that name, gives it this
+/// schedule and command (a NOTICE says what changed). Returns the job id.
+#[pg_extern(schema = "pgmart", name = "schedule", volatile)]
+fn schedule_named(job_name: Option<&str>, schedule: Option<&str>, command: Option<&str>) -> i64 {
+    let (name, schedule, command) =
+        (required(job_name, "job_name"), required(schedule, "schedule"), required(command, "command"));
+    require_primary("schedule a pgmart job");
+    let existing = sql::as_catalog_owner(|| {
+        sql::one::<i64>("SELECT job_id FROM pgmart.job WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()])
+    });
+    let Some(job) = existing.and_then(engine::load) else {
+        return schedule_sql_0_2(Some(name), Some(command), Some(schedule), None, None, None, None, None, None);
+    };
+    if !caller_may_act_on(&job) {
+        PgMartError::duplicate(format!("a pgmart job named \"{name}\" already exists"))
+            .hint("Job names are unique in a database: choose another name.")
+            .raise();
+    }
+    if job.kind != "sql" {
+        PgMartError::wrong_object_type(format!("job \"{name}\" is a {} job, not a sql job", job.kind))
+            .hint("pgmart.schedule() makes and changes sql jobs; change this one with pgmart.alter_job().")
+            .raise();
+    }
+    let old_command = job.config.get("command").and_then(|c| c.as_str()).unwrap_or_default();
+    let new_schedule = (job.schedule != schedule.trim()).then_some(schedule);
+    let new_command = (old_command != command).then_some(command);
+    let mut changed = vec![];
+    if new_schedule.is_some() {
+        changed.push(format!("schedule '{}' -> '{}'", job.schedule, schedule.trim()));
+    }
+    if new_command.is_some() {
+        changed.push("command".to_string());
+    }
+    if changed.is_empty() {
+        notice!("job \"{name}\" already runs this command on this schedule: nothing changed");
+    } else {
+        alter(job.job_id, Alter { schedule: new_schedule, command: new_command, ..Default::default() });
+        notice!("job \"{name}\" changed: {}", changed.join(", "));
+    }
+    job.job_id
+}
+
+/// pg_cron's `cron.schedule(schedule, command)`: a sql job named after its command.
+#[pg_extern(schema = "pgmart", name = "schedule", volatile)]
+fn schedule_unnamed(schedule: Option<&str>, command: Option<&str>) -> i64 {
+    let (schedule, command) = (required(schedule, "schedule"), required(command, "command"));
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut base = words.join(" ");
+    if let Some((cut, _)) = base.char_indices().nth(60) {
+        base.truncate(cut);
+    }
+    let name = free_name(&base);
+    schedule_sql_0_2(Some(&name), Some(command), Some(schedule), None, None, None, None, None, None)
+}
+
+/// pg_cron's `cron.unschedule(job_name)`: drops the caller's job of that name (as `drop_job`).
+#[pg_extern(schema = "pgmart", name = "unschedule", volatile)]
+fn unschedule_named(job_name: Option<&str>) -> bool {
+    drop_one(job_id_named(required(job_name, "job_name")));
+    true
+}
+
+/// pg_cron's `cron.unschedule(job_id)`.
+#[pg_extern(schema = "pgmart", name = "unschedule", volatile)]
+fn unschedule_id(job_id: Option<i64>) -> bool {
+    drop_one(required(job_id, "job_id"));
+    true
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
@@ -405,7 +497,26 @@ fn run_job(job_id: Option<i64>) -> TableIterator<
         name!(message, Option<String>),
     ),
 > {
-    let job_id = required(job_id, "job_id");
+    run_one(required(job_id, "job_id"))
+}
+
+#[pg_extern(schema = "pgmart", name = "run_job", volatile)]
+fn run_job_named(job_name: Option<&str>) -> TableIterator<
+    'static,
+    (
+        name!(job_id, i64),
+        name!(name, String),
+        name!(kind, String),
+        name!(target, Option<String>),
+        name!(status, String),
+        name!(duration_ms, f64),
+        name!(message, Option<String>),
+    ),
+> {
+    run_one(job_id_named(required(job_name, "job_name")))
+}
+
+fn run_one(job_id: i64) -> RunRows {
     require_primary("run a pgmart job");
     let caller = sql::caller();
     let job = engine::claim_for_manual_run(job_id, caller);
@@ -433,7 +544,15 @@ fn run_job(job_id: Option<i64>) -> TableIterator<
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn pause_job(job_id: Option<i64>) {
-    let job_id = required(job_id, "job_id");
+    pause(required(job_id, "job_id"));
+}
+
+#[pg_extern(schema = "pgmart", name = "pause_job", volatile)]
+fn pause_job_named(job_name: Option<&str>) {
+    pause(job_id_named(required(job_name, "job_name")));
+}
+
+fn pause(job_id: i64) {
     require_primary("pause a pgmart job");
     job_for_caller(job_id);
     disable_job(job_id);
@@ -441,7 +560,15 @@ fn pause_job(job_id: Option<i64>) {
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn resume_job(job_id: Option<i64>) {
-    let job_id = required(job_id, "job_id");
+    resume(required(job_id, "job_id"));
+}
+
+#[pg_extern(schema = "pgmart", name = "resume_job", volatile)]
+fn resume_job_named(job_name: Option<&str>) {
+    resume(job_id_named(required(job_name, "job_name")));
+}
+
+fn resume(job_id: i64) {
     require_primary("resume a pgmart job");
     let job = job_for_caller(job_id);
     let now = Utc::now();
@@ -471,7 +598,42 @@ fn alter_job_0_2(
     name: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) {
-    let job_id = required(job_id, "job_id");
+    let change = Alter { schedule, timezone, max_retries, retry_backoff, enabled, command, name, timeout };
+    alter(required(job_id, "job_id"), change);
+}
+
+#[pg_extern(schema = "pgmart", name = "alter_job", volatile)]
+#[allow(clippy::too_many_arguments)]
+fn alter_job_named(
+    job_name: Option<&str>,
+    schedule: default!(Option<&str>, "NULL"),
+    timezone: default!(Option<&str>, "NULL"),
+    max_retries: default!(Option<i32>, "NULL"),
+    retry_backoff: default!(Option<&str>, "NULL"),
+    enabled: default!(Option<bool>, "NULL"),
+    command: default!(Option<&str>, "NULL"),
+    name: default!(Option<&str>, "NULL"),
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
+) {
+    let change = Alter { schedule, timezone, max_retries, retry_backoff, enabled, command, name, timeout };
+    alter(job_id_named(required(job_name, "job_name")), change);
+}
+
+/// What `alter_job` changes (None: unchanged).
+#[derive(Default)]
+struct Alter<'a> {
+    schedule: Option<&'a str>,
+    timezone: Option<&'a str>,
+    max_retries: Option<i32>,
+    retry_backoff: Option<&'a str>,
+    enabled: Option<bool>,
+    command: Option<&'a str>,
+    name: Option<&'a str>,
+    timeout: Option<pgrx::datum::Interval>,
+}
+
+fn alter(job_id: i64, change: Alter) {
+    let Alter { schedule, timezone, max_retries, retry_backoff, enabled, command, name, timeout } = change;
     require_primary("alter a pgmart job");
     let job = job_for_caller(job_id);
     check_timeout(timeout);
@@ -540,7 +702,15 @@ fn alter_job_0_2(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_job(job_id: Option<i64>) {
-    let job_id = required(job_id, "job_id");
+    drop_one(required(job_id, "job_id"));
+}
+
+#[pg_extern(schema = "pgmart", name = "drop_job", volatile)]
+fn drop_job_named(job_name: Option<&str>) {
+    drop_one(job_id_named(required(job_name, "job_name")));
+}
+
+fn drop_one(job_id: i64) {
     require_primary("drop a pgmart job");
     let job = job_for_caller(job_id);
     // A job whose object was dropped is disabled when it next runs; it (with its registration)

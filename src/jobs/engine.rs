@@ -63,7 +63,11 @@ pub fn parse_schedule(text: &str) -> Result<Schedule> {
     match schedule::classify(text) {
         ScheduleText::Cron(c) => Ok(Schedule::Cron(Box::new(schedule::parse_cron(&c)?))),
         ScheduleText::Interval(i) => {
-            if i.contains(['*', '$', '@']) {
+            if schedule::bare_number(&i) {
+                return Err(PgMartError::invalid(format!("invalid schedule \"{text}\": a number needs its unit"))
+                    .hint(format!("Write its unit, for example '{i} seconds' or '{i} minutes'.")));
+            }
+            if i.contains('@') {
                 return Err(PgMartError::invalid(format!(
                     "invalid schedule \"{text}\": neither an interval nor a 5-field cron expression"
                 ))

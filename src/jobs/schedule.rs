@@ -44,21 +44,30 @@ pub enum ScheduleText {
     Interval(String),
 }
 
-/// Tell a cron expression from an interval: cron is `@name`, or exactly five fields whose first two
-/// (minute and hour) hold only digits and `* , / -`, or five fields with a `*` or `$` anywhere (no
-/// interval has one: PostgreSQL's lenient interval input would read `1$ * * * *` as one second).
+/// Tell a cron expression from an interval. Anything that looks like cron is read as cron (and so
+/// refused unless it is a valid five-field expression), never as an interval: `@name`; a `*`, `/`,
+/// `,` or `$` anywhere (no interval has one, yet PostgreSQL's lenient interval input reads
+/// `*/15 * * *` as 15 seconds); or 2 to 7 fields of digits and `-` only (`0 4 * *` with a field
+/// missing, `0 0 4 * * *` with seconds).
 pub fn classify(text: &str) -> ScheduleText {
     let t = text.trim();
     if t.starts_with('@') {
         return ScheduleText::Cron(t.to_string());
     }
     let fields: Vec<&str> = t.split_whitespace().collect();
-    let cronish = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || "*,/-".contains(c));
-    if fields.len() == 5 && ((cronish(fields[0]) && cronish(fields[1])) || t.contains(['*', '$'])) {
+    let numeric = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || c == '-');
+    let cron_marks = t.contains(['*', '/', ',', '$']);
+    if cron_marks || ((2..=7).contains(&fields.len()) && fields.iter().all(|f| numeric(f))) {
         ScheduleText::Cron(fields.join(" "))
     } else {
         ScheduleText::Interval(t.to_string())
     }
+}
+
+/// A bare number (`'5'`): PostgreSQL would read it as seconds, a cron user may mean minutes.
+pub fn bare_number(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty() && t.parse::<f64>().is_ok()
 }
 
 /// Expand nicknames and pg_cron's `$` (last day of month) into what the cron parser reads.
@@ -78,11 +87,16 @@ pub fn normalize_cron(text: &str) -> Result<String> {
     };
     let fields: Vec<&str> = expanded.split_whitespace().collect();
     if fields.len() != 5 {
+        let hint = if fields.len() == 6 {
+            "pgmart's cron has no seconds field: drop the first field, or give an interval such as '30 seconds'."
+        } else {
+            "Write all five fields, for example '*/15 * * * *', or give an interval such as '15 minutes'."
+        };
         return Err(PgMartError::invalid(format!(
             "invalid schedule \"{t}\": a cron expression has 5 fields (minute hour day-of-month month day-of-week), this has {}",
             fields.len()
         ))
-        .hint("Or give an interval such as '15 minutes'."));
+        .hint(hint));
     }
     let mut out: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     if out[2].contains('$') {
@@ -230,6 +244,22 @@ mod tests {
         assert_eq!(classify("1 day 2 hours"), ScheduleText::Interval("1 day 2 hours".into()));
         assert_eq!(classify("00:05:00"), ScheduleText::Interval("00:05:00".into()));
         assert_eq!(classify("1$ * * * *"), ScheduleText::Cron("1$ * * * *".into()));
+        // Typos of cron are cron (and refused), never intervals.
+        for typo in ["*/15 * * *", "0 4 * *", "0 0 4 * * *", "0,30 * * *", "5/10", "0 4", "0 4 1 1 1 1"] {
+            assert!(matches!(classify(typo), ScheduleText::Cron(_)), "{typo}");
+        }
+        assert_eq!(classify("1 day"), ScheduleText::Interval("1 day".into()));
+        assert_eq!(classify("1-2"), ScheduleText::Interval("1-2".into()));
+        assert!(bare_number("5") && bare_number(" 1.5 ") && !bare_number("5 seconds") && !bare_number("00:05"));
+    }
+
+    #[test]
+    fn cron_typos_say_a_cron_expression_has_five_fields() {
+        for (typo, n) in [("*/15 * * *", 4), ("0 4 * *", 4), ("0 0 4 * * *", 6), ("0 4", 2)] {
+            let ScheduleText::Cron(c) = classify(typo) else { panic!("{typo}") };
+            let e = parse_cron(&c).unwrap_err();
+            assert!(e.message.contains(&format!("a cron expression has 5 fields (minute hour day-of-month month day-of-week), this has {n}")), "{}", e.message);
+        }
     }
 
     #[test]

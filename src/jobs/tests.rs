@@ -36,6 +36,38 @@ mod tests {
     }
 
     #[pg_test]
+    fn jobs_by_name_and_pg_cron_habits() {
+        // pg_cron's cron.schedule(job_name, schedule, command): made once, changed in place after.
+        let id = one::<i64>("SELECT pgmart.schedule('nightly', '0 4 * * *', 'SELECT 1')").unwrap();
+        let again = one::<i64>("SELECT pgmart.schedule('nightly', '30 5 * * *', 'SELECT 2')").unwrap();
+        assert_eq!(id, again);
+        let row = one::<String>("SELECT schedule || ' | ' || (config->>'command') FROM pgmart.jobs WHERE name = 'nightly'");
+        assert_eq!(row.as_deref(), Some("30 5 * * * | SELECT 2"));
+        assert_eq!(one::<String>("SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI') FROM pgmart.jobs WHERE name = 'nightly'").as_deref(), Some("05:30"));
+        assert_eq!(one::<i64>("SELECT pgmart.schedule('nightly', '30 5 * * *', 'SELECT 2')"), Some(id));
+        // cron.schedule(schedule, command): named after the command.
+        let unnamed = one::<i64>("SELECT pgmart.schedule('@hourly', 'SELECT   3')").unwrap();
+        assert_eq!(one::<String>(&format!("SELECT name FROM pgmart.jobs WHERE job_id = {unnamed}")).as_deref(), Some("SELECT 3"));
+        // Every job function takes the name as well as the id.
+        assert_eq!(one::<String>("SELECT status FROM pgmart.run_job('nightly')").as_deref(), Some("succeeded"));
+        run("SELECT pgmart.pause_job('nightly')");
+        assert_eq!(one::<bool>("SELECT enabled FROM pgmart.jobs WHERE name = 'nightly'"), Some(false));
+        run("SELECT pgmart.resume_job('nightly')");
+        run("SELECT pgmart.alter_job('nightly', max_retries => 7, name => 'nightly_load')");
+        assert_eq!(one::<i32>(&format!("SELECT max_retries FROM pgmart.jobs WHERE job_id = {id}")), Some(7));
+        assert_eq!(sqlstate_of("SELECT pgmart.run_job('nightly')"), "42704");
+        run("SELECT pgmart.drop_job('nightly_load')");
+        assert_eq!(one::<bool>(&format!("SELECT pgmart.unschedule({unnamed})")), Some(true));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.jobs"), Some(0));
+        assert_eq!(sqlstate_of("SELECT pgmart.unschedule('nightly')"), "42704");
+        // Called in pg_cron's order, schedule_sql says so; a cron typo is never an interval.
+        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('x', '0 4 * * *', 'SELECT 1')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('x', 'SELECT 1', '*/15 * * *')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('x', 'SELECT 1', '5')"), "22023");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.jobs"), Some(0));
+    }
+
+    #[pg_test]
     fn schedule_sql_rejects_bad_input() {
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b1', 'SELECT 1', 'every tuesday')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.schedule_sql('b2', 'SELECT 1', '61 * * * *')"), "22023");

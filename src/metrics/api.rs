@@ -1,5 +1,5 @@
-//! SQL-facing metric functions: thin wrappers over [`super::exec`]. `pgmart.metric_values` itself
-//! is a SECURITY INVOKER plpgsql function in sql/metrics.sql that runs `metric_sql`'s text.
+//! SQL-facing metric functions: thin wrappers over [`super::exec`]. `pgmart.metric_values` runs
+//! exactly `metric_sql`'s text, as the caller.
 
 use super::exec;
 use crate::args::{self, RegClass};
@@ -59,4 +59,32 @@ fn metric_sql(
     let name = required(name, "name");
     let (from_ts, to_ts) = (required(from_ts, "from_ts"), required(to_ts, "to_ts"));
     exec::values_sql(name, from_ts, to_ts, grain, args::names(dimensions, "dimensions"), timezone)
+}
+
+/// Runs exactly the SQL `metric_sql` returns for the same arguments, as the caller (so the source's
+/// row-level security applies to the caller), with the path pinned: the SQL is pgmart's own plus
+/// the metric's analysed fragments, which may call only built-in functions of pg_catalog. An error
+/// is the query's own (SQLSTATE, message, hint), without the generated SQL or a PL/pgSQL CONTEXT.
+#[pg_extern(schema = "pgmart", volatile)]
+fn metric_values(
+    name: Option<&str>,
+    from_ts: Option<TimestampWithTimeZone>,
+    to_ts: Option<TimestampWithTimeZone>,
+    grain: default!(Option<&str>, "NULL"),
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
+    timezone: default!(Option<&str>, "'UTC'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(bucket, Option<TimestampWithTimeZone>),
+        name!(dimension_values, Option<pgrx::JsonB>),
+        name!(value, Option<AnyNumeric>),
+    ),
+> {
+    let query = metric_sql(name, from_ts, to_ts, grain, dimensions, timezone);
+    TableIterator::new(exec::run_values(&query).into_iter().map(|r| {
+        let bucket = r.bucket_us.and_then(|us| TimestampWithTimeZone::try_from(us - exec::PG_EPOCH_MICROS).ok());
+        let value = r.value.and_then(|v| AnyNumeric::try_from(v.as_str()).ok());
+        (bucket, r.dimension_values.map(pgrx::JsonB), value)
+    }))
 }

@@ -331,7 +331,7 @@ pub fn register(m: NewMetric) -> i32 {
     };
     let changed_by = sql::role_name(caller);
     sql::as_catalog_owner(|| {
-        sql::exec(&format!("DROP VIEW IF EXISTS {view}"), &[]);
+        sql::drop_view_if_exists(&view);
         sql::exec(&view_ddl, &[]);
         sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&comment)), &[]);
         sql::exec(&format!("GRANT SELECT ON {view} TO PUBLIC"), &[]);
@@ -425,7 +425,7 @@ pub fn drop_metric(name: &str) {
 /// anchor was dropped (DROP OWNED BY).
 pub fn forget(name: &str) {
     sql::as_catalog_owner(|| {
-        sql::exec(&format!("DROP VIEW IF EXISTS {}", plan::view_qualified(name)), &[]);
+        sql::drop_view_if_exists(&plan::view_qualified(name));
         sql::exec("DELETE FROM pgmart.metric WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()]);
         sql::exec("UPDATE pgmart.metric SET replaced_by = NULL WHERE replaced_by OPERATOR(pg_catalog.=) $1", &[name.into()]);
     });
@@ -441,6 +441,33 @@ struct Bounds {
 }
 
 /// The exact SQL `metric_values` runs, with literals for every value.
+/// PostgreSQL's epoch (2000-01-01) in Unix microseconds.
+pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// One row of `metric_values`, as read back (the bucket as Unix microseconds, the value as text so
+/// that no digit of a numeric is lost).
+#[derive(Deserialize)]
+pub struct ValueRow {
+    pub n: i64,
+    pub bucket_us: Option<i64>,
+    pub dimension_values: Option<serde_json::Value>,
+    pub value: Option<String>,
+}
+
+/// Run `metric_sql`'s text as the caller, in its order. A failure is raised again as the query's
+/// own error (SQLSTATE, message, detail, hint) without the SQL text or a context line.
+pub fn run_values(query: &str) -> Vec<ValueRow> {
+    let wrapped = format!(
+        "SELECT pg_catalog.row_number() OVER () AS n, \
+                (EXTRACT(epoch FROM q.bucket) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS bucket_us, \
+                q.dimension_values, q.value::pg_catalog.text AS value \
+           FROM ({query}) q"
+    );
+    let mut rows = sql::subtransaction(|| sql::rows::<ValueRow>(&wrapped, &[])).unwrap_or_else(|c| c.raise());
+    rows.sort_by_key(|r| r.n);
+    rows
+}
+
 pub fn values_sql(
     name: &str,
     from_ts: TimestampWithTimeZone,

@@ -149,6 +149,7 @@ fn create_partition_set_0_2(
         detach: retention_mode == "detach",
         default_partition,
         anchor: None,
+        stray: vec![],
     };
     let anchor_at = crate::jobs::api::check_start_at(start_at)
         .map(|secs| chrono::DateTime::<Utc>::from_timestamp_micros((secs * 1e6) as i64).unwrap_or_default())

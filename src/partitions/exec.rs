@@ -61,7 +61,7 @@ fn set_query(filter: &str, always_parts: bool) -> String {
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
                 f.fp, s.fingerprint, s.job_id, \
-                CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL \
+                CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL OR f.default_live > 0 \
                           OR s.quiet_until <= clock_timestamp() THEN \
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(ch.oid::int8, ch.relname, ch.relpartbound::text)), '[]') \
                    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
@@ -71,7 +71,9 @@ fn set_query(filter: &str, always_parts: bool) -> String {
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
            LEFT JOIN pg_catalog.pg_class ja ON ja.oid = j.anchor \
-           CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp \
+           CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp, \
+                                      coalesce(max(pg_catalog.pg_stat_get_live_tuples(ch.oid)) \
+                                                 FILTER (WHERE ch.relpartbound::text LIKE '%:is_default true%'), 0) AS default_live \
                                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
                                 WHERE i.inhparent = s.parent) f \
           WHERE {filter} ORDER BY s.set_id",
@@ -117,6 +119,7 @@ impl SetRow {
             detach: self.retention_mode == "detach",
             default_partition: self.default_partition,
             anchor: self.anchor_key,
+            stray: vec![],
         })
     }
     pub fn existing(&self) -> Vec<Existing> {
@@ -151,8 +154,9 @@ fn existing_names(set: &SetRow, names: &[String]) -> HashSet<String> {
 
 /// Plan a set. `names_checked`: when it has something to create, plan again until none of the
 /// new names is taken in the schema.
-pub fn plan_set(set: &SetRow, initial: bool, names_checked: bool) -> crate::error::Result<Plan> {
-    let spec = set.spec()?;
+pub fn plan_set(set: &SetRow, initial: bool, names_checked: bool, stray: &[i64]) -> crate::error::Result<Plan> {
+    let mut spec = set.spec()?;
+    spec.stray = stray.to_vec();
     let existing = set.existing();
     let now = Utc::now();
     let mut taken = HashSet::new();
@@ -185,6 +189,8 @@ pub struct Outcome {
     pub dropped: Vec<String>,
     pub detached: Vec<String>,
     pub rescued_rows: i64,
+    /// What the default partition still holds after the pass (reported, alerted).
+    pub left_in_default: Option<String>,
     pub notes: Vec<String>,
     pub message: Option<String>,
     pub sqlstate: Option<String>,
@@ -220,7 +226,10 @@ impl Outcome {
         if parts.is_empty() {
             parts.push("nothing to do".into());
         }
-        format!("{}: {}", self.parent, parts.join(", "))
+        match &self.left_in_default {
+            Some(left) => format!("{}: {}; {left}", self.parent, parts.join(", ")),
+            None => format!("{}: {}", self.parent, parts.join(", ")),
+        }
     }
 }
 
@@ -391,7 +400,6 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
                 "moved {moved} rows from default partition {d} into new partition {} [{}, {})",
                 np.name, np.lo_literal, np.hi_literal
             );
-            pgrx::warning!("pgmart: {}: {note}", set.parent);
             crate::alerts::raise_health(crate::alerts::Health {
                 source_kind: "partition_set",
                 source_name: &set.parent,
@@ -423,6 +431,88 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
             sql::exec(&format!("DROP TABLE {child}"), &[]);
             out.dropped.push(name.clone());
         }
+    }
+}
+
+/// Most slots of default-partition rows given their partitions in one pass (the rest wait for the
+/// next pass, and the report says so).
+const MAX_RESCUE_SLOTS: usize = 10;
+
+/// What a set's default partition holds, read as the set's owner.
+#[derive(Debug, Clone, Default)]
+struct Parked {
+    /// One key per slot of its rows, oldest first (at most MAX_RESCUE_SLOTS).
+    keys: Vec<i64>,
+    /// More slots than that.
+    more: bool,
+    /// Rows no range partition can take (a NULL or infinite key).
+    unplaceable: i64,
+    /// Rows older than retention: reported, left where they are (never dropped).
+    past_retention: i64,
+}
+
+/// What a look at the default partition found.
+enum Look {
+    /// No default partition, or an empty one.
+    Empty,
+    Parked(Parked),
+    /// It could not be read (its lock not had within pgmart.lock_timeout, say): nothing is said.
+    Unknown(Option<sql::Caught>),
+}
+
+/// The default partition's rows, looked at exactly but cheaply (EXISTS, then one `min()` per slot,
+/// an index scan when the parent has an index on the column), as the set's owner, within
+/// pgmart.lock_timeout.
+fn default_rows(set: &SetRow) -> Look {
+    let Some(default) = set.existing().into_iter().find(|e| e.is_default) else { return Look::Empty };
+    let Ok(spec) = set.spec() else { return Look::Unknown(None) };
+    let table = qualified(&set.nspname, &default.name);
+    let column = quote_identifier(&set.control_column);
+    let ty = set.col().sql_name();
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let found = sql::subtransaction(|| {
+        set_lock_timeout();
+        sql::as_role(set.run_as(), || {
+            if sql::one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[]) != Some(true) {
+                return None;
+            }
+            let mut parked = Parked::default();
+            // Rows older than retention are counted, not given partitions that retention would drop.
+            let keep_from = plan::retention_cutoff(&spec, Utc::now()).map(|c| plan::key_literal(spec.col, plan::slot_of(&spec, c).0));
+            if let Some(lo) = &keep_from {
+                parked.past_retention = sql::one::<i64>(
+                    &format!("SELECT pg_catalog.count(*) FROM {table} WHERE {column} OPERATOR(pg_catalog.<) $1::pg_catalog.text::{ty}"),
+                    &[lo.as_str().into()],
+                )
+                .unwrap_or(0);
+            }
+            let mut from = keep_from.unwrap_or_else(|| "-infinity".to_string());
+            let next_key = format!(
+                "SELECT (EXTRACT(epoch FROM pg_catalog.min({column})) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 FROM {table} \
+                  WHERE {column} OPERATOR(pg_catalog.>=) $1::pg_catalog.text::{ty} \
+                    AND {column} OPERATOR(pg_catalog.>) '-infinity'::{ty} AND {column} OPERATOR(pg_catalog.<) 'infinity'::{ty}"
+            );
+            while let Some(k) = sql::one::<i64>(&next_key, &[from.as_str().into()]) {
+                if parked.keys.len() == MAX_RESCUE_SLOTS {
+                    parked.more = true;
+                    break;
+                }
+                parked.keys.push(k);
+                from = plan::key_literal(spec.col, plan::slot_of(&spec, k).1);
+            }
+            parked.unplaceable = sql::one::<i64>(
+                &format!("SELECT pg_catalog.count(*) FROM {table} WHERE {column} IS NULL OR NOT pg_catalog.isfinite({column})"),
+                &[],
+            )
+            .unwrap_or(0);
+            Some(parked)
+        })
+    });
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    match found {
+        Ok(Some(p)) => Look::Parked(p),
+        Ok(None) => Look::Empty,
+        Err(c) => Look::Unknown(Some(c)),
     }
 }
 
@@ -489,12 +579,76 @@ fn lock_shortage(set: &SetRow, creates: usize) -> Option<(String, String)> {
 /// Maintain one set: plan, and when there is work, run it in a subtransaction with lock_timeout
 /// as the set's owner. Never raises; the outcome says what happened.
 pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
-    let mut out = Outcome { parent: set.parent.clone(), status: "succeeded".into(), ..Default::default() };
     if set.parts.is_none() {
-        out.quiet = true;
-        return out;
+        return Outcome { parent: set.parent.clone(), status: "succeeded".into(), quiet: true, ..Default::default() };
     }
-    let p = match plan_set(set, initial, false) {
+    let look = default_rows(set);
+    if let Look::Unknown(Some(c)) = &look {
+        if c.sqlstate == "55P03" {
+            // Its default partition is locked: so would the set be. Skipped, as a locked set is.
+            return Outcome {
+                parent: set.parent.clone(),
+                status: "skipped".into(),
+                message: Some(format!("{}; will retry at the next maintenance", c.message)),
+                sqlstate: Some(c.sqlstate.clone()),
+                ..Default::default()
+            };
+        }
+    }
+    let stray = match &look {
+        Look::Parked(p) => p.keys.as_slice(),
+        _ => &[],
+    };
+    let mut out = maintain_with(set, initial, stray);
+    report_parked(set, look, &mut out);
+    out
+}
+
+/// Rows left in the default partition after a pass (older than retention, without a range, or
+/// beyond this pass's cap) are reported and alerted; an empty default resolves that alert.
+fn report_parked(set: &SetRow, look: Look, out: &mut Outcome) {
+    let key = format!("partition_default_rows:{}", set.parent);
+    let p = match look {
+        Look::Parked(p) => p,
+        Look::Empty => return crate::alerts::resolve(&key),
+        Look::Unknown(_) => return,
+    };
+    let stuck = out.status != "succeeded" && !p.keys.is_empty();
+    if p.past_retention == 0 && p.unplaceable == 0 && !p.more && !stuck {
+        return; // every row moved (the rescue raised its own alert)
+    }
+    let mut left = vec![];
+    if p.past_retention > 0 {
+        left.push(format!("{} rows older than retention (left there, not dropped)", p.past_retention));
+    }
+    if p.unplaceable > 0 {
+        left.push(format!("{} rows with a NULL or infinite {}", p.unplaceable, set.control_column));
+    }
+    if p.more {
+        left.push(format!("rows of more than {MAX_RESCUE_SLOTS} slots (the next passes move them)"));
+    }
+    if stuck {
+        left.push("rows this pass could not move".to_string());
+    }
+    let note = format!("the default partition still holds {}", left.join(", "));
+    out.left_in_default = Some(note.clone());
+    crate::alerts::raise_health(crate::alerts::Health {
+        source_kind: "partition_set",
+        source_name: &set.parent,
+        severity: "medium",
+        target: Some(&set.parent),
+        payload: json!({ "rows_older_than_retention": p.past_retention, "rows_without_a_range": p.unplaceable,
+                         "more_next_pass": p.more, "message": note }),
+        dedup_key: &key,
+        owner: set.run_as(),
+        job_id: set.job_id,
+        check_id: None,
+    });
+}
+
+fn maintain_with(set: &SetRow, initial: bool, stray: &[i64]) -> Outcome {
+    let mut out = Outcome { parent: set.parent.clone(), status: "succeeded".into(), ..Default::default() };
+    let p = match plan_set(set, initial, false, stray) {
         Ok(p) => p,
         Err(e) => {
             out.status = "failed".into();
@@ -536,7 +690,7 @@ pub fn maintain(set: &SetRow, initial: bool) -> Outcome {
                 let Some(s) = fresh.first() else { return };
                 s
             };
-            match plan_set(set, initial, true) {
+            match plan_set(set, initial, true, stray) {
                 Ok(p2) => {
                     work.notes = p2.notes.clone();
                     let t2 = template(set, &p2);

@@ -224,6 +224,9 @@ pub struct SetSpec {
     pub default_partition: bool,
     /// Key of the first slot the set manages (start_at's slot, or the slot current at creation).
     pub anchor: Option<i64>,
+    /// Keys of rows found in the default partition (one per slot): each gets its partition (the
+    /// rows then move into it), unless its slot is past retention (reported, never dropped).
+    pub stray: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,6 +341,7 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
     let current_key = local_to_key(col, tz, current);
     let end_key = local_to_key(col, tz, end);
     let newest_hi = ranges.iter().map(|e| e.hi).filter(|h| *h != i64::MAX).max();
+    let mut taken: HashSet<String> = taken.clone();
     let mut from = if initial {
         spec.anchor.unwrap_or(current_key)
     } else {
@@ -353,65 +357,34 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
     if from >= end_key {
         // nothing ahead to make
     } else {
-        let mut taken: HashSet<String> = taken.clone();
         let mut slot = grid.slot_start(key_to_local(col, tz, from));
         loop {
             let lo = local_to_key(col, tz, slot);
             let next = grid.next(slot);
-            let hi = local_to_key(col, tz, next);
             if lo >= end_key {
                 break;
             }
-            if hi > lo && !cutoff.map(|c| hi <= c).unwrap_or(false) {
-                // Subtract what existing partitions already cover.
-                let mut pieces = vec![(lo, hi)];
-                for e in &ranges {
-                    let mut rest = vec![];
-                    for (a, b) in pieces {
-                        if e.hi <= a || e.lo >= b {
-                            rest.push((a, b));
-                        } else {
-                            if e.lo > a {
-                                rest.push((a, e.lo));
-                            }
-                            if e.hi < b {
-                                rest.push((e.hi, b));
-                            }
-                        }
-                    }
-                    pieces = rest;
-                }
-                for (a, b) in pieces {
-                    let start_local = key_to_local(col, tz, a);
-                    // A piece that starts inside a slot says where, to the minute.
-                    let suffix = if a == lo { grid.suffix(slot) } else { start_local.format("_p%Y%m%d_%H%M").to_string() };
-                    let name = partition_name(&spec.parent_name, &suffix, &taken);
-                    taken.insert(name.clone());
-                    if (a, b) != (lo, hi) {
-                        out.notes.push(format!(
-                            "created {} for [{}, {}) only: the rest of that slot is covered by existing partitions",
-                            name,
-                            key_literal(col, a),
-                            key_literal(col, b)
-                        ));
-                    }
-                    out.create.push(NewPartition {
-                        name,
-                        lo: a,
-                        hi: b,
-                        lo_literal: key_literal(col, a),
-                        hi_literal: key_literal(col, b),
-                    });
-                    if out.create.len() > MAX_CREATE {
-                        return Err(PgMartError::invalid(format!(
-                            "this would create more than {MAX_CREATE} partitions"
-                        ))
-                        .hint("Use a later start_at or a longer partition_interval."));
-                    }
-                }
+            if !cutoff.map(|c| local_to_key(col, tz, next) <= c).unwrap_or(false) {
+                add_slot(&mut out, spec, &ranges, &mut taken, slot)?;
             }
             slot = next;
         }
+    }
+    // Rows parked in the default partition (late, or far ahead): a partition for each one's slot.
+    let mut past_retention = 0;
+    for &k in &spec.stray {
+        let slot = grid.slot_start(key_to_local(col, tz, k));
+        let (lo, hi) = (local_to_key(col, tz, slot), local_to_key(col, tz, grid.next(slot)));
+        if cutoff.is_some_and(|c| hi <= c) {
+            past_retention += 1;
+        } else if !out.create.iter().any(|c| c.lo < hi && c.hi > lo) {
+            add_slot(&mut out, spec, &ranges, &mut taken, slot)?;
+        }
+    }
+    if past_retention > 0 {
+        out.notes.push(format!(
+            "rows of {past_retention} slot(s) older than retention are in the default partition: left there, not dropped"
+        ));
     }
 
     if spec.default_partition && !existing.iter().any(|e| e.is_default) {
@@ -422,6 +395,60 @@ pub fn plan(spec: &SetSpec, existing: &[Existing], now: DateTime<Utc>, initial: 
         out.create_default = Some(partition_name(&spec.parent_name, "_default", &t));
     }
     Ok(out)
+}
+
+/// Plan the partitions of one slot: the slot, less what existing partitions already cover.
+fn add_slot(out: &mut Plan, spec: &SetSpec, ranges: &[&Existing], taken: &mut HashSet<String>, slot: NaiveDateTime) -> Result<()> {
+    let (grid, col, tz) = (spec.grid, spec.col, &spec.tz);
+    let lo = local_to_key(col, tz, slot);
+    let hi = local_to_key(col, tz, grid.next(slot));
+    if hi <= lo {
+        return Ok(());
+    }
+    let mut pieces = vec![(lo, hi)];
+    for e in ranges {
+        let mut rest = vec![];
+        for (a, b) in pieces {
+            if e.hi <= a || e.lo >= b {
+                rest.push((a, b));
+            } else {
+                if e.lo > a {
+                    rest.push((a, e.lo));
+                }
+                if e.hi < b {
+                    rest.push((e.hi, b));
+                }
+            }
+        }
+        pieces = rest;
+    }
+    for (a, b) in pieces {
+        let start_local = key_to_local(col, tz, a);
+        // A piece that starts inside a slot says where, to the minute.
+        let suffix = if a == lo { grid.suffix(slot) } else { start_local.format("_p%Y%m%d_%H%M").to_string() };
+        let name = partition_name(&spec.parent_name, &suffix, taken);
+        taken.insert(name.clone());
+        if (a, b) != (lo, hi) {
+            out.notes.push(format!(
+                "created {} for [{}, {}) only: the rest of that slot is covered by existing partitions",
+                name,
+                key_literal(col, a),
+                key_literal(col, b)
+            ));
+        }
+        out.create.push(NewPartition { name, lo: a, hi: b, lo_literal: key_literal(col, a), hi_literal: key_literal(col, b) });
+        if out.create.len() > MAX_CREATE {
+            return Err(PgMartError::invalid(format!("this would create more than {MAX_CREATE} partitions"))
+                .hint("Use a later start_at or a longer partition_interval."));
+        }
+    }
+    Ok(())
+}
+
+/// The slot a key falls in, as keys `[lo, hi)`.
+pub fn slot_of(spec: &SetSpec, k: i64) -> (i64, i64) {
+    let slot = spec.grid.slot_start(key_to_local(spec.col, &spec.tz, k));
+    (local_to_key(spec.col, &spec.tz, slot), local_to_key(spec.col, &spec.tz, spec.grid.next(slot)))
 }
 
 /// `t + e` in local time; None when it leaves chrono's range.
@@ -551,6 +578,7 @@ mod tests {
             detach: false,
             default_partition: true,
             anchor: None,
+            stray: vec![],
         }
     }
     fn names(p: &Plan) -> Vec<String> {

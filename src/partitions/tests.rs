@@ -199,6 +199,41 @@ mod tests {
     }
 
     #[pg_test]
+    fn late_and_future_rows_get_partitions_and_what_cannot_move_is_reported() {
+        run("CREATE TABLE pt_late (id int, ts timestamptz) PARTITION BY RANGE (ts)");
+        run("CREATE INDEX ON pt_late (ts)");
+        run("SELECT pgmart.create_partition_set('pt_late', 'ts', '1 day', premake => 2, retention => '10 days')");
+        let today = "date_trunc('day', now(), 'UTC')";
+        // Late (6 days ago, before the oldest partition, inside retention), far ahead (100 days),
+        // older than retention (30 days ago), and a NULL key: all land in the default.
+        run(&format!(
+            "INSERT INTO pt_late VALUES (1, {today} - interval '6 days' + interval '1 hour'), (2, {today} - interval '6 days' + interval '2 hours'), \
+                                        (3, {today} + interval '100 days'), (4, {today} - interval '30 days'), (5, NULL)"
+        ));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pt_late_default"), Some(5));
+        let out = one::<String>(
+            "SELECT status || ' ' || array_length(created, 1) || ' ' || rescued_rows || ' ' || message FROM pgmart.run_partition_maintenance('pt_late')",
+        )
+        .unwrap();
+        assert!(out.starts_with("succeeded 2 3 "), "{out}");
+        assert!(out.contains("1 rows older than retention (left there, not dropped)") && out.contains("1 rows with a NULL or infinite ts"), "{out}");
+        // Nothing lost: the late and future rows are in partitions made for them, the others stay.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pt_late"), Some(5));
+        assert_eq!(one::<String>("SELECT string_agg(id::text, ',' ORDER BY id) FROM pt_late_default").as_deref(), Some("4,5"));
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM pgmart.partitions('pt_late') WHERE lower_bound::timestamptz IN ({today} - interval '6 days', {today} + interval '100 days')")),
+            Some(2)
+        );
+        let alert = "SELECT payload->>'rows_older_than_retention' || ' ' || (payload->>'rows_without_a_range') FROM pgmart.open_alerts \
+                      WHERE source_kind = 'partition_set' AND source_name = 'public.pt_late' AND payload ? 'rows_without_a_range'";
+        assert_eq!(one::<String>(alert).as_deref(), Some("1 1"));
+        // Cleared by hand: the next pass resolves the alert.
+        run("DELETE FROM pt_late_default");
+        run("SELECT * FROM pgmart.run_partition_maintenance('pt_late')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'public.pt_late'"), Some(0));
+    }
+
+    #[pg_test]
     fn new_partitions_get_owner_grants_and_reloptions() {
         run("CREATE ROLE pt_reader");
         run("CREATE ROLE pt_owner");

@@ -45,45 +45,89 @@ fn schedule_refresh_0_2(
     schedule: Option<&str>,
     concurrently: default!(Option<bool>, "NULL"),
     freshness_slo: default!(Option<Interval>, "NULL"),
-    timezone: default!(Option<&str>, "'UTC'"),
-    max_retries: default!(Option<i32>, 3),
-    retry_backoff: default!(Option<&str>, "'1 minute'"),
+    timezone: default!(Option<&str>, "NULL"),
+    max_retries: default!(Option<i32>, "NULL"),
+    retry_backoff: default!(Option<&str>, "NULL"),
     timeout: default!(Option<Interval>, "NULL"),
+    cascade: default!(Option<bool>, "NULL"),
 ) -> i64 {
     let schedule = required(schedule, "schedule");
-    let (timezone, max_retries, retry_backoff) =
-        (timezone.unwrap_or("UTC"), max_retries.unwrap_or(3), retry_backoff.unwrap_or("1 minute"));
     let info = checked_view(view, "schedule_refresh");
     crate::jobs::api::check_timeout(timeout);
-    let period = exec::approx_period(schedule, timezone).or_raise();
     if let Some(slo) = &freshness_slo {
         crate::args::check_positive_interval(slo, "freshness_slo");
     }
-    if !(0..=100).contains(&max_retries) {
+    if max_retries.is_some_and(|n| !(0..=100).contains(&n)) {
         PgMartError::invalid("max_retries must be between 0 and 100").raise();
     }
-    crate::jobs::api::check_backoff(retry_backoff);
+    if let Some(b) = retry_backoff {
+        crate::jobs::api::check_backoff(b);
+    }
     // Asking for CONCURRENTLY when it cannot work fails now, not at 3 a.m.
     plan::choose_method(concurrently, info.populated, info.has_unique, &info.qname).or_raise();
 
     if let Some(existing) = exec::registered_by_view(info.oid) {
+        // Scheduled again: what is given changes, what is not (NULL) stays, and a NOTICE says which.
         let job = job_for_caller(existing.job_id);
-        crate::jobs::api::reschedule(job.job_id, schedule, Some(timezone));
-        crate::jobs::api::renew(job.job_id, max_retries, retry_backoff, &info.qname, timeout);
+        let zone = timezone.unwrap_or(&job.timezone);
+        let period = exec::approx_period(schedule, zone).or_raise();
+        let stored_zone = crate::jobs::tz::resolve(zone).or_raise().name;
+        let mut changed = vec![];
+        if schedule.trim() != job.schedule || stored_zone != job.timezone {
+            changed.push(format!("schedule '{} {}' -> '{} {}'", job.schedule, job.timezone, schedule.trim(), stored_zone));
+        }
+        let seconds = |iv: &Interval| sql::one::<f64>("SELECT EXTRACT(epoch FROM $1)::double precision", &[(*iv).into()]);
+        let mut differs = |what: &str, given: Option<String>, old: String| {
+            if let Some(new) = given.filter(|n| *n != old) {
+                changed.push(format!("{what} {old} -> {new}"));
+            }
+        };
+        let text_of = |s: Option<f64>| s.map(|s| format!("{s}s")).unwrap_or_else(|| "none".into());
+        differs("concurrently", concurrently.map(|c| c.to_string()), existing.concurrently.map(|c| c.to_string()).unwrap_or("auto".into()));
+        differs("freshness_slo", freshness_slo.map(|s| text_of(seconds(&s))), text_of(existing.slo_s));
+        differs("max_retries", max_retries.map(|n| n.to_string()), job.max_retries.to_string());
+        let backoff_s = retry_backoff.map(|b| {
+            sql::one::<f64>("SELECT EXTRACT(epoch FROM $1::pg_catalog.text::interval)::double precision", &[b.into()])
+        });
+        differs("retry_backoff", backoff_s.map(text_of), text_of(Some(job.retry_backoff_s)));
+        differs("timeout", timeout.map(|t| text_of(seconds(&t))), text_of(job.timeout_ms.map(|ms| ms / 1000.0)));
+        differs("cascade", cascade.map(|c| c.to_string()), existing.cascade.to_string());
+        if changed.is_empty() {
+            notice!("materialized view {} is already scheduled this way (job {}): nothing changed", info.qname, job.job_id);
+            return job.job_id;
+        }
+        if schedule.trim() != job.schedule || stored_zone != job.timezone {
+            crate::jobs::api::reschedule(job.job_id, schedule, Some(zone));
+        }
+        let backoff = retry_backoff.map(String::from).unwrap_or_else(|| format!("{} seconds", job.retry_backoff_s));
+        crate::jobs::api::renew(job.job_id, max_retries.unwrap_or(job.max_retries), &backoff, &info.qname, timeout);
         sql::as_catalog_owner(|| {
             sql::exec(
-                "UPDATE pgmart.refresh_view SET use_concurrently = $2, freshness_slo = $3, period_s = $4, view_name = $5 \
+                "UPDATE pgmart.refresh_view SET use_concurrently = coalesce($2, use_concurrently), \
+                        freshness_slo = coalesce($3, freshness_slo), period_s = $4, view_name = $5, \
+                        after_upstream = coalesce($6, after_upstream) \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
-                &[job.job_id.into(), concurrently.into(), freshness_slo.into(), period.into(), info.qname.as_str().into()],
+                &[
+                    job.job_id.into(),
+                    concurrently.into(),
+                    freshness_slo.into(),
+                    period.into(),
+                    info.qname.as_str().into(),
+                    cascade.into(),
+                ],
             );
         });
         notice!(
-            "materialized view {} was already scheduled (job {}); its schedule and settings were updated",
+            "materialized view {} was already scheduled (job {}): changed {}",
             info.qname,
-            job.job_id
+            job.job_id,
+            changed.join(", ")
         );
         return job.job_id;
     }
+    let (timezone, max_retries, retry_backoff) =
+        (timezone.unwrap_or("UTC"), max_retries.unwrap_or(3), retry_backoff.unwrap_or("1 minute"));
+    let period = exec::approx_period(schedule, timezone).or_raise();
 
     // The schedule belongs to the view's owner (the role its refresh must run as).
     let owner = pg_sys::Oid::from(info.owner);
@@ -114,8 +158,8 @@ fn schedule_refresh_0_2(
     });
     sql::as_catalog_owner(|| {
         sql::exec(
-            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s) \
-             VALUES ($1, $2::pg_catalog.int8::pg_catalog.oid, $3, $4, $5, $6)",
+            "INSERT INTO pgmart.refresh_view (job_id, view, view_name, use_concurrently, freshness_slo, period_s, after_upstream) \
+             VALUES ($1, $2::pg_catalog.int8::pg_catalog.oid, $3, $4, $5, $6, $7)",
             &[
                 job_id.into(),
                 info.oid.into(),
@@ -123,6 +167,7 @@ fn schedule_refresh_0_2(
                 concurrently.into(),
                 freshness_slo.into(),
                 period.into(),
+                cascade.unwrap_or(true).into(),
             ],
         )
     });

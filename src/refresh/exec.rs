@@ -54,6 +54,8 @@ pub struct Registered {
     pub running: bool,
     pub next_in_s: Option<f64>,
     pub exists: bool,
+    /// Refreshed right after a scheduled upstream view (false: only on its own schedule).
+    pub cascade: bool,
 }
 
 const REGISTERED: &str = "SELECT r.job_id, r.view::pg_catalog.oid::pg_catalog.int8 AS view_oid, r.view_name, \
@@ -63,7 +65,7 @@ const REGISTERED: &str = "SELECT r.job_id, r.view::pg_catalog.oid::pg_catalog.in
         j.running_pid IS NOT NULL AS running, \
         EXTRACT(epoch FROM j.next_run_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())::double precision AS next_in_s, \
         EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.view \
-                   AND c.relkind OPERATOR(pg_catalog.=) 'm') AS exists \
+                   AND c.relkind OPERATOR(pg_catalog.=) 'm') AS exists, r.after_upstream AS cascade \
    FROM pgmart.refresh_view r JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id \
    LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
@@ -209,6 +211,11 @@ pub fn record(o: &Outcome) {
             );
         }
     });
+    if o.status == "succeeded" {
+        // Fresh again: a failed or stale alert of this view is resolved.
+        crate::alerts::resolve(&format!("refresh_failed:{}", o.view_oid));
+        crate::alerts::resolve(&format!("refresh_stale:{}", o.view_oid));
+    }
 }
 
 /// Refresh one view now (in its own subtransaction) and describe what happened. Records nothing.
@@ -294,11 +301,18 @@ fn failed_alert(o: &Outcome, owner: u32) -> Alert {
     }
 }
 
+/// The dependency edges chains follow: none into a view scheduled with `cascade => false` (it, and
+/// what is below it only through it, refresh on their own schedules).
+fn chain_edges(edges: &[(Id, Id)], regs: &[Registered]) -> Vec<(Id, Id)> {
+    let opted_out: BTreeSet<Id> = regs.iter().filter(|r| !r.cascade).map(|r| r.view_oid).collect();
+    edges.iter().copied().filter(|(_, d)| !opted_out.contains(d)).collect()
+}
+
 /// Refresh the scheduled views downstream of `root`, in order, each once; record each.
 fn refresh_downstream(root: Id, root_name: &str, edges: &[(Id, Id)]) -> Vec<Outcome> {
     let regs = all_registered();
     let scheduled: BTreeSet<Id> = regs.iter().filter(|r| r.exists && r.enabled).map(|r| r.view_oid).collect();
-    let order = plan::refresh_order(edges, &[root], &scheduled);
+    let order = plan::refresh_order(&chain_edges(edges, &regs), &[root], &scheduled);
     let mut out = vec![];
     for v in order.into_iter().filter(|&v| v != root) {
         let reg = regs.iter().find(|r| r.view_oid == v).expect("scheduled");
@@ -384,11 +398,12 @@ pub fn run_job(job: &Job) -> Value {
     let all_edges = edges();
     // Upstream first: if a scheduled upstream view is due too (or within a moment, or refreshing
     // now), its run refreshes this view after it; do not refresh it before (or twice).
-    let ancestors = plan::ancestors(&all_edges, reg.view_oid);
+    let regs = all_registered();
+    let ancestors = plan::ancestors(&chain_edges(&all_edges, &regs), reg.view_oid);
     if !ancestors.is_empty() {
         let me = job.owner_oid();
         let grace = plan::defer_window_s(reg.period_s);
-        if let Some(up) = all_registered().into_iter().find(|r| {
+        if let Some(up) = regs.into_iter().find(|r| {
             r.job_id != reg.job_id
                 && ancestors.contains(&r.view_oid)
                 && r.exists

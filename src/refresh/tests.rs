@@ -58,6 +58,41 @@ mod tests {
             one::<String>("SELECT use_concurrently::text || ' ' || freshness_slo::text || ' ' || period_s FROM pgmart.refresh_view WHERE view = 'su_a'::regclass").as_deref(),
             Some("false 02:00:00 3600")
         );
+        // Again with only a schedule: the SLO, method and retries given before stay.
+        run(&format!("SELECT pgmart.alter_job({id1}, max_retries => 7)"));
+        run("SELECT pgmart.schedule_refresh('su_a', '2 hours')");
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT use_concurrently::text || ' ' || freshness_slo::text || ' ' || period_s || ' ' || j.max_retries || ' ' || j.timezone \
+                   FROM pgmart.refresh_view r JOIN pgmart.jobs j USING (job_id) WHERE j.job_id = {id1}"
+            ))
+            .as_deref(),
+            Some("false 02:00:00 7200 7 UTC")
+        );
+    }
+
+    #[pg_test]
+    fn a_view_with_cascade_off_refreshes_on_its_own_schedule_only() {
+        chain("sc");
+        run("SELECT pgmart.schedule_refresh('sc_a', '1 hour')");
+        run("SELECT pgmart.schedule_refresh('sc_b', '1 hour', cascade => false)");
+        run("SELECT pgmart.schedule_refresh('sc_c', '1 hour')");
+        run("INSERT INTO sc_src VALUES (3, 30)");
+        // refresh_now of the upstream refreshes sc_a only: sc_b opted out, and sc_c is below sc_b.
+        let chain = one::<String>("SELECT string_agg(view_name, ',' ORDER BY view_name) FROM pgmart.refresh_now('sc_a')");
+        assert_eq!(chain.as_deref(), Some("public.sc_a"));
+        assert_eq!(one::<i64>("SELECT total FROM sc_b"), Some(60));
+        // Due together, sc_b does not defer to sc_a: it refreshes on its own run.
+        make_due("sc_a", 1);
+        make_due("sc_b", 2);
+        let ran = one::<String>("SELECT string_agg(message, ' | ') FROM pgmart.refresh_due() WHERE target = 'public.sc_b'");
+        assert!(!ran.clone().unwrap_or_default().contains("deferred"), "{ran:?}");
+        assert_eq!(one::<i64>("SELECT total FROM sc_b"), Some(120));
+        // Scheduled again with cascade => true, it joins the chain again.
+        run("SELECT pgmart.schedule_refresh('sc_b', '1 hour', cascade => true)");
+        run("INSERT INTO sc_src VALUES (4, 40)");
+        let chain = one::<String>("SELECT string_agg(view_name, ',' ORDER BY view_name) FROM pgmart.refresh_now('sc_a')");
+        assert_eq!(chain.as_deref(), Some("public.sc_a,public.sc_b,public.sc_c"));
     }
 
     #[pg_test]
@@ -182,6 +217,14 @@ mod tests {
             Some(1)
         );
         assert_eq!(one::<String>("SELECT last_status FROM pgmart.freshness WHERE object = 'public.rf_v'").as_deref(), Some("failed"));
+        // Fixed: the next refresh succeeds and resolves the alert.
+        run("DELETE FROM rf_src WHERE d = 0");
+        assert_eq!(one::<String>("SELECT status FROM pgmart.refresh_now('rf_v')").as_deref(), Some("succeeded"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_kind = 'refresh'"), Some(0));
+        assert_eq!(
+            one::<bool>("SELECT resolved_at IS NOT NULL FROM pgmart.alerts WHERE dedup_key = 'refresh_failed:' || 'rf_v'::regclass::oid"),
+            Some(true)
+        );
     }
 
     #[pg_test]
