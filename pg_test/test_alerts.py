@@ -39,6 +39,7 @@ def test_alerts_arrive_with_the_right_payload(cluster):
         assert len(got) == 1, got
         m = got[0]
         assert m["source_kind"] == "rule" and m["rule"] == "risk_a" and m["severity"] == "critical"
+        assert m["source_name"] == "risk_a" and m["table"] == "public.sig_a"  # the shape health alerts share
         assert m["target"] == "public.sig_a"
         assert m["payload"] == {"conversation_id": 1, "signal_name": "risk_flag", "signal_value": "high",
                                 "confidence": 0.97, "note": "angry customer"}
@@ -136,7 +137,8 @@ def test_a_repeatedly_failing_job_makes_one_open_alert(cluster):
             statuses = cluster.sql("SELECT status FROM pgmart.refresh_due() WHERE job_id = %s", (job,))
             assert statuses == [("failed",)]
         got = [m for m in heard(l, timeout=1.5) if m.get("source_kind") == "job"]
-        assert len(got) == 1 and got[0]["source_name"] == "always_fails"
+        assert len(got) == 1 and got[0]["source_name"] == "always_fails" and got[0]["job_id"] == job
+        assert {"alert_id", "source_kind", "source_name", "severity", "target", "payload"} <= set(got[0])
     rows = cluster.sql("SELECT alert_id, severity FROM pgmart.open_alerts WHERE source_kind = 'job' "
                        "AND source_name = 'always_fails'")
     assert len(rows) == 1 and rows[0][1] == "high"

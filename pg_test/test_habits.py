@@ -129,3 +129,58 @@ def test_metric_values_errors_carry_no_generated_sql_or_context(cluster):
              "now() + interval '1 day', grain => 'day') ORDER BY bucket")
         runs = [conn.execute(q, prepare=True).fetchall() for _ in range(6)]
     assert all(r == runs[0] for r in runs) and len(runs[0]) >= 3
+
+
+def test_registrations_follow_rebuilds_and_renames(cluster):
+    """dbt and migrations, as they run: each statement its own transaction (dbt's drop and
+    re-create) or one transaction (dbt's rename swap); the worker keeps running the checks."""
+    rc, _, err = psql(cluster, """
+        CREATE TABLE reb (id int, amount numeric, at timestamptz DEFAULT now());
+        INSERT INTO reb (id, amount) VALUES (1, 10), (NULL, 20);
+        SELECT pgmart.add_check('reb', 'not_null', ARRAY['id'], name => 'reb_id', schedule => '1 second');
+        SELECT pgmart.register_metric('reb_rev', 'reb', 'sum(amount)', 'at', 'team', 'Revenue');
+        SELECT pgmart.add_alert_rule('reb_big', 'reb', 'amount > 100');
+    """)
+    assert rc == 0, err
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'reb_id'") >= 1, 20,
+             what="the check run by the worker")
+    # dbt's table materialization in autocommit: drop, re-create, load.
+    rc, _, err = psql(cluster, """
+        DROP TABLE reb CASCADE;
+        CREATE TABLE reb (id int, amount numeric, at timestamptz DEFAULT now());
+        INSERT INTO reb (id, amount) VALUES (2, 500), (NULL, 1);
+    """)
+    assert rc == 0, err
+    assert 'check "reb_id" now follows public.reb' in err, err
+    check_id = cluster.one("SELECT check_id FROM pgmart.checks WHERE name = 'reb_id'")
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'reb_id' "
+                                 "AND status = 'fail' AND run_at > now() - interval '2 seconds'") >= 1, 20,
+             what="the check running on the re-created table")
+    assert cluster.one("SELECT count(DISTINCT check_id) FROM pgmart.check_results WHERE name = 'reb_id'") == 1
+    assert cluster.one("SELECT check_id FROM pgmart.checks WHERE name = 'reb_id'") == check_id
+    assert cluster.one("SELECT version FROM pgmart.metrics WHERE name = 'reb_rev'") == 1
+    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'reb_big'") == 1
+    # dbt's swap, in one transaction.
+    rc, _, err = psql(cluster, """
+        BEGIN;
+        CREATE TABLE reb__dbt_tmp (id int, amount numeric, at timestamptz DEFAULT now());
+        ALTER TABLE reb RENAME TO reb__dbt_backup;
+        ALTER TABLE reb__dbt_tmp RENAME TO reb;
+        DROP TABLE reb__dbt_backup CASCADE;
+        COMMIT;
+        INSERT INTO reb (id, amount) VALUES (3, 700);
+    """)
+    assert rc == 0, err
+    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_name = 'reb_big'") == 2
+    assert cluster.one("SELECT sum(value) FROM pgmart.metric_values('reb_rev', now() - interval '1 day', "
+                       "now() + interval '1 day')") == 700
+    # A plain rename is followed; a table created later under the old name takes nothing.
+    rc, _, err = psql(cluster, """
+        ALTER TABLE reb RENAME TO reb_renamed;
+        CREATE TABLE reb (id int, amount numeric, at timestamptz);
+    """)
+    assert rc == 0, err
+    assert cluster.one("SELECT target FROM pgmart.checks WHERE name = 'reb_id'") == "public.reb_renamed"
+    assert cluster.one("SELECT target FROM pgmart.rules WHERE name = 'reb_big'") == "public.reb_renamed"
+    assert cluster.one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.reb'::regclass") == 0
+    cluster.sql("SELECT pgmart.drop_check('reb_id')")

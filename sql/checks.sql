@@ -15,7 +15,9 @@ CREATE TABLE pgmart."check" (
     schedule     text,
     job_id       bigint REFERENCES pgmart.job (job_id) ON DELETE SET NULL,
     created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    anchor       regclass NOT NULL
+    anchor       regclass NOT NULL,
+    -- The table's qualified name: a table re-created under it takes the check back (src/follow.rs).
+    target_name  text
 );
 CREATE INDEX check_target_idx ON pgmart."check" (target);
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
@@ -46,7 +48,9 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
 -- The checks, and their results, of the roles whose rights you have. A result whose check is gone
 -- belongs to the role that owned the check when it ran.
 CREATE VIEW pgmart.checks WITH (security_barrier) AS
-SELECT c.check_id, c.name, pgmart._relation_name(c.target) AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+SELECT c.check_id, c.name,
+       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
+            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
        c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
   FROM pgmart."check" c
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor

@@ -217,6 +217,31 @@ END $$;
 COMMENT ON FUNCTION pgmart._on_sql_drop IS 'Internal: event trigger that removes a registration whose owner anchor was dropped (DROP OWNED BY).';
 CREATE EVENT TRIGGER pgmart_anchor_dropped ON sql_drop EXECUTE FUNCTION pgmart._on_sql_drop();
 
+-- Registrations follow their relation by name (src/follow.rs): after every command that creates or
+-- alters a table, view or materialized view (not a partition), its relations are handed over.
+CREATE FUNCTION pgmart._on_ddl_end() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rels oid[];
+BEGIN
+    SELECT pg_catalog.array_agg(DISTINCT d.objid) INTO rels
+      FROM pg_catalog.pg_event_trigger_ddl_commands() d
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
+       AND NOT c.relispartition
+       AND d.schema_name OPERATOR(pg_catalog.<>) ALL (ARRAY['pgmart', 'pgmart_owners', 'pgmart_metrics']);
+    IF rels IS NOT NULL THEN
+        PERFORM pgmart._relations_changed(rels);
+    END IF;
+END $$;
+COMMENT ON FUNCTION pgmart._on_ddl_end IS 'Internal: event trigger that lets registrations follow a table or view re-created or renamed under their name.';
+COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
+CREATE EVENT TRIGGER pgmart_relations_changed ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'CREATE MATERIALIZED VIEW',
+                 'CREATE FOREIGN TABLE', 'ALTER TABLE', 'ALTER VIEW', 'ALTER MATERIALIZED VIEW', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION pgmart._on_ddl_end();
+
 -- Privileges: nobody but the extension's owner may call pgmart's internal functions (their names
 -- start with an underscore), except the read-only catalog helpers the views call. Every public
 -- function checks who its caller is and what that role may act as.

@@ -17,7 +17,9 @@ CREATE TABLE pgmart.metric (
     changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     deprecated_at timestamptz,
     replaced_by   text,
-    anchor        regclass NOT NULL
+    anchor        regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the metric back (src/follow.rs).
+    source_name   text
 );
 COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
 
@@ -39,7 +41,9 @@ GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
 
 -- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
 CREATE VIEW pgmart.metrics WITH (security_barrier) AS
-SELECT m.name, m.version, m.owner, m.description, pgmart._relation_name(m.source) AS source, m.expression, m.filter,
+SELECT m.name, m.version, m.owner, m.description,
+       CASE WHEN m.source_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) m.source)
+            THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
        m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
        m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
        'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,

@@ -42,7 +42,7 @@ COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refres
 -- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
 -- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
 -- with pgmart.grant_access(role, 'reader').
-CREATE VIEW pgmart.freshness AS
+CREATE VIEW pgmart.freshness WITH (security_barrier) AS
 SELECT CASE WHEN c.oid IS NULL THEN r.view_name
             ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
                  OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
@@ -60,8 +60,31 @@ SELECT CASE WHEN c.oid IS NULL THEN r.view_name
   JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
   LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace;
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: last successful refresh, age, SLO, stale flag, last status, owner.';
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+UNION ALL
+-- Source freshness (dbt's `source freshness`): each freshness check's newest value as of its last
+-- run, shown to roles that may read the table or act as the check's owner (it is the table's data).
+SELECT ck.target_name, 'source'::pg_catalog.text,
+       lr.newest,
+       pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest,
+       coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
+       lr.newest IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest OPERATOR(pg_catalog.>)
+           coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
+       lr.status,
+       pg_catalog.pg_get_userbyid(a.relowner),
+       ck.schedule,
+       j.next_run_at
+  FROM pgmart."check" ck
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) ck.anchor
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ck.job_id
+  LEFT JOIN LATERAL (SELECT r.status, (r.sample OPERATOR(pg_catalog.->>) 'newest')::pg_catalog.timestamptz AS newest
+                       FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) ck.check_id
+                      ORDER BY r.run_at DESC LIMIT 1) lr ON true
+ WHERE ck.kind OPERATOR(pg_catalog.=) 'freshness'
+   AND (pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) ck.target)
+            AND pg_catalog.has_table_privilege(ck.target::pg_catalog.oid, 'SELECT'::pg_catalog.text)));
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner) and sources with a freshness check (newest value, age, error_after, stale, last status).';
 
 -- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
 CREATE VIEW pgmart.refresh_runs WITH (security_barrier) AS

@@ -13,6 +13,7 @@ pub mod args;
 pub mod checks;
 pub mod compat;
 pub mod error;
+pub mod follow;
 pub mod fragment;
 pub mod guc;
 pub mod jobs;
@@ -38,7 +39,7 @@ mod pgmart {}
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
-extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog", "checks_catalog"]);
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
@@ -60,6 +61,59 @@ pub static REGISTRATIONS: &[owners::Registration] = &[
     owners::Registration { prefix: "check", forget: checks::exec::forget },
     owners::Registration { prefix: "rule", forget: alerts::exec::forget_anchor },
     owners::Registration { prefix: "metric", forget: metrics::exec::forget },
+];
+
+/// Every registration on a relation, and how it follows that relation by name (see `follow`).
+pub static FOLLOWERS: &[follow::Follower] = &[
+    follow::Follower {
+        kind: "check",
+        table: "pgmart.\"check\"",
+        id: "check_id",
+        label: "t.name",
+        relation: "target",
+        name: "target_name",
+        owner: "SELECT a.relowner FROM pg_catalog.pg_class a WHERE a.oid OPERATOR(pg_catalog.=) t.anchor",
+        relkinds: "rpmvf",
+        moved: follow::nothing_moved,
+        renamed: checks::exec::renamed,
+    },
+    follow::Follower {
+        kind: "metric",
+        table: "pgmart.metric",
+        id: "name",
+        label: "t.name",
+        relation: "source",
+        name: "source_name",
+        owner: "SELECT a.relowner FROM pg_catalog.pg_class a WHERE a.oid OPERATOR(pg_catalog.=) t.anchor",
+        relkinds: "rpmvf",
+        moved: metrics::exec::moved,
+        renamed: follow::nothing_renamed,
+    },
+    follow::Follower {
+        kind: "refresh schedule",
+        table: "pgmart.refresh_view",
+        id: "job_id",
+        label: "t.view_name",
+        relation: "view",
+        name: "view_name",
+        owner: "SELECT a.relowner FROM pgmart.job j JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+                WHERE j.job_id OPERATOR(pg_catalog.=) t.job_id",
+        relkinds: "m",
+        moved: refresh::exec::moved,
+        renamed: refresh::exec::renamed,
+    },
+    follow::Follower {
+        kind: "alert rule",
+        table: "pgmart.alert_rules",
+        id: "rule_id",
+        label: "t.name",
+        relation: "relation",
+        name: "target",
+        owner: "SELECT a.relowner FROM pg_catalog.pg_class a WHERE a.oid OPERATOR(pg_catalog.=) t.anchor",
+        relkinds: "rp",
+        moved: alerts::exec::moved,
+        renamed: follow::nothing_renamed,
+    },
 ];
 
 #[pg_guard]

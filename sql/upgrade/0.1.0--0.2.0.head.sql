@@ -66,8 +66,17 @@ ALTER TABLE pgmart.alert
 ALTER TABLE pgmart.refresh_history ADD COLUMN owner oid;
 ALTER TABLE pgmart.refresh_view ADD COLUMN after_upstream boolean NOT NULL DEFAULT true;
 ALTER TABLE pgmart.alert_rules ADD COLUMN anchor regclass, ADD COLUMN relation regclass;
-ALTER TABLE pgmart.metric ADD COLUMN anchor regclass;
-ALTER TABLE pgmart."check" ADD COLUMN anchor regclass;
+ALTER TABLE pgmart.metric ADD COLUMN anchor regclass, ADD COLUMN source_name text;
+ALTER TABLE pgmart."check" ADD COLUMN anchor regclass, ADD COLUMN target_name text;
+-- The qualified names registrations follow (a relation re-created under one takes them back).
+UPDATE pgmart.metric m SET source_name = pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) m.source;
+UPDATE pgmart."check" k SET target_name = pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) k.target;
 ALTER TABLE pgmart.check_result ADD COLUMN owner oid;
 
 -- Anchors: one contentless materialized view per registration, owned by its registrant (see

@@ -177,6 +177,36 @@ pub fn forget_anchor(id: &str) {
 /// Remove rule `rule_id` and its triggers (wherever its table is now: it may have been renamed;
 /// clones on partitions go with their parent's trigger). Its alerts stay.
 pub fn forget(rule_id: i64) {
+    drop_triggers(rule_id);
+    sql::as_catalog_owner(|| {
+        sql::exec("DELETE FROM pgmart.alert_rules WHERE rule_id OPERATOR(pg_catalog.=) $1", &[rule_id.into()]);
+    });
+}
+
+/// Its table was re-created under its name (see `crate::follow`): the condition is analysed again
+/// over the new table and the triggers move there (from the old table, if it still exists).
+pub fn moved(id: &str, _old: u32, new: u32, qualified: &str) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Rule {
+        condition: String,
+        on_update: bool,
+    }
+    let rule_id: i64 = id.parse().map_err(|_| format!("no rule {id}"))?;
+    let rule = sql::row::<Rule>(
+        "SELECT condition, on_update FROM pgmart.alert_rules WHERE rule_id OPERATOR(pg_catalog.=) $1",
+        &[rule_id.into()],
+    )
+    .ok_or_else(|| format!("no rule {id}"))?;
+    let cond = analyse_condition(pg_sys::Oid::from(new), &rule.condition);
+    drop_triggers(rule_id);
+    for ddl in plan::trigger_ddl(rule_id, qualified, &cond.prefixed[0], &cond.prefixed[1], rule.on_update) {
+        sql::exec(&ddl, &[]);
+    }
+    Ok(())
+}
+
+/// Drop rule `rule_id`'s triggers, wherever its table is now.
+fn drop_triggers(rule_id: i64) {
     #[derive(Deserialize)]
     struct Trig {
         rel: String,
@@ -199,7 +229,6 @@ pub fn forget(rule_id: i64) {
         for t in trigs {
             sql::exec(&format!("DROP TRIGGER {} ON {}", sql::quote_identifier(&t.tgname), t.rel), &[]);
         }
-        sql::exec("DELETE FROM pgmart.alert_rules WHERE rule_id OPERATOR(pg_catalog.=) $1", &[rule_id.into()]);
     });
     VERIFIED.with(|v| v.borrow_mut().clear());
 }
@@ -311,7 +340,7 @@ WITH i AS MATERIALIZED ( \
      a AS (INSERT INTO pgmart.alert (alert_id, source_kind, source_name, severity, target, payload, rule_id, owner) \
            SELECT alert_id, 'rule', name, severity, target, payload, rid, owner FROM i ORDER BY n) \
 SELECT i.alert_id, i.name, i.channel, \
-       pg_catalog.jsonb_build_object('alert_id', i.alert_id, 'source_kind', 'rule', 'rule', i.name, 'rule_id', i.rid, \
+       pg_catalog.jsonb_build_object('alert_id', i.alert_id, 'source_kind', 'rule', 'source_name', i.name, 'rule', i.name, 'rule_id', i.rid, \
               'severity', i.severity, 'target', i.target, 'table', i.tbl, 'payload', i.payload)::pg_catalog.text \
   FROM i ORDER BY i.n";
 

@@ -84,6 +84,12 @@ pub fn raise_health(h: Health) -> Option<i64> {
         "alert_id": id, "source_kind": h.source_kind, "source_name": h.source_name,
         "severity": h.severity, "target": h.target, "payload": h.payload,
     });
+    if let Some(job_id) = h.job_id {
+        message["job_id"] = json!(job_id);
+    }
+    if let Some(check_id) = h.check_id {
+        message["check_id"] = json!(check_id);
+    }
     if updated {
         message["updated"] = json!(true);
     }

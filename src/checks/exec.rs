@@ -149,6 +149,13 @@ fn facts(oid: i64, rel: &RelInfo) -> TableFacts {
         foreign_keys: fks.into_iter().map(|f| (f.col, f.parent, f.pcol)).collect(),
         columns: cols.into_iter().map(|c| (c.name, c.ty)).collect(),
         est_rows: est_rows(oid),
+        indexed: sql::column::<String>(
+            "SELECT DISTINCT a.attname::text FROM pg_catalog.pg_index i \
+               JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_am am ON am.oid = ic.relam \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+              WHERE i.indrelid = $1::oid AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree'",
+            &[oid.into()],
+        ),
     }
 }
 
@@ -706,8 +713,8 @@ pub fn register(n: NewCheck) -> i64 {
     sql::as_catalog_owner(|| {
         sql::exec(
             "INSERT INTO pgmart.\"check\" (check_id, name, target, kind, columns, params, severity, where_clause, schedule, \
-                                           job_id, anchor) \
-             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.regclass)",
+                                           job_id, anchor, target_name) \
+             VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6, $7, $8, $9, $10, $11::pg_catalog.regclass, $12)",
             &[
                 check_id.into(),
                 name.as_str().into(),
@@ -720,10 +727,23 @@ pub fn register(n: NewCheck) -> i64 {
                 n.schedule.map(str::trim).into(),
                 job_id.into(),
                 anchor.as_str().into(),
+                rel.relation.as_str().into(),
             ],
         )
     });
     check_id
+}
+
+/// Its table has a new name (see `crate::follow`): so has its suite job.
+pub fn renamed(id: &str, name: &str) {
+    let Ok(check_id) = id.parse::<i64>() else { return };
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.job j SET target = $2 FROM pgmart.\"check\" c \
+              WHERE c.check_id OPERATOR(pg_catalog.=) $1 AND j.job_id OPERATOR(pg_catalog.=) c.job_id",
+            &[check_id.into(), name.into()],
+        )
+    });
 }
 
 /// Whether `role` may read table `oid` (a check runs as its registrant).

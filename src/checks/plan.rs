@@ -155,6 +155,9 @@ pub struct TableFacts {
     /// Rows now, an estimate that errs high (statistics scaled to the current size, else the most
     /// tuples its pages can hold); negative when unknown (a view).
     pub est_rows: f64,
+    /// Columns that lead a valid, non-partial btree index (a freshness check reads their maximum
+    /// from the index instead of the shared scan).
+    pub indexed: Vec<String>,
 }
 
 /// A relationships check's parent, resolved at run time.
@@ -380,6 +383,27 @@ pub struct Fused {
     pub items: Vec<(i64, Extract)>,
 }
 
+/// A freshness check whose column leads an index: its maximum comes from the index.
+fn freshness_from_index(c: &Check, f: &TableFacts) -> bool {
+    c.kind == Kind::Freshness && c.columns.first().is_some_and(|col| f.indexed.contains(col))
+}
+
+/// What a freshness check reads: the newest value, its age, and whether it is past warn_after
+/// and error_after (aggregates of the maximum only).
+fn freshness_cols(c: &Check) -> Vec<String> {
+    let col = qi(&c.columns[0]);
+    let mut cols = vec![
+        format!("max({col}) AS m{}", c.id),
+        format!("extract(epoch FROM pg_catalog.now() - max({col})::timestamptz)::float8 AS a{}", c.id),
+    ];
+    for (k, p) in [("w", "warn_after"), ("e", "error_after")] {
+        if let Some(iv) = c.params.get(p).and_then(|v| v.as_str()) {
+            cols.push(format!("coalesce(max({col})::timestamptz < pg_catalog.now() - {}::interval, true) AS {k}{}", ql(iv), c.id));
+        }
+    }
+    cols
+}
+
 /// Build one statement computing every data check in `checks` on table `f`, on one snapshot.
 /// `parents` maps a relationships check id to its parent.
 pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) -> Option<Fused> {
@@ -389,6 +413,7 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) 
     let rel_in_scan = |c: &Check| parents.get(&c.id).map(|p| relationships_in_scan(c, f, p)).unwrap_or(false);
     let in_scan = |c: &Check| match c.kind {
         Kind::Unique => unique_in_scan(c, f),
+        Kind::Freshness => !freshness_from_index(c, f),
         Kind::Relationships => true, // in the group: for its checked count, or computed there
         k => k.is_row_level(),
     };
@@ -423,21 +448,7 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) 
                 }
                 Kind::RowCount => items.push((c.id, Extract::RowCount { group: g.clone() })),
                 Kind::Freshness => {
-                    let col = qi(&c.columns[0]);
-                    cols.push(format!("max({col}) AS m{}", c.id));
-                    cols.push(format!(
-                        "extract(epoch FROM pg_catalog.now() - max({col})::timestamptz)::float8 AS a{}",
-                        c.id
-                    ));
-                    for (k, p) in [("w", "warn_after"), ("e", "error_after")] {
-                        if let Some(iv) = c.params.get(p).and_then(|v| v.as_str()) {
-                            cols.push(format!(
-                                "coalesce(max({col})::timestamptz < pg_catalog.now() - {}::interval, true) AS {k}{}",
-                                ql(iv),
-                                c.id
-                            ));
-                        }
-                    }
+                    cols.extend(freshness_cols(c));
                     items.push((c.id, Extract::Freshness { group: g.clone() }));
                 }
                 Kind::Unique => {
@@ -477,6 +488,14 @@ pub fn fuse(f: &TableFacts, checks: &[&Check], parents: &BTreeMap<i64, Parent>) 
             ));
         }
         group_of.insert(w.clone(), g);
+    }
+    // A freshness check on an indexed column: its own max(), which PostgreSQL reads from the end of
+    // the index (no scan of the table); its values keep the names the shared scan gives them.
+    for c in checks.iter().filter(|c| c.kind == Kind::Freshness && freshness_from_index(c, f)) {
+        let z = format!("z{}", c.id);
+        ctes.push(format!("{z} AS (SELECT {} FROM {}{})", freshness_cols(c).join(", "), f.relation, where_sql(&c.where_clause)));
+        outputs.push(format!("'{z}', (SELECT pg_catalog.to_jsonb({z}) FROM {z})"));
+        items.push((c.id, Extract::Freshness { group: z }));
     }
     for c in checks.iter().filter(|c| c.kind == Kind::Unique && !unique_in_scan(c, f)) {
         let cols: Vec<String> = c.columns.iter().map(|x| qi(x)).collect();

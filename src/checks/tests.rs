@@ -343,6 +343,32 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_freshness_check_reads_the_index_and_shows_as_source_freshness() {
+        run("CREATE TABLE ck_fr (id int, loaded_at timestamptz)");
+        run("INSERT INTO ck_fr SELECT g, now() - g * interval '1 minute' FROM generate_series(1, 20000) g");
+        run("CREATE INDEX ON ck_fr (loaded_at)");
+        run("ANALYZE ck_fr");
+        run("SELECT pgmart.add_check('ck_fr', 'freshness', ARRAY['loaded_at'], '{\"warn_after\": \"1 hour\", \"error_after\": \"1 day\"}')");
+        let scans = "SELECT coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables WHERE relid = 'ck_fr'::regclass";
+        let before = one::<i64>(scans);
+        assert_eq!(one::<String>("SELECT status FROM pgmart.run_checks('ck_fr')").as_deref(), Some("pass"));
+        // The newest value came from the end of the index: no scan of the table.
+        assert_eq!(one::<i64>(scans), before);
+        assert_eq!(
+            one::<String>("SELECT kind || ' ' || stale || ' ' || last_status || ' ' || (age < interval '5 minutes') || ' ' || slo \
+                             FROM pgmart.freshness WHERE object = 'public.ck_fr'").as_deref(),
+            Some("source false pass true 1 day")
+        );
+        // Old data: warn, then fail past error_after; stale in pgmart.freshness.
+        run("UPDATE ck_fr SET loaded_at = loaded_at - interval '2 days'");
+        assert_eq!(one::<String>("SELECT status FROM pgmart.run_checks('ck_fr')").as_deref(), Some("fail"));
+        assert_eq!(one::<bool>("SELECT stale FROM pgmart.freshness WHERE object = 'public.ck_fr'"), Some(true));
+        // Without an index it is computed in the table's shared scan, with the same result.
+        run("DROP INDEX ck_fr_loaded_at_idx");
+        assert_eq!(one::<String>("SELECT status FROM pgmart.run_checks('ck_fr')").as_deref(), Some("fail"));
+    }
+
+    #[pg_test]
     fn scheduled_checks_share_one_suite_job_and_drop_check_cleans_up() {
         run("CREATE TABLE ck_sj (id int)");
         run("SELECT pgmart.add_check('ck_sj', 'unique', ARRAY['id'], schedule => '1 hour')");

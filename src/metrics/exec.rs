@@ -82,7 +82,7 @@ const STORED_SELECT: &str = "SELECT m.name, m.version, m.source::pg_catalog.oid:
      coalesce((SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
                       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-                WHERE c.oid OPERATOR(pg_catalog.=) m.source), m.source::pg_catalog.oid::pg_catalog.text) AS source, m.expression, \
+                WHERE c.oid OPERATOR(pg_catalog.=) m.source), m.source_name, m.source::pg_catalog.oid::pg_catalog.text) AS source, m.expression, \
      m.filter, m.time_column::pg_catalog.text AS time_column, m.time_kind, m.dimensions, m.grain, m.owner, m.description, \
      m.normalized, coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS registered_by, \
      m.deprecated_at IS NOT NULL AS deprecated, m.replaced_by \
@@ -251,12 +251,7 @@ pub fn register(m: NewMetric) -> i32 {
             .raise();
     }
     let normalized = normalize(&expr, filter.as_deref(), m.time_column);
-    let mut columns = vec![m.time_column.to_string()];
-    for c in m.dimensions.iter().cloned().chain(e.columns.iter().cloned()).chain(f.iter().flat_map(|f| f.columns.clone())) {
-        if !columns.contains(&c) {
-            columns.push(c);
-        }
-    }
+    let columns = used_columns(m.time_column, &m.dimensions, &e, f.as_ref());
 
     let new_def = Definition {
         name: m.name.into(),
@@ -274,21 +269,34 @@ pub fn register(m: NewMetric) -> i32 {
         check_may_change(old);
         // Compare with the old definition analysed the same way now (its stored text may predate
         // this version's deparse): only a real change makes a new version.
-        let old_norm = fragment::analyse(pg_sys::Oid::from(old.source_oid), &old.expression, Shape::Aggregate, Runs::AsCaller, "metric expression", &[])
+        // (Over the new source when the old one of the same name is gone: a rebuilt table.)
+        let on = if old.source == new_def.source { m.source } else { pg_sys::Oid::from(old.source_oid) };
+        let old_norm = fragment::analyse(on, &old.expression, Shape::Aggregate, Runs::AsCaller, "metric expression", &[])
             .ok()
             .map(|oe| {
                 let of = old.filter.as_deref().and_then(|f| {
-                    fragment::analyse(pg_sys::Oid::from(old.source_oid), f, Shape::Condition, Runs::AsCaller, "metric filter", &[]).ok()
+                    fragment::analyse(on, f, Shape::Condition, Runs::AsCaller, "metric filter", &[]).ok()
                 });
                 normalize(&oe.text, of.as_ref().map(|f| f.text.as_str()), &old.time_column)
             });
+        // The source is compared by name: the same table rebuilt (dbt) is the same metric.
         if old_norm.as_deref() == Some(normalized.as_str())
-            && old.source_oid == u32::from(m.source)
+            && old.source == new_def.source
             && old.dimensions == new_def.dimensions
             && old.grain == new_def.grain
             && old.owner == new_def.owner
             && old.description == new_def.description
         {
+            if old.source_oid != u32::from(m.source) {
+                sql::as_catalog_owner(|| {
+                    sql::exec(
+                        "UPDATE pgmart.metric SET source = $2::pg_catalog.oid::pg_catalog.regclass, source_name = $3 \
+                          WHERE name OPERATOR(pg_catalog.=) $1",
+                        &[m.name.into(), m.source.into(), src.qualified.as_str().into()],
+                    );
+                    install_view(m.name, &source_sql, &columns, &new_def.owner, old.deprecated.then_some(old.replaced_by.as_deref()));
+                });
+            }
             return old.version;
         }
     }
@@ -314,9 +322,6 @@ pub fn register(m: NewMetric) -> i32 {
     };
     let def_json = serde_json::to_value(&new_def).expect("definition json");
     let kind_text = format!("{kind:?}");
-    let view_ddl = plan::view_ddl(m.name, &source_sql, &columns);
-    let view = plan::view_qualified(m.name);
-    let comment = view_comment(m.name, &new_def.owner, None);
     // The metric belongs to the caller (it may act as the source's owner, checked above).
     let anchor = match &existing {
         Some(_) => {
@@ -331,10 +336,7 @@ pub fn register(m: NewMetric) -> i32 {
     };
     let changed_by = sql::role_name(caller);
     sql::as_catalog_owner(|| {
-        sql::drop_view_if_exists(&view);
-        sql::exec(&view_ddl, &[]);
-        sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&comment)), &[]);
-        sql::exec(&format!("GRANT SELECT ON {view} TO PUBLIC"), &[]);
+        install_view(m.name, &source_sql, &columns, &new_def.owner, None);
         let version = sql::one::<i32>(
             "SELECT coalesce(max(version), 0) OPERATOR(pg_catalog.+) 1 FROM pgmart.metric_version WHERE name OPERATOR(pg_catalog.=) $1",
             &[m.name.into()],
@@ -342,10 +344,10 @@ pub fn register(m: NewMetric) -> i32 {
         .unwrap_or(1);
         sql::exec(
             "INSERT INTO pgmart.metric AS t (name, version, source, expression, filter, time_column, time_kind, dimensions, \
-                                        grain, owner, description, normalized, anchor) \
+                                        grain, owner, description, normalized, anchor, source_name) \
              VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4, $5, $6::pg_catalog.name, $7, $8, $9, $10, $11, $12, \
-                     $13::pg_catalog.regclass) \
-             ON CONFLICT (name) DO UPDATE SET version = excluded.version, source = excluded.source, \
+                     $13::pg_catalog.regclass, $14) \
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, source = excluded.source, source_name = excluded.source_name, \
                  expression = excluded.expression, filter = excluded.filter, time_column = excluded.time_column, \
                  time_kind = excluded.time_kind, dimensions = excluded.dimensions, grain = excluded.grain, \
                  owner = excluded.owner, description = excluded.description, normalized = excluded.normalized, \
@@ -364,6 +366,7 @@ pub fn register(m: NewMetric) -> i32 {
                 new_def.description.as_str().into(),
                 normalized.as_str().into(),
                 anchor.as_str().into(),
+                src.qualified.as_str().into(),
             ],
         );
         sql::exec(
@@ -373,6 +376,40 @@ pub fn register(m: NewMetric) -> i32 {
         );
         version
     })
+}
+
+/// (Re-)create a metric's protection view over exactly the columns it uses (as the extension's
+/// owner).
+fn install_view(name: &str, source_sql: &str, columns: &[String], owner: &str, replaced_by: Option<Option<&str>>) {
+    let view = plan::view_qualified(name);
+    sql::drop_view_if_exists(&view);
+    sql::exec(&plan::view_ddl(name, source_sql, columns), &[]);
+    sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&view_comment(name, owner, replaced_by))), &[]);
+    sql::exec(&format!("GRANT SELECT ON {view} TO PUBLIC"), &[]);
+}
+
+/// The columns a metric uses: its time column, dimensions, and those its expression and filter read.
+fn used_columns(time_column: &str, dimensions: &[String], e: &Fragment, f: Option<&Fragment>) -> Vec<String> {
+    let mut columns = vec![time_column.to_string()];
+    for c in dimensions.iter().cloned().chain(e.columns.iter().cloned()).chain(f.iter().flat_map(|f| f.columns.clone())) {
+        if !columns.contains(&c) {
+            columns.push(c);
+        }
+    }
+    columns
+}
+
+/// Its source was re-created under its name (see `crate::follow`): the expression and filter are
+/// analysed again over the new relation and the protection view is re-created on it. The
+/// version stays: nothing about the metric changed.
+pub fn moved(name: &str, _old: u32, new: u32, qualified: &str) -> Result<(), String> {
+    let m = load(name).ok_or_else(|| format!("metric \"{name}\" is gone"))?;
+    let source = pg_sys::Oid::from(new);
+    let (e, f) = analysed(source, &m.expression, m.filter.as_deref(), "metric");
+    let columns = used_columns(&m.time_column, &m.dimensions, &e, f.as_ref());
+    let replaced_by = m.deprecated.then_some(m.replaced_by.as_deref());
+    install_view(name, qualified, &columns, &m.owner, replaced_by);
+    Ok(())
 }
 
 fn view_comment(name: &str, owner: &str, replaced_by: Option<Option<&str>>) -> String {

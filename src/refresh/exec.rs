@@ -373,6 +373,39 @@ impl crate::jobs::kinds::JobKind for Refresh {
     }
 }
 
+/// Its view was re-created under its name (see `crate::follow`): the job names it again, and a job
+/// disabled because the view was gone runs again (its alert resolved).
+pub fn moved(id: &str, _old: u32, _new: u32, name: &str) -> std::result::Result<(), String> {
+    let job_id: i64 = id.parse().map_err(|_| format!("no refresh job {id}"))?;
+    renamed(id, name);
+    sql::exec(
+        "UPDATE pgmart.job SET enabled = true, consecutive_failures = 0 \
+          WHERE job_id OPERATOR(pg_catalog.=) $1 AND NOT enabled \
+            AND EXISTS (SELECT 1 FROM pgmart.refresh_view v WHERE v.job_id OPERATOR(pg_catalog.=) $1 \
+                           AND v.last_status OPERATOR(pg_catalog.=) 'dropped')",
+        &[job_id.into()],
+    );
+    sql::exec(
+        "UPDATE pgmart.refresh_view SET last_status = NULL \
+          WHERE job_id OPERATOR(pg_catalog.=) $1 AND last_status OPERATOR(pg_catalog.=) 'dropped'",
+        &[job_id.into()],
+    );
+    crate::alerts::resolve(&format!("refresh_dropped:{job_id}"));
+    Ok(())
+}
+
+/// Its view has a new name: so has its job.
+pub fn renamed(id: &str, name: &str) {
+    let Ok(job_id) = id.parse::<i64>() else { return };
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.job SET target = $2, config = config OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('view', $2) \
+              WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into(), name.into()],
+        )
+    });
+}
+
 /// Run a refresh job, as its owner.
 pub fn run_job(job: &Job) -> Value {
     let Some(reg) = registered_by_job(job.job_id) else {

@@ -268,11 +268,14 @@ mod tests {
             Some(1)
         );
         assert_eq!(one::<String>("SELECT last_status FROM pgmart.freshness WHERE object = 'public.rx_v'").as_deref(), Some("dropped"));
-        // A new view of the same name can be scheduled; the old registration gives way.
+        // A new view of the same name takes the registration back (src/follow.rs): the same job,
+        // running again, its alert resolved; scheduling it again finds it.
         run("CREATE MATERIALIZED VIEW rx_v AS SELECT 2 AS x");
+        assert_eq!(one::<bool>(&format!("SELECT enabled FROM pgmart.jobs WHERE job_id = {id}")), Some(true));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_kind = 'refresh'"), Some(0));
         let id2 = one::<i64>("SELECT pgmart.schedule_refresh('rx_v', '1 hour')").unwrap();
-        assert_ne!(id, id2);
-        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.job WHERE job_id = {id}")), Some(0));
+        assert_eq!(id, id2);
+        assert_eq!(one::<String>(&format!("SELECT status FROM pgmart.run_job({id})")).as_deref(), Some("succeeded"));
         // While the view exists its job cannot be dropped on its own; once it is gone, it can.
         assert_eq!(sqlstate_of(&format!("SELECT pgmart.drop_job({id2})")), "55000");
         run("DROP MATERIALIZED VIEW rx_v");
