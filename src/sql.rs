@@ -241,11 +241,16 @@ impl Drop for Identity {
     }
 }
 
-fn switched<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R {
+fn switched<R>(role: pg_sys::Oid, restricted: bool, catalog: bool, f: impl FnOnce() -> R) -> R {
     // Order matters: the GUC scope is made after the switch and undone before it.
     let id = Identity::enter(role, restricted);
     let scope = GucScope::new();
     scope.set(c"search_path", SAFE_PATH);
+    if catalog {
+        // pgmart's catalog is small: compiling a query for it (JIT, from a cost inflated by a
+        // large pg_inherits) costs tens of milliseconds and saves nothing.
+        scope.set(c"jit", c"off");
+    }
     let saved = CALLER_PATH.with(|c| c.replace(0));
     let r = f();
     CALLER_PATH.with(|c| c.set(saved));
@@ -259,14 +264,14 @@ fn switched<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R 
 /// security-restricted (no temporary objects, no deferred or at-commit user code), the path is
 /// pinned, and every setting made inside is undone after.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    switched(role, true, f)
+    switched(role, true, false, f)
 }
 
 /// Like [`as_role`] but not security-restricted, for the one statement that needs temporary
 /// tables (`REFRESH MATERIALIZED VIEW CONCURRENTLY`, which itself runs the view's query as the
 /// view's owner, restricted).
 pub fn as_role_unrestricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    switched(role, false, f)
+    switched(role, false, false, f)
 }
 
 /// Run `f` with the privileges of the extension's owner, for pgmart's own catalog: its tables are
@@ -274,7 +279,7 @@ pub fn as_role_unrestricted<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// code (fragments, commands, DDL on user objects) inside.
 pub fn as_catalog_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = extension_owner();
-    switched(owner, true, f)
+    switched(owner, true, true, f)
 }
 
 /// `query` wrapped to return all its rows as one jsonb array (decoded by [`decode_rows`]).
@@ -377,6 +382,11 @@ pub fn exec_count(query: &str, args: &[DatumWithOid]) -> u64 {
 pub fn select_json_unlimited(query: &str) -> Option<pgrx::JsonB> {
     pinned(|| Spi::connect(|c| c.select(query, None, &[])?.first().get_one::<pgrx::JsonB>()))
         .unwrap_or_else(|e| spi_failure(e))
+}
+
+/// Like [`rows`], for a query that may run in parallel (see [`select_json_unlimited`]).
+pub fn rows_unlimited<T: DeserializeOwned>(query: &str) -> Vec<T> {
+    decode_rows(select_json_unlimited(&rows_as_json(query)))
 }
 
 /// A caught ERROR, reduced to what history tables record.

@@ -500,7 +500,8 @@ pub fn run_values(query: &str) -> Vec<ValueRow> {
                 q.dimension_values, q.value::pg_catalog.text AS value \
            FROM ({query}) q"
     );
-    let mut rows = sql::subtransaction(|| sql::rows::<ValueRow>(&wrapped, &[])).unwrap_or_else(|c| c.raise());
+    // Without a row limit, so that PostgreSQL may run it in parallel, as the query it is.
+    let mut rows = sql::subtransaction(|| sql::rows_unlimited::<ValueRow>(&wrapped)).unwrap_or_else(|c| c.raise());
     rows.sort_by_key(|r| r.n);
     rows
 }

@@ -61,7 +61,8 @@ fn set_query(filter: &str, always_parts: bool) -> String {
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
                 f.fp, s.fingerprint, s.job_id, \
-                CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL OR f.default_live > 0 \
+                CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL \
+                          OR pg_catalog.pg_stat_get_live_tuples(coalesce(pt.partdefid, 0::oid)) > 0 \
                           OR s.quiet_until <= clock_timestamp() THEN \
                 (SELECT coalesce(jsonb_agg(jsonb_build_array(ch.oid::int8, ch.relname, ch.relpartbound::text)), '[]') \
                    FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
@@ -71,9 +72,8 @@ fn set_query(filter: &str, always_parts: bool) -> String {
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
            LEFT JOIN pgmart.job j ON j.job_id = s.job_id \
            LEFT JOIN pg_catalog.pg_class ja ON ja.oid = j.anchor \
-           CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp, \
-                                      coalesce(max(pg_catalog.pg_stat_get_live_tuples(ch.oid)) \
-                                                 FILTER (WHERE ch.relpartbound::text LIKE '%:is_default true%'), 0) AS default_live \
+           LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = s.parent \
+           CROSS JOIN LATERAL (SELECT (count(*) * 1000003 + coalesce(sum(pg_catalog.hashtext(ch.relpartbound::text)), 0))::int8 AS fp \
                                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid \
                                 WHERE i.inhparent = s.parent) f \
           WHERE {filter} ORDER BY s.set_id",
