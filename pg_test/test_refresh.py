@@ -116,16 +116,25 @@ def test_failing_refresh_is_retried_alerted_and_does_not_stop_the_others(cluster
              timeout=30, what="the failing view to recover")
 
 
-def test_job_of_a_dropped_view_is_disabled_with_an_alert(cluster):
+def test_job_of_a_missing_view_skips_alerts_after_its_allowance_and_resumes(cluster):
     cluster.sql("CREATE MATERIALIZED VIEW mv_gone AS SELECT 1 AS x")
     job = cluster.one("SELECT pgmart.schedule_refresh('mv_gone', '1 second')")
     cluster.sql("DROP MATERIALIZED VIEW mv_gone")
-    wait_for(lambda: cluster.one("SELECT NOT enabled FROM pgmart.jobs WHERE job_id = %s", (job,)), timeout=20,
-             what="the job to be disabled")
-    assert cluster.one("SELECT count(*) FROM pgmart.alerts WHERE source_kind = 'refresh' AND dedup_key = %s",
-                       (f"refresh_dropped:{job}",)) == 1
+    alert = ("SELECT count(*) FROM pgmart.open_alerts a JOIN pgmart.alerts USING (alert_id) "
+             "WHERE alerts.source_kind = 'refresh' AND alerts.dedup_key = %s")
+    # The worker's runs are skipped; after two periods (no SLO) missing, an alert.
+    wait_for(lambda: cluster.one(alert, (f"refresh_dropped:{job}",)) == 1, timeout=20, what="the missing-view alert")
+    assert cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND status = 'skipped'", (job,)) >= 2
+    assert cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND status NOT IN ('skipped', 'succeeded')",
+                       (job,)) == 0
+    assert cluster.one("SELECT enabled FROM pgmart.jobs WHERE job_id = %s", (job,)) is True
     assert cluster.one("SELECT last_status FROM pgmart.freshness WHERE object = 'public.mv_gone'") == "dropped"
-    assert cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND status <> 'succeeded'", (job,)) == 0
+    # Back under its name: taken back, refreshed by the worker, the alert resolved.
+    cluster.sql("CREATE MATERIALIZED VIEW mv_gone AS SELECT 2 AS x")
+    wait_for(lambda: cluster.one("SELECT last_status FROM pgmart.freshness WHERE object = 'public.mv_gone'") == "succeeded",
+             timeout=20, what="the re-created view refreshed by its job")
+    assert cluster.one(alert, (f"refresh_dropped:{job}",)) == 0
+    cluster.sql("SELECT pgmart.unschedule_refresh('mv_gone')")
 
 
 def test_bi_role_reads_freshness_and_nothing_else(cluster):

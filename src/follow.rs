@@ -10,7 +10,7 @@
 //!   that transaction, its registrations follow it to its new name.
 //!
 //! A registration moves only to a relation whose owner has its owner's rights (the same role, a
-//! role it is a member of, a superuser: a role that can create a table of that name in a shared
+//! member of that role, a superuser: a role that can create a table of that name in a shared
 //! schema gains nothing), and of a kind it can use; it stays where it is otherwise, and a NOTICE
 //! says why. The `ddl_command_end` event trigger
 //! (`pgmart._on_ddl_end`, sql/finalize.sql) hands every table, view and materialized view a
@@ -191,7 +191,7 @@ fn take_back(f: &Follower, rel: &Rel) {
             continue;
         }
         // The registration runs as its owner over the relation, so the relation's owner must have
-        // at least its owner's rights (the same role, a role it belongs to, a superuser): nothing
+        // at least its owner's rights (the same role, a member of it, a superuser): nothing
         // the new relation's owner wrote ever runs with more rights than that owner has.
         let owner = pg_sys::Oid::from(r.owner.unwrap_or(0) as u32);
         if r.owner.is_none() || !sql::has_rights_of(pg_sys::Oid::from(rel.owner as u32), owner) {

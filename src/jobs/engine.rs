@@ -576,20 +576,22 @@ pub fn record(job: &Job, run_id: i64, trigger: Trigger, outcome: Outcome, durati
     let slot = || next_slot(job, now).ok().map(utc_to_epoch);
     sql::as_catalog_owner(|| match outcome {
         Ok(details) => {
-            report.status = "succeeded".into();
+            // A kind that had nothing to work on (its object is missing) says `"skipped": true`.
+            let status = if details.get("skipped").and_then(|s| s.as_bool()) == Some(true) { "skipped" } else { "succeeded" };
+            report.status = status.into();
             report.message = details.get("message").and_then(|m| m.as_str()).map(String::from);
             let next = if trigger == Trigger::Schedule || was_due { slot() } else { job.next_run_epoch };
             sql::exec(
-                "UPDATE pgmart.job_run SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(), details = $2 \
+                "UPDATE pgmart.job_run SET status = $3, finished_at = pg_catalog.clock_timestamp(), details = $2 \
                   WHERE run_id OPERATOR(pg_catalog.=) $1",
-                &[run_id.into(), pgrx::JsonB(details).into()],
+                &[run_id.into(), pgrx::JsonB(details).into(), status.into()],
             );
             sql::exec(
-                "UPDATE pgmart.job SET last_run_at = pg_catalog.clock_timestamp(), last_status = 'succeeded', \
+                "UPDATE pgmart.job SET last_run_at = pg_catalog.clock_timestamp(), last_status = $3, \
                         consecutive_failures = 0, running_pid = NULL, running_since = NULL, \
                         next_run_at = coalesce(pg_catalog.to_timestamp($2), next_run_at) \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
-                &[job.job_id.into(), next.into()],
+                &[job.job_id.into(), next.into(), status.into()],
             );
             crate::alerts::resolve(&format!("job_failed:{}", job.job_id));
         }

@@ -406,27 +406,61 @@ pub fn renamed(id: &str, name: &str) {
     });
 }
 
+/// The view is gone (dropped; rebuilt views are taken back by `crate::follow` as soon as they are
+/// created): the run is `skipped`, the job stays scheduled, and once the view has been missing for
+/// longer than it may be stale (its SLO, else two periods) an alert says so.
+fn view_missing(job: &Job, reg: &Registered) -> Value {
+    #[derive(Deserialize)]
+    struct Since {
+        missing_s: Option<f64>,
+        since: Option<String>,
+    }
+    // Missing since the first skipped run after the last run that was not skipped.
+    let since = sql::as_catalog_owner(|| {
+        sql::row::<Since>(
+            "SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(r.started_at))::double precision AS missing_s, \
+                    min(r.started_at)::pg_catalog.text AS since \
+               FROM pgmart.job_run r \
+              WHERE r.job_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['skipped', 'running']) \
+                AND r.started_at OPERATOR(pg_catalog.>) coalesce((SELECT max(o.started_at) FROM pgmart.job_run o \
+                      WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
+                        AND o.status OPERATOR(pg_catalog.<>) ALL (ARRAY['skipped', 'running'])), '-infinity')",
+            &[job.job_id.into()],
+        )
+    });
+    let missing_s = since.as_ref().and_then(|s| s.missing_s).unwrap_or(0.0);
+    let allowance = reg.slo_s.unwrap_or(2.0 * reg.period_s);
+    sql::as_catalog_owner(|| {
+        sql::exec(
+            "UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id OPERATOR(pg_catalog.=) $1",
+            &[job.job_id.into()],
+        );
+    });
+    if missing_s > allowance {
+        crate::alerts::raise_health(crate::alerts::Health {
+            source_kind: "refresh",
+            source_name: &reg.view_name,
+            severity: "medium",
+            target: Some(&reg.view_name),
+            payload: json!({ "problem": "materialized view missing", "view": reg.view_name,
+                             "missing_since": since.and_then(|s| s.since), "job_id": job.job_id }),
+            dedup_key: &format!("refresh_dropped:{}", job.job_id),
+            owner: job.owner_oid(),
+            job_id: Some(job.job_id),
+            check_id: None,
+        });
+    }
+    json!({ "skipped": true,
+            "message": format!("materialized view {} does not exist; the job runs again when one of that name is created", reg.view_name) })
+}
+
 /// Run a refresh job, as its owner.
 pub fn run_job(job: &Job) -> Value {
     let Some(reg) = registered_by_job(job.job_id) else {
         PgMartError::undefined_object(format!("job {} has no registered materialized view", job.job_id)).raise()
     };
     if !reg.exists {
-        // The view was dropped: disable the job once, with an alert, instead of failing forever.
-        sql::as_catalog_owner(|| {
-            sql::exec(
-                "UPDATE pgmart.refresh_view SET last_status = 'dropped' WHERE job_id OPERATOR(pg_catalog.=) $1",
-                &[job.job_id.into()],
-            );
-        });
-        crate::jobs::api::disable_orphaned(
-            job,
-            "refresh",
-            &reg.view_name,
-            Some(&reg.view_name),
-            "materialized view dropped; its refresh job was disabled",
-        );
-        return json!({"message": format!("{} no longer exists; refresh job disabled", reg.view_name)});
+        return view_missing(job, &reg);
     }
     let all_edges = edges();
     // Upstream first: if a scheduled upstream view is due too (or within a moment, or refreshing
