@@ -29,7 +29,8 @@ SELECT i, 1 + (i::bigint * 7919) % 2000,
 -- A rollup table kept up to date by a scheduled job (the `sql` job kind).
 CREATE TABLE daily_revenue (day date PRIMARY KEY, orders int NOT NULL, revenue numeric NOT NULL);
 
-\echo '== registering jobs =='
+\echo '== registering: sql jobs, refresh schedules, checks, a metric, an alert rule, a partition set (listed below) =='
+\o /dev/null
 SELECT pgmart.schedule_sql(
     'daily_revenue_rollup',
     $$INSERT INTO daily_revenue
@@ -92,6 +93,7 @@ SELECT pgmart.schedule_sql('runaway_report', 'SELECT pg_sleep(60)', '1 hour', st
 
 -- A team role that is not a superuser: the administrator gives it access once, it owns its own
 -- table and job, sees only its own, and PostgreSQL keeps the role while it owns registrations.
+\o
 \echo '== a team role (etl) and a BI role (bi), neither a superuser =='
 CREATE ROLE etl NOLOGIN;
 CREATE ROLE bi NOLOGIN;
@@ -99,8 +101,10 @@ SELECT pgmart.grant_access('etl', 'user');
 SELECT pgmart.grant_access('bi', 'reader');
 GRANT CREATE ON SCHEMA public TO etl;
 GRANT SELECT ON orders TO etl;
+\o /dev/null
 SET ROLE etl;
 CREATE TABLE staging_orders AS SELECT id, amount, now() AS loaded_at FROM orders WHERE false;
 SELECT pgmart.schedule_sql('etl_load', 'INSERT INTO public.staging_orders SELECT id, amount, now() FROM public.orders ORDER BY id DESC LIMIT 10',
                            '2 seconds') AS job_id;
 RESET ROLE;
+\o
