@@ -22,7 +22,10 @@ CREATE TABLE pgmart.partition_set (
     -- No-op fast path: the partitions' fingerprint when a pass last found nothing to do, and until
     -- when that stays true. Anything else about the partitions is always read from the catalog.
     fingerprint        bigint,
-    quiet_until        timestamptz
+    quiet_until        timestamptz,
+    -- The partitions' fingerprint when maintenance last ANALYZEd the parent (autovacuum never
+    -- analyzes a partitioned table): it does again after its partitions change.
+    analyzed_fingerprint bigint
 );
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');

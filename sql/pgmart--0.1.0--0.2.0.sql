@@ -155,6 +155,7 @@ ALTER TABLE pgmart.job_run DROP CONSTRAINT job_run_status_check,
     ADD CONSTRAINT job_run_status_check
         CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[]));
 -- A partition set goes with its job.
+ALTER TABLE pgmart.partition_set ADD COLUMN analyzed_fingerprint bigint;
 ALTER TABLE pgmart.partition_set DROP CONSTRAINT partition_set_job_id_fkey,
     ADD CONSTRAINT partition_set_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgmart.job (job_id) ON DELETE CASCADE;
 
@@ -320,6 +321,24 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
+
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
 COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
@@ -418,6 +437,51 @@ SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.fini
 COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
 
 GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
+
+COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
+
+COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
+
+COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
+
+GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
+
+-- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
+CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
+SELECT m.name, m.version, m.owner, m.description,
+       CASE WHEN m.source_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) m.source)
+            THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
+       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
+       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
+       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
+       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
+       r.last_refreshed_at AS source_refreshed_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
+  FROM pgmart.metric m
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
+  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
+
+GRANT SELECT ON pgmart.metrics TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
+
+-- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
+CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
+SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
+  FROM pgmart.metric_version v
+ WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
+
+GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
@@ -532,81 +596,31 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
-COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
-
-COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
-
-COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
-
-GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
-
--- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
-CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
-SELECT m.name, m.version, m.owner, m.description,
-       CASE WHEN m.source_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) m.source)
-            THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
-       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
-       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
-       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
-       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
-       r.last_refreshed_at AS source_refreshed_at,
-       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
-  FROM pgmart.metric m
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
-  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
-
-GRANT SELECT ON pgmart.metrics TO PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
-
--- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
-CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
-SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
-  FROM pgmart.metric_version v
- WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
-                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
-
-COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
-
-GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
-
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
-
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:566
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:177
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
 
 /* </end connected objects> */
 
@@ -620,42 +634,6 @@ CREATE  FUNCTION pgmart."schedule"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 
 /* </end connected objects> */
 
@@ -680,36 +658,22 @@ AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:487
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
 	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -722,165 +686,6 @@ CREATE  FUNCTION pgmart."drop_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:503
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:177
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT 'day', /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:68
--- pgmart::metrics::api::metric_values
-CREATE OR REPLACE FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC  /* Option < AnyNumeric > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 
 /* </end connected objects> */
 
@@ -907,66 +712,84 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:588
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:561
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:196
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
 	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:50
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT 'day', /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
 
 /* </end connected objects> */
 
@@ -979,6 +802,112 @@ CREATE  FUNCTION pgmart."_relations_changed"(
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:68
+-- pgmart::metrics::api::metric_values
+CREATE OR REPLACE FUNCTION pgmart."metric_values"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"bucket" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC  /* Option < AnyNumeric > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:503
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -1018,6 +947,52 @@ AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/checks/api.rs:44
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/refresh/api.rs:41
 -- pgmart::refresh::api::schedule_refresh
 CREATE  FUNCTION pgmart."schedule_refresh"(
@@ -1038,41 +1013,118 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:461
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
+-- src/refresh/api.rs:196
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:487
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
 	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:588
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:50
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+-- src/jobs/api.rs:561
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -1107,99 +1159,48 @@ AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
+-- src/jobs/api.rs:461
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
+-- src/jobs/api.rs:566
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
 	"job_name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:44
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:605
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
+-- src/jobs/api.rs:703
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 

@@ -150,6 +150,7 @@ ALTER TABLE pgmart.job_run DROP CONSTRAINT job_run_status_check,
     ADD CONSTRAINT job_run_status_check
         CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running', 'succeeded', 'failed', 'retrying', 'interrupted', 'skipped']::pg_catalog.text[]));
 -- A partition set goes with its job.
+ALTER TABLE pgmart.partition_set ADD COLUMN analyzed_fingerprint bigint;
 ALTER TABLE pgmart.partition_set DROP CONSTRAINT partition_set_job_id_fkey,
     ADD CONSTRAINT partition_set_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgmart.job (job_id) ON DELETE CASCADE;
 

@@ -48,6 +48,7 @@ pub struct SetRow {
     pub last_status: Option<String>,
     pub fp: i64,
     pub fingerprint: Option<i64>,
+    pub analyzed_fingerprint: Option<i64>,
     pub job_id: Option<i64>,
     /// (oid, name, pg_class.relpartbound as text); None when the set is known to be quiet.
     pub parts: Option<Vec<(i64, String, Option<String>)>>,
@@ -60,7 +61,7 @@ fn set_query(filter: &str, always_parts: bool) -> String {
                 coalesce(ja.relowner, c.relowner)::pg_catalog.int8 AS run_as_oid, \
                 s.control_column::text AS control_column, s.column_type, {}, s.premake, {}, \
                 s.retention_mode, s.timezone, s.anchor_key, s.default_partition, s.last_status, \
-                f.fp, s.fingerprint, s.job_id, \
+                f.fp, s.fingerprint, s.analyzed_fingerprint, s.job_id, \
                 CASE WHEN {always_parts} OR s.fingerprint IS DISTINCT FROM f.fp OR s.quiet_until IS NULL \
                           OR pg_catalog.pg_stat_get_live_tuples(coalesce(pt.partdefid, 0::oid)) > 0 \
                           OR s.quiet_until <= clock_timestamp() THEN \
@@ -191,6 +192,8 @@ pub struct Outcome {
     pub rescued_rows: i64,
     /// What the default partition still holds after the pass (reported, alerted).
     pub left_in_default: Option<String>,
+    /// The parent was ANALYZEd (its partitions changed since it last was).
+    pub analyzed: bool,
     pub notes: Vec<String>,
     pub message: Option<String>,
     pub sqlstate: Option<String>,
@@ -222,6 +225,9 @@ impl Outcome {
         }
         if self.rescued_rows > 0 {
             parts.push(format!("moved {} rows out of the default partition", self.rescued_rows));
+        }
+        if self.analyzed {
+            parts.push("analyzed the parent".into());
         }
         if parts.is_empty() {
             parts.push("nothing to do".into());
@@ -432,6 +438,20 @@ fn apply(set: &SetRow, p: &Plan, t: &Template, out: &mut Outcome) {
             out.dropped.push(name.clone());
         }
     }
+}
+
+/// ANALYZE a parent whose partitions changed since it was last analyzed (autovacuum never analyzes
+/// a partitioned table, so the planner's row estimates for it go stale). Run in the pass after the
+/// change, which holds no lock on the parent: ANALYZE takes SHARE UPDATE EXCLUSIVE, so readers
+/// and writers go on; as the table's owner, within pgmart.lock_timeout. False when it could not.
+fn analyze_parent(set: &SetRow) -> bool {
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let r = sql::subtransaction(|| {
+        set_lock_timeout();
+        sql::as_role(set.run_as(), || sql::exec(&format!("ANALYZE {}", set.parent), &[]))
+    });
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    r.is_ok()
 }
 
 /// Most slots of default-partition rows given their partitions in one pass (the rest wait for the
@@ -669,6 +689,9 @@ fn maintain_with(set: &SetRow, initial: bool, stray: &[i64]) -> Outcome {
         if let Ok(spec) = set.spec() {
             out.quiet_until = Some(plan::quiet_until(&spec, &set.existing(), Utc::now()));
         }
+        if set.analyzed_fingerprint != Some(set.fp) {
+            out.analyzed = analyze_parent(set);
+        }
         return out;
     }
     let owner = pg_sys::Oid::from(set.run_as_oid as u32);
@@ -748,6 +771,17 @@ pub fn record_all(items: &[(&SetRow, &Outcome)]) {
         fps.push(if changed || quiet_epoch.is_none() { None } else { Some(set.fp) });
         keeps.push(!changed && same_status);
         quiets.push(quiet_epoch);
+    }
+    let analyzed: Vec<(i64, i64)> = items.iter().filter(|(_, o)| o.analyzed).map(|(s, _)| (s.set_id, s.fp)).collect();
+    if !analyzed.is_empty() {
+        let (sets, fps): (Vec<i64>, Vec<i64>) = analyzed.into_iter().unzip();
+        sql::as_catalog_owner(|| {
+            sql::exec(
+                "UPDATE pgmart.partition_set s SET analyzed_fingerprint = u.fp \
+                   FROM unnest($1::int8[], $2::int8[]) AS u(id, fp) WHERE s.set_id = u.id",
+                &[sets.into(), fps.into()],
+            )
+        });
     }
     if ids.is_empty() {
         return;

@@ -26,7 +26,11 @@ mod tests {
         // rows route to the partitions, not the default
         run("INSERT INTO pt_daily SELECT g, now() + g * interval '1 hour' FROM generate_series(0, 50) g");
         assert_eq!(one::<i64>("SELECT count(*) FROM pt_daily_default"), Some(0));
-        // Nothing more to do right away.
+        // Nothing more to do right away (but to ANALYZE the parent once, never analyzed yet).
+        assert_eq!(
+            one::<String>("SELECT message FROM pgmart.run_partition_maintenance('pt_daily')").as_deref(),
+            Some("public.pt_daily: analyzed the parent")
+        );
         assert_eq!(
             one::<String>("SELECT message FROM pgmart.run_partition_maintenance('pt_daily')").as_deref(),
             Some("public.pt_daily: nothing to do")
@@ -231,6 +235,20 @@ mod tests {
         run("DELETE FROM pt_late_default");
         run("SELECT * FROM pgmart.run_partition_maintenance('pt_late')");
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.open_alerts WHERE source_name = 'public.pt_late'"), Some(0));
+    }
+
+    #[pg_test]
+    fn the_parent_is_analyzed_once_after_its_partitions_change() {
+        run("CREATE TABLE pt_an (id int, ts timestamptz NOT NULL) PARTITION BY RANGE (ts)");
+        run("SELECT pgmart.create_partition_set('pt_an', 'ts', '1 day', premake => 2)");
+        run("INSERT INTO pt_an SELECT g, now() FROM generate_series(1, 1000) g");
+        let stats = "SELECT count(*) FROM pg_statistic WHERE starelid = 'pt_an'::regclass";
+        assert_eq!(one::<i64>(stats), Some(0));
+        let msg = "SELECT message FROM pgmart.run_partition_maintenance('pt_an')";
+        assert_eq!(one::<String>(msg).as_deref(), Some("public.pt_an: analyzed the parent"));
+        assert_eq!(one::<i64>(stats), Some(2));
+        // Nothing changed since: not again.
+        assert_eq!(one::<String>(msg).as_deref(), Some("public.pt_an: nothing to do"));
     }
 
     #[pg_test]
