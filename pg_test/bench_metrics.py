@@ -24,13 +24,13 @@ def timed(conn, query, params=None):
 CASES = [
     (
         "sum(amount) by day",
-        "SELECT bucket, value FROM pgmart.metric_values('bench_revenue', %s, %s)",
+        "SELECT bucket_start, value FROM pgmart.metric_values('bench_revenue', %s, %s)",
         "SELECT date_trunc('day', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, sum(amount) "
         "FROM bench_orders WHERE created_at >= %s AND created_at < %s GROUP BY 1 ORDER BY 1",
     ),
     (
         "count(DISTINCT customer_id) by week and region, Europe/Berlin",
-        "SELECT bucket, dimension_values->>'region', value FROM pgmart.metric_values('bench_buyers', %s, %s, "
+        "SELECT bucket_start, dimension_values->>'region', value FROM pgmart.metric_values('bench_buyers', %s, %s, "
         "'week', '{region}', 'Europe/Berlin')",
         "SELECT date_trunc('week', created_at AT TIME ZONE 'Europe/Berlin') AT TIME ZONE 'Europe/Berlin' AS bucket, "
         "region, count(DISTINCT customer_id) FROM bench_orders WHERE created_at >= %s AND created_at < %s "

@@ -125,8 +125,8 @@ def test_metric_values_errors_carry_no_generated_sql_or_context(cluster):
     cluster.sql("DELETE FROM habit_sales WHERE amount = 0")
     # Prepared, as BI drivers run it: the same rows on every execution.
     with cluster.connect() as conn:
-        q = ("SELECT bucket, value FROM pgmart.metric_values('habit_revenue', now() - interval '2 days', "
-             "now() + interval '1 day', grain => 'day') ORDER BY bucket")
+        q = ("SELECT bucket_start, value FROM pgmart.metric_values('habit_revenue', now() - interval '2 days', "
+             "now() + interval '1 day', grain => 'day') ORDER BY bucket_start")
         runs = [conn.execute(q, prepare=True).fetchall() for _ in range(6)]
     assert all(r == runs[0] for r in runs) and len(runs[0]) >= 3
 

@@ -29,8 +29,8 @@ def test_drop_column_is_refused_while_a_metric_uses_it(cluster):
     cluster.sql("ALTER TABLE sales DROP COLUMN note")
     cluster.sql("ALTER TABLE sales RENAME COLUMN amount TO amount_usd")
     rows = cluster.sql(
-        "SELECT to_char(bucket AT TIME ZONE 'UTC', 'MM-DD'), value FROM pgmart.metric_values("
-        "'sales_total', '2024-05-01 00:00+00', '2024-05-04 00:00+00') ORDER BY bucket"
+        "SELECT to_char(bucket_start AT TIME ZONE 'UTC', 'MM-DD'), value FROM pgmart.metric_values("
+        "'sales_total', '2024-05-01 00:00+00', '2024-05-04 00:00+00') ORDER BY bucket_start"
     )
     assert [(d, float(v) if v is not None else None) for d, v in rows] == [
         ("05-01", 10.0), ("05-02", 5.0), ("05-03", None)]

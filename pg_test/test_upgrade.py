@@ -139,8 +139,8 @@ def extension_ddl(c, db):
                LOOP EXECUTE format('ALTER EXTENSION pgmart DROP %s %s', r.type, r.identity); END LOOP; END $$""",
           dbname=db)
     r = run_as_postgres(f"{PGBIN}/pg_dump", "-h", c.dir, "-p", str(c.port), "-U", "postgres", "--schema-only",
-                        "-n", "pgmart", "-n", "pgmart_metrics", "-n", "pgmart_owners",
-                        "-T", "pgmart_owners.*", "-T", "pgmart_metrics.*", db)
+                        "-n", "pgmart", "-n", "pgmart_metrics", "-n", "pgmart_metric_columns", "-n", "pgmart_owners",
+                        "-T", "pgmart_owners.*", "-T", "pgmart_metrics.*", "-T", "pgmart_metric_columns.*", db)
     text = re.sub(r"(?m)^--.*\n|^SET .*\n|^SELECT pg_catalog.set_config.*\n|^\\(un)?restrict .*\n", "", r.stdout)
     event_triggers = c.sql("SELECT evtname, evtevent, evtfoid::regprocedure::text, evtenabled, evttags "
                            "FROM pg_event_trigger ORDER BY 1", dbname=db)

@@ -41,7 +41,7 @@ SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch F
 \echo '== data-quality results, latest run per check (pgmart.check_results) =='
 SELECT DISTINCT ON (name) name, status, failing_rows, checked_rows FROM pgmart.check_results ORDER BY name, run_at DESC;
 \echo '== the revenue metric, last 5 days, evaluated the one registered way =='
-SELECT bucket::date AS day, value FROM pgmart.metric_values('revenue', now() - interval '5 days', now()) ORDER BY bucket DESC;
+SELECT bucket_local::date AS day, value, is_partial FROM pgmart.metric_values('revenue', now() - interval '5 days', now()) ORDER BY bucket_start DESC;
 \echo '== PostgreSQL protects the metric: ALTER TABLE orders DROP COLUMN amount =='
 \set ON_ERROR_STOP 0
 ALTER TABLE orders DROP COLUMN amount;

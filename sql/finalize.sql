@@ -41,11 +41,15 @@ COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the sch
 COMMENT ON FUNCTION pgmart.register_metric IS
   'Register (or re-register as a new version) a metric: an aggregate over a source the caller owns, with owner, description, time column, dimensions, filter and default grain; returns the version.';
 COMMENT ON FUNCTION pgmart.deprecate_metric IS 'Mark a metric deprecated, optionally naming the metric that replaces it; it keeps working with a NOTICE.';
-COMMENT ON FUNCTION pgmart.drop_metric IS 'Remove a metric and its protection view (its version history is kept).';
-COMMENT ON FUNCTION pgmart.metric_sql IS
+COMMENT ON FUNCTION pgmart.drop_metric IS 'Remove a metric and its views (its version history is kept).';
+COMMENT ON FUNCTION pgmart.metric_sql(text, timestamptz, timestamptz, text, text[], text) IS
   'The exact SQL pgmart.metric_values runs for these arguments, with every value a quoted literal, for a BI tool or dbt model to embed.';
-COMMENT ON FUNCTION pgmart.metric_values IS
-  'A metric''s series as the caller: one row per time bucket (aligned in the time zone) and dimension combination, empty buckets included.';
+COMMENT ON FUNCTION pgmart.metric_sql(text[], timestamptz, timestamptz, text, text[], text) IS
+  'The exact SQL pgmart.metric_values runs for several metrics over the same buckets, with every value a quoted literal.';
+COMMENT ON FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text) IS
+  'A metric''s series as the caller: one row per time bucket (aligned in the time zone) and dimension combination, empty buckets included: bucket_start, bucket_local, is_partial, dimension_values, value, and a ratio''s numerator and denominator.';
+COMMENT ON FUNCTION pgmart.metric_values(text[], timestamptz, timestamptz, text, text[], text) IS
+  'Several metrics over the same buckets, as the caller: one row per metric, time bucket and dimension combination (the columns of the one-metric form, after metric).';
 
 DO $$
 BEGIN
@@ -230,12 +234,13 @@ BEGIN
      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
        AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
        AND NOT c.relispartition
-       AND d.schema_name OPERATOR(pg_catalog.<>) ALL (ARRAY['pgmart', 'pgmart_owners', 'pgmart_metrics']);
+       AND d.schema_name OPERATOR(pg_catalog.<>) ALL (ARRAY['pgmart', 'pgmart_owners', 'pgmart_metrics', 'pgmart_metric_columns']);
     IF rels IS NOT NULL THEN
         PERFORM pgmart._relations_changed(rels);
     END IF;
 END $$;
 COMMENT ON FUNCTION pgmart._on_ddl_end IS 'Internal: event trigger that lets registrations follow a table or view re-created or renamed under their name.';
+COMMENT ON FUNCTION pgmart._install_metric_views IS 'Internal: make the browsable view of each metric that has none (the upgrade from 0.1.0 calls it).';
 COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
 CREATE EVENT TRIGGER pgmart_relations_changed ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'CREATE MATERIALIZED VIEW',

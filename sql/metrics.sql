@@ -34,10 +34,14 @@ CREATE TABLE pgmart.metric_version (
 );
 COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
 
--- One protection view per metric lives here: PostgreSQL refuses to drop a column or table it uses.
+-- One browsable view per metric, named as the metric (BI tools open it like a table).
 CREATE SCHEMA pgmart_metrics;
-COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker).';
+COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric, named as the metric: its value per bucket and dimension values (security_invoker).';
 GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
+-- One protection view per metric: PostgreSQL refuses to drop a column or table it uses.
+CREATE SCHEMA pgmart_metric_columns;
+COMMENT ON SCHEMA pgmart_metric_columns IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker); it keeps them from being dropped.';
+GRANT USAGE ON SCHEMA pgmart_metric_columns TO PUBLIC;
 
 -- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
 CREATE VIEW pgmart.metrics WITH (security_barrier) AS
@@ -46,7 +50,7 @@ SELECT m.name, m.version, m.owner, m.description,
             THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
        m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
        m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
-       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident('metric_' OPERATOR(pg_catalog.||) m.name) AS view,
+       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.name) AS view,
        -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
        r.last_refreshed_at AS source_refreshed_at,
        pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age

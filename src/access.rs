@@ -12,6 +12,7 @@ fn statements(role: &str, access: &str) -> Result<Vec<String>, PgMartError> {
     let usage = vec![
         format!("GRANT USAGE ON SCHEMA pgmart TO {r}"),
         format!("GRANT USAGE ON SCHEMA pgmart_metrics TO {r}"),
+        format!("GRANT USAGE ON SCHEMA pgmart_metric_columns TO {r}"),
     ];
     Ok(match access {
         // A team role: registers and manages its own jobs, sets, checks, metrics and rules.
@@ -24,6 +25,7 @@ fn statements(role: &str, access: &str) -> Result<Vec<String>, PgMartError> {
         }
         "none" => vec![
             format!("REVOKE SELECT ON pgmart.freshness FROM {r}"),
+            format!("REVOKE USAGE ON SCHEMA pgmart_metric_columns FROM {r}"),
             format!("REVOKE USAGE ON SCHEMA pgmart_metrics FROM {r}"),
             format!("REVOKE USAGE ON SCHEMA pgmart FROM {r}"),
         ],

@@ -49,6 +49,9 @@ pub struct Fragment {
     pub type_oid: Oid,
     /// The relation's columns it reads, in first-use order.
     pub columns: Vec<String>,
+    /// For an aggregate of the form `a / b` (each side holding an aggregate, `b` possibly inside
+    /// `nullif(b, 0)`, either side possibly cast): the deparsed `a` and `b`.
+    pub ratio: Option<(String, String)>,
 }
 
 /// Built-ins a fragment run as someone else may not call even though they are harmless to the
@@ -345,6 +348,10 @@ unsafe fn analyse_query(
         CStr::from_ptr(pg_sys::deparse_expression(expr, ctx, prefix, false)).to_string_lossy().into_owned()
     };
     let text = deparse(false, &rel);
+    let deparse_node = |node: *mut Node| {
+        let ctx = pg_sys::deparse_context_for(rel.as_ptr(), relid);
+        CStr::from_ptr(pg_sys::deparse_expression(node, ctx, false, false)).to_string_lossy().into_owned()
+    };
     let prefixed = aliases
         .iter()
         .map(|a| deparse(true, &CString::new(*a).expect("alias")))
@@ -354,7 +361,54 @@ unsafe fn analyse_query(
         .iter()
         .map(|&a| CStr::from_ptr(pg_sys::get_attname(w.relid, a, false)).to_string_lossy().into_owned())
         .collect();
-    Ok(Fragment { text, prefixed, type_oid, columns })
+    let ratio = if shape == Shape::Aggregate {
+        ratio_parts(expr).map(|(a, b)| (deparse_node(a), deparse_node(b)))
+    } else {
+        None
+    };
+    Ok(Fragment { text, prefixed, type_oid, columns, ratio })
+}
+
+/// A node without the casts and relabelings around it.
+unsafe fn uncast(mut node: *mut Node) -> *mut Node {
+    loop {
+        match (*node).type_ {
+            NodeTag::T_RelabelType => node = (*(node as *mut pg_sys::RelabelType)).arg as *mut Node,
+            NodeTag::T_CoerceViaIO => node = (*(node as *mut pg_sys::CoerceViaIO)).arg as *mut Node,
+            NodeTag::T_FuncExpr => {
+                let f = &*(node as *mut pg_sys::FuncExpr);
+                let args = PgList::<Node>::from_pg(f.args);
+                let cast = matches!(f.funcformat, pg_sys::CoercionForm::COERCE_EXPLICIT_CAST | pg_sys::CoercionForm::COERCE_IMPLICIT_CAST);
+                if cast && args.len() == 1 {
+                    node = args.get_ptr(0).expect("one argument");
+                } else {
+                    return node;
+                }
+            }
+            _ => return node,
+        }
+    }
+}
+
+/// `a / b` at the top of an aggregate expression, both sides aggregates; `nullif(b, 0)` gives `b`.
+unsafe fn ratio_parts(expr: *mut Node) -> Option<(*mut Node, *mut Node)> {
+    let top = uncast(expr);
+    if (*top).type_ != NodeTag::T_OpExpr {
+        return None;
+    }
+    let op = &*(top as *mut pg_sys::OpExpr);
+    let args = PgList::<Node>::from_pg(op.args);
+    let name = pg_sys::get_opname(op.opno);
+    if args.len() != 2 || name.is_null() || CStr::from_ptr(name).to_bytes() != b"/" {
+        return None;
+    }
+    let a = args.get_ptr(0)?;
+    let mut b = uncast(args.get_ptr(1)?);
+    if (*b).type_ == NodeTag::T_NullIfExpr {
+        let n = &*(b as *mut pg_sys::NullIfExpr);
+        b = PgList::<Node>::from_pg(n.args).get_ptr(0)?;
+    }
+    (pg_sys::contain_agg_clause(a) && pg_sys::contain_agg_clause(b)).then_some((a, b))
 }
 
 /// For sources read as the caller (metrics): every function the relation itself runs when read —

@@ -83,6 +83,22 @@ ALTER TABLE pgmart.check_result ADD COLUMN owner oid;
 -- src/owners.rs), made here exactly as pgmart 0.2.0 makes them.
 CREATE SCHEMA pgmart_owners;
 
+-- Metrics: each protection view moves to its own schema under the metric's name, leaving
+-- pgmart_metrics to the browsable views (made in the last part, by pgmart._install_metric_views).
+CREATE SCHEMA pgmart_metric_columns;
+DO $upgrade$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT m.name FROM pgmart.metric m
+              WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', 'pgmart_metrics', 'metric_' OPERATOR(pg_catalog.||) m.name)) IS NOT NULL
+    LOOP
+        EXECUTE pg_catalog.format('ALTER VIEW %I.%I SET SCHEMA pgmart_metric_columns', 'pgmart_metrics', 'metric_' OPERATOR(pg_catalog.||) r.name);
+        EXECUTE pg_catalog.format('ALTER VIEW %I.%I RENAME TO %I', 'pgmart_metric_columns', 'metric_' OPERATOR(pg_catalog.||) r.name, r.name);
+    END LOOP;
+END
+$upgrade$;
+
 DO $upgrade$
 DECLARE
     r record;

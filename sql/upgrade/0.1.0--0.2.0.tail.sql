@@ -27,3 +27,7 @@ BEGIN
     END LOOP;
 END
 $upgrade$;
+
+-- Every metric gets its browsable view, pgmart_metrics.<name> (its protection view moved in the
+-- first part).
+SELECT pgmart._install_metric_views();

@@ -47,6 +47,32 @@ fn drop_metric(name: Option<&str>) {
     exec::drop_metric(required(name, "name"))
 }
 
+/// Internal (the upgrade from 0.1.0): make each metric's browsable view.
+#[pg_extern(schema = "pgmart", volatile)]
+fn _install_metric_views() {
+    exec::install_missing_views()
+}
+
+fn ask<'a>(
+    from_ts: Option<TimestampWithTimeZone>,
+    to_ts: Option<TimestampWithTimeZone>,
+    grain: Option<&'a str>,
+    dimensions: Option<Vec<Option<String>>>,
+    timezone: Option<&'a str>,
+) -> exec::Ask<'a> {
+    exec::Ask {
+        from_ts: required(from_ts, "from_ts"),
+        to_ts: required(to_ts, "to_ts"),
+        grain,
+        dimensions: args::names(dimensions, "dimensions"),
+        timezone,
+    }
+}
+
+fn metric_names(metrics: Option<Vec<Option<String>>>) -> Vec<String> {
+    args::names(Some(required(metrics, "metrics")), "metrics").unwrap_or_default()
+}
+
 #[pg_extern(schema = "pgmart", stable, parallel_unsafe)]
 fn metric_sql(
     name: Option<&str>,
@@ -56,9 +82,37 @@ fn metric_sql(
     dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
     timezone: default!(Option<&str>, "'UTC'"),
 ) -> String {
-    let name = required(name, "name");
-    let (from_ts, to_ts) = (required(from_ts, "from_ts"), required(to_ts, "to_ts"));
-    exec::values_sql(name, from_ts, to_ts, grain, args::names(dimensions, "dimensions"), timezone)
+    let name = required(name, "name").to_string();
+    exec::values_sql(&[name], false, ask(from_ts, to_ts, grain, dimensions, timezone))
+}
+
+/// The SQL of several metrics over the same buckets (the `metrics text[]` form of `metric_values`).
+#[pg_extern(schema = "pgmart", name = "metric_sql", stable, parallel_unsafe)]
+fn metric_sql_several(
+    metrics: Option<Vec<Option<String>>>,
+    from_ts: Option<TimestampWithTimeZone>,
+    to_ts: Option<TimestampWithTimeZone>,
+    grain: default!(Option<&str>, "NULL"),
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
+    timezone: default!(Option<&str>, "'UTC'"),
+) -> String {
+    exec::values_sql(&metric_names(metrics), true, ask(from_ts, to_ts, grain, dimensions, timezone))
+}
+
+type Instant = Option<TimestampWithTimeZone>;
+type Local = Option<pgrx::datum::Timestamp>;
+type Number = Option<AnyNumeric>;
+
+fn instant(us: Option<i64>) -> Instant {
+    us.and_then(|us| TimestampWithTimeZone::try_from(us - exec::PG_EPOCH_MICROS).ok())
+}
+
+fn local(us: Option<i64>) -> Local {
+    us.and_then(|us| pgrx::datum::Timestamp::try_from(us - exec::PG_EPOCH_MICROS).ok())
+}
+
+fn number(text: Option<String>) -> Number {
+    text.and_then(|v| AnyNumeric::try_from(v.as_str()).ok())
 }
 
 /// Runs exactly the SQL `metric_sql` returns for the same arguments, as the caller (so the source's
@@ -76,15 +130,62 @@ fn metric_values(
 ) -> TableIterator<
     'static,
     (
-        name!(bucket, Option<TimestampWithTimeZone>),
+        name!(bucket_start, Instant),
+        name!(bucket_local, Local),
+        name!(is_partial, Option<bool>),
         name!(dimension_values, Option<pgrx::JsonB>),
-        name!(value, Option<AnyNumeric>),
+        name!(value, Number),
+        name!(numerator, Number),
+        name!(denominator, Number),
     ),
 > {
     let query = metric_sql(name, from_ts, to_ts, grain, dimensions, timezone);
-    TableIterator::new(exec::run_values(&query).into_iter().map(|r| {
-        let bucket = r.bucket_us.and_then(|us| TimestampWithTimeZone::try_from(us - exec::PG_EPOCH_MICROS).ok());
-        let value = r.value.and_then(|v| AnyNumeric::try_from(v.as_str()).ok());
-        (bucket, r.dimension_values.map(pgrx::JsonB), value)
+    TableIterator::new(exec::run_values(&query, false).into_iter().map(|r| {
+        (
+            instant(r.start_us),
+            local(r.local_us),
+            r.is_partial,
+            r.dimension_values.map(pgrx::JsonB),
+            number(r.value),
+            number(r.numerator),
+            number(r.denominator),
+        )
+    }))
+}
+
+/// Several metrics over the same buckets: one row per metric, bucket and dimension values.
+#[pg_extern(schema = "pgmart", name = "metric_values", volatile)]
+fn metric_values_several(
+    metrics: Option<Vec<Option<String>>>,
+    from_ts: Option<TimestampWithTimeZone>,
+    to_ts: Option<TimestampWithTimeZone>,
+    grain: default!(Option<&str>, "NULL"),
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
+    timezone: default!(Option<&str>, "'UTC'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(metric, Option<String>),
+        name!(bucket_start, Instant),
+        name!(bucket_local, Local),
+        name!(is_partial, Option<bool>),
+        name!(dimension_values, Option<pgrx::JsonB>),
+        name!(value, Number),
+        name!(numerator, Number),
+        name!(denominator, Number),
+    ),
+> {
+    let query = metric_sql_several(metrics, from_ts, to_ts, grain, dimensions, timezone);
+    TableIterator::new(exec::run_values(&query, true).into_iter().map(|r| {
+        (
+            r.metric,
+            instant(r.start_us),
+            local(r.local_us),
+            r.is_partial,
+            r.dimension_values.map(pgrx::JsonB),
+            number(r.value),
+            number(r.numerator),
+            number(r.denominator),
+        )
     }))
 }

@@ -106,7 +106,11 @@ fn may_use(m: &Stored, caller: pg_sys::Oid) -> bool {
 
 fn missing(name: &str) -> PgMartError {
     PgMartError::undefined_object(format!("metric \"{name}\" does not exist"))
-        .hint("See SELECT name FROM pgmart.metrics.")
+        .hint(if name.trim_start().starts_with('{') {
+            "To read several metrics, pass an array: ARRAY['revenue', 'orders'] (a quoted '{...}' is read as one name)."
+        } else {
+            "See SELECT name FROM pgmart.metrics."
+        })
 }
 
 fn load_or_raise(name: &str) -> Stored {
@@ -294,7 +298,7 @@ pub fn register(m: NewMetric) -> i32 {
                           WHERE name OPERATOR(pg_catalog.=) $1",
                         &[m.name.into(), m.source.into(), src.qualified.as_str().into()],
                     );
-                    install_view(m.name, &source_sql, &columns, &new_def.owner, old.deprecated.then_some(old.replaced_by.as_deref()));
+                    install_view(&new_def, kind, e.type_oid == pg_sys::NUMERICOID, &source_sql, &columns, old.deprecated.then_some(old.replaced_by.as_deref()));
                 });
             }
             return old.version;
@@ -336,7 +340,7 @@ pub fn register(m: NewMetric) -> i32 {
     };
     let changed_by = sql::role_name(caller);
     sql::as_catalog_owner(|| {
-        install_view(m.name, &source_sql, &columns, &new_def.owner, None);
+        install_view(&new_def, kind, e.type_oid == pg_sys::NUMERICOID, &source_sql, &columns, None);
         let version = sql::one::<i32>(
             "SELECT coalesce(max(version), 0) OPERATOR(pg_catalog.+) 1 FROM pgmart.metric_version WHERE name OPERATOR(pg_catalog.=) $1",
             &[m.name.into()],
@@ -378,14 +382,69 @@ pub fn register(m: NewMetric) -> i32 {
     })
 }
 
-/// (Re-)create a metric's protection view over exactly the columns it uses (as the extension's
-/// owner).
-fn install_view(name: &str, source_sql: &str, columns: &[String], owner: &str, replaced_by: Option<Option<&str>>) {
-    let view = plan::view_qualified(name);
-    sql::drop_view_if_exists(&view);
-    sql::exec(&plan::view_ddl(name, source_sql, columns), &[]);
-    sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&view_comment(name, owner, replaced_by))), &[]);
-    sql::exec(&format!("GRANT SELECT ON {view} TO PUBLIC"), &[]);
+/// (Re-)create a metric's two views (as the extension's owner): the protection view over exactly
+/// the columns it uses, and the browsable view over it.
+fn install_view(def: &Definition, kind: TimeKind, numeric: bool, source_sql: &str, columns: &[String], replaced_by: Option<Option<&str>>) {
+    let (protection, browse) = (plan::columns_view(&def.name), plan::browse_view(&def.name));
+    sql::drop_view_if_exists(&browse);
+    sql::drop_view_if_exists(&protection);
+    sql::exec(&plan::view_ddl(&def.name, source_sql, columns), &[]);
+    sql::exec(&plan::browse_ddl(def, kind, numeric), &[]);
+    comment_views(def, replaced_by);
+    sql::exec(&format!("GRANT SELECT ON {protection} TO PUBLIC"), &[]);
+    sql::exec(&format!("GRANT SELECT ON {browse} TO PUBLIC"), &[]);
+}
+
+/// The comments on a metric's views (what `\d+` and a BI tool's table description show).
+/// Make the browsable view of every metric that has none (the upgrade from 0.1.0 calls this): a
+/// metric whose definition no longer plans is named in a NOTICE and keeps working as before.
+pub fn install_missing_views() {
+    let names = sql::as_catalog_owner(|| {
+        sql::column::<String>(
+            "SELECT m.name FROM pgmart.metric m \
+              WHERE pg_catalog.to_regclass(pg_catalog.format('%I.%I', $1, m.name)) IS NULL \
+                AND pg_catalog.to_regclass(pg_catalog.format('%I.%I', $2, m.name)) IS NOT NULL ORDER BY m.name",
+            &[plan::VIEW_SCHEMA.into(), plan::COLUMNS_SCHEMA.into()],
+        )
+    });
+    for name in names {
+        let made = sql::subtransaction(|| {
+            sql::as_catalog_owner(|| {
+                let Some(m) = load(&name) else { return };
+                let columns = sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[plan::columns_view(&name).into()]);
+                let Some(view) = columns else { return };
+                let (e, f) = analysed(view, &m.expression, m.filter.as_deref(), &format!("metric \"{name}\""));
+                let def = Definition { expression: e.text.clone(), filter: f.map(|f| f.text), ..m.definition() };
+                sql::exec(&plan::browse_ddl(&def, m.kind(), e.type_oid == pg_sys::NUMERICOID), &[]);
+                sql::exec(&format!("GRANT SELECT ON {} TO PUBLIC", plan::browse_view(&name)), &[]);
+                comment_views(&def, m.deprecated.then_some(m.replaced_by.as_deref()));
+            })
+        });
+        if let Err(c) = made {
+            notice!("metric \"{name}\" has no browsable view: {} (register it again to make one)", c.message);
+        }
+    }
+}
+
+fn comment_views(def: &Definition, replaced_by: Option<Option<&str>>) {
+    let deprecated = match replaced_by {
+        Some(Some(r)) => format!(" DEPRECATED: use metric \"{r}\"."),
+        Some(None) => " DEPRECATED.".to_string(),
+        None => String::new(),
+    };
+    let protection = format!(
+        "pgmart metric \"{}\" (owner: {}) uses exactly these columns; PostgreSQL refuses to drop them while the metric exists. Re-register or drop the metric (pgmart.drop_metric) first.{deprecated}",
+        def.name, def.owner
+    );
+    let browse = format!(
+        "pgmart metric \"{}\": {} (owner: {}). One row per {} bucket (in the session's TimeZone) and dimension values; filter on bucket or bucket_date.{deprecated}",
+        def.name, def.description, def.owner, def.grain
+    );
+    for (view, text) in [(plan::columns_view(&def.name), protection), (plan::browse_view(&def.name), browse)] {
+        if sql::one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[view.as_str().into()]) == Some(true) {
+            sql::exec(&format!("COMMENT ON VIEW {view} IS {}", plan::quote_literal(&text)), &[]);
+        }
+    }
 }
 
 /// The columns a metric uses: its time column, dimensions, and those its expression and filter read.
@@ -408,20 +467,9 @@ pub fn moved(name: &str, _old: u32, new: u32, qualified: &str) -> Result<(), Str
     let (e, f) = analysed(source, &m.expression, m.filter.as_deref(), "metric");
     let columns = used_columns(&m.time_column, &m.dimensions, &e, f.as_ref());
     let replaced_by = m.deprecated.then_some(m.replaced_by.as_deref());
-    install_view(name, qualified, &columns, &m.owner, replaced_by);
+    let def = Definition { expression: e.text.clone(), filter: f.map(|f| f.text), ..m.definition() };
+    install_view(&def, m.kind(), e.type_oid == pg_sys::NUMERICOID, qualified, &columns, replaced_by);
     Ok(())
-}
-
-fn view_comment(name: &str, owner: &str, replaced_by: Option<Option<&str>>) -> String {
-    let mut c = format!(
-        "pgmart metric \"{name}\" (owner: {owner}) uses exactly these columns; PostgreSQL refuses to drop them while the metric exists. Re-register or drop the metric (pgmart.drop_metric) first."
-    );
-    match replaced_by {
-        Some(Some(r)) => c.push_str(&format!(" DEPRECATED: use metric \"{r}\".")),
-        Some(None) => c.push_str(" DEPRECATED."),
-        None => {}
-    }
-    c
 }
 
 pub fn deprecate(name: &str, replaced_by: Option<&str>) {
@@ -436,18 +484,12 @@ pub fn deprecate(name: &str, replaced_by: Option<&str>) {
             PgMartError::undefined_object(format!("replacement metric \"{r}\" does not exist")).raise();
         }
     }
-    let comment = view_comment(name, &m.owner, Some(replaced_by));
     sql::as_catalog_owner(|| {
         sql::exec(
-            "UPDATE pgmart.metric SET deprecated_at = now(), replaced_by = $2 WHERE name = $1",
+            "UPDATE pgmart.metric SET deprecated_at = pg_catalog.now(), replaced_by = $2 WHERE name OPERATOR(pg_catalog.=) $1",
             &[name.into(), replaced_by.into()],
         );
-        if sql::one::<bool>("SELECT pg_catalog.to_regclass($1) IS NOT NULL", &[plan::view_qualified(name).into()]) == Some(true) {
-            sql::exec(
-                &format!("COMMENT ON VIEW {} IS {}", plan::view_qualified(name), plan::quote_literal(&comment)),
-                &[],
-            );
-        }
+        comment_views(&m.definition(), Some(replaced_by));
     });
 }
 
@@ -462,7 +504,8 @@ pub fn drop_metric(name: &str) {
 /// anchor was dropped (DROP OWNED BY).
 pub fn forget(name: &str) {
     sql::as_catalog_owner(|| {
-        sql::drop_view_if_exists(&plan::view_qualified(name));
+        sql::drop_view_if_exists(&plan::browse_view(name));
+        sql::drop_view_if_exists(&plan::columns_view(name));
         sql::exec("DELETE FROM pgmart.metric WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()]);
         sql::exec("UPDATE pgmart.metric SET replaced_by = NULL WHERE replaced_by OPERATOR(pg_catalog.=) $1", &[name.into()]);
     });
@@ -477,28 +520,37 @@ struct Bounds {
     to_text: String,
 }
 
-/// The exact SQL `metric_values` runs, with literals for every value.
 /// PostgreSQL's epoch (2000-01-01) in Unix microseconds.
 pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// One row of `metric_values`, as read back (the bucket as Unix microseconds, the value as text so
+/// One row of `metric_values`, as read back (instants as Unix microseconds, numbers as text so
 /// that no digit of a numeric is lost).
 #[derive(Deserialize)]
 pub struct ValueRow {
     pub n: i64,
-    pub bucket_us: Option<i64>,
+    #[serde(default)]
+    pub metric: Option<String>,
+    pub start_us: Option<i64>,
+    pub local_us: Option<i64>,
+    pub is_partial: Option<bool>,
     pub dimension_values: Option<serde_json::Value>,
     pub value: Option<String>,
+    pub numerator: Option<String>,
+    pub denominator: Option<String>,
 }
 
 /// Run `metric_sql`'s text as the caller, in its order. A failure is raised again as the query's
 /// own error (SQLSTATE, message, detail, hint) without the SQL text or a context line.
-pub fn run_values(query: &str) -> Vec<ValueRow> {
+pub fn run_values(query: &str, several: bool) -> Vec<ValueRow> {
+    let us = |c: &str| format!("(EXTRACT(epoch FROM q.{c}) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8");
     let wrapped = format!(
-        "SELECT pg_catalog.row_number() OVER () AS n, \
-                (EXTRACT(epoch FROM q.bucket) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS bucket_us, \
-                q.dimension_values, q.value::pg_catalog.text AS value \
-           FROM ({query}) q"
+        "SELECT pg_catalog.row_number() OVER () AS n, {}{} AS start_us, {} AS local_us, q.is_partial, q.dimension_values, \
+                q.value::pg_catalog.text AS value, q.numerator::pg_catalog.text AS numerator, \
+                q.denominator::pg_catalog.text AS denominator \
+           FROM ({query}) q",
+        if several { "q.metric, " } else { "" },
+        us("bucket_start"),
+        us("bucket_local"),
     );
     // Without a row limit, so that PostgreSQL may run it in parallel, as the query it is.
     let mut rows = sql::subtransaction(|| sql::rows_unlimited::<ValueRow>(&wrapped)).unwrap_or_else(|c| c.raise());
@@ -506,27 +558,28 @@ pub fn run_values(query: &str) -> Vec<ValueRow> {
     rows
 }
 
-pub fn values_sql(
-    name: &str,
-    from_ts: TimestampWithTimeZone,
-    to_ts: TimestampWithTimeZone,
-    grain: Option<&str>,
-    dimensions: Option<Vec<String>>,
-    timezone: Option<&str>,
-) -> String {
-    let m = load_or_raise(name);
-    let view_oid = sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[plan::view_qualified(name).into()])
+/// The arguments of a `metric_values` or `metric_sql` call after the metric name(s).
+pub struct Ask<'a> {
+    pub from_ts: TimestampWithTimeZone,
+    pub to_ts: TimestampWithTimeZone,
+    pub grain: Option<&'a str>,
+    pub dimensions: Option<Vec<String>>,
+    pub timezone: Option<&'a str>,
+}
+
+/// A metric ready to be read by the caller: its fragments analysed again, as the caller, over what
+/// it reads (the protection view, whose columns keep the names the metric uses), so that a view or
+/// policy changed since, or a function altered, is caught here.
+fn prepared(name: &str) -> (Stored, plan::Measures) {
+    let mut m = load_or_raise(name);
+    let view_oid = sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[plan::columns_view(name).into()])
         .unwrap_or_else(|| {
             PgMartError::state(format!("metric \"{name}\" lost its protection view (was its source dropped with CASCADE?)"))
                 .hint("Re-register the metric with pgmart.register_metric, or drop it with pgmart.drop_metric.")
                 .raise()
         });
-    // Analysed again, as the caller who will read it, over what it reads (the protection view,
-    // whose columns keep the names the metric uses): a view or policy changed since, or a function
-    // altered, is caught here.
     let (e, f) = analysed(view_oid, &m.expression, m.filter.as_deref(), &format!("metric \"{name}\""));
-    let mut m = m;
-    m.expression = e.text;
+    m.expression = e.text.clone();
     m.filter = f.map(|f| f.text);
     if m.deprecated {
         match &m.replaced_by {
@@ -534,32 +587,63 @@ pub fn values_sql(
             None => notice!("metric \"{name}\" is deprecated"),
         }
     }
-    let grain = grain.map(str::trim).filter(|g| !g.is_empty()).unwrap_or(&m.grain).to_string();
-    plan::check_grain(&grain).or_raise();
-    if grain == "hour" && m.kind() == TimeKind::Date {
-        PgMartError::invalid(format!("metric \"{name}\" has a date time column: grain hour is not available")).raise();
+    (m, plan::Measures { value: e.text, ratio: e.ratio })
+}
+
+/// The exact SQL `metric_values` runs for one metric or several over the same buckets, with
+/// literals for every value.
+pub fn values_sql(names: &[String], several: bool, ask: Ask) -> String {
+    if names.is_empty() {
+        PgMartError::invalid("name at least one metric").raise();
     }
-    let dimensions = dimensions.unwrap_or_default();
-    plan::check_dimensions(&dimensions).or_raise();
-    for d in &dimensions {
-        if !m.dimensions.contains(d) {
-            PgMartError::invalid(format!("\"{d}\" is not a dimension of metric \"{name}\""))
-                .detail(format!("Its dimensions: {}", if m.dimensions.is_empty() { "(none)".into() } else { m.dimensions.join(", ") }))
-                .raise();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            PgMartError::invalid(format!("metric \"{n}\" is named twice")).raise();
         }
     }
-    let timezone = timezone.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("UTC").to_string();
+    let metrics: Vec<(Stored, plan::Measures)> = names.iter().map(|n| prepared(n)).collect();
+    let grain = match ask.grain.map(str::trim).filter(|g| !g.is_empty()) {
+        Some(g) => g.to_string(),
+        None => {
+            let first = &metrics[0].0;
+            if let Some((other, _)) = metrics.iter().find(|(m, _)| m.grain != first.grain) {
+                PgMartError::invalid(format!(
+                    "metrics \"{}\" ({}) and \"{}\" ({}) have different grains",
+                    first.name, first.grain, other.name, other.grain
+                ))
+                .hint("Pass grain => '...' to read them over the same buckets.")
+                .raise();
+            }
+            first.grain.clone()
+        }
+    };
+    plan::check_grain(&grain).or_raise();
+    let dimensions = ask.dimensions.unwrap_or_default();
+    plan::check_dimensions(&dimensions).or_raise();
+    for (m, _) in &metrics {
+        if grain == "hour" && m.kind() == TimeKind::Date {
+            PgMartError::invalid(format!("metric \"{}\" has a date time column: grain hour is not available", m.name)).raise();
+        }
+        for d in &dimensions {
+            if !m.dimensions.contains(d) {
+                PgMartError::invalid(format!("\"{d}\" is not a dimension of metric \"{}\"", m.name))
+                    .detail(format!("Its dimensions: {}", if m.dimensions.is_empty() { "(none)".into() } else { m.dimensions.join(", ") }))
+                    .raise();
+            }
+        }
+    }
+    let timezone = ask.timezone.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("UTC").to_string();
     if sql::subtransaction(|| sql::one::<TimestampWithTimeZone>("SELECT pg_catalog.now() AT TIME ZONE $1 AT TIME ZONE 'UTC'", &[timezone.as_str().into()])).is_err() {
         PgMartError::invalid(format!("unknown time zone \"{timezone}\"")).hint("Use an IANA name such as Europe/Paris, or UTC.").raise();
     }
     let b = sql::row::<Bounds>(
-        "SELECT pg_catalog.isfinite($1::timestamptz) AND pg_catalog.isfinite($2::timestamptz) AS finite, \
-                $1::timestamptz < $2::timestamptz AS ordered, \
-                CASE WHEN pg_catalog.isfinite($1::timestamptz) AND pg_catalog.isfinite($2::timestamptz) \
-                     THEN extract(epoch FROM $2::timestamptz - $1::timestamptz)::float8 ELSE 0 END AS seconds, \
-                coalesce(pg_catalog.to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', '') AS from_text, \
-                coalesce(pg_catalog.to_char($2::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00', '') AS to_text",
-        &[from_ts.into(), to_ts.into()],
+        "SELECT pg_catalog.isfinite($1::pg_catalog.timestamptz) AND pg_catalog.isfinite($2::pg_catalog.timestamptz) AS finite, \
+                $1::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $2::pg_catalog.timestamptz AS ordered, \
+                CASE WHEN pg_catalog.isfinite($1::pg_catalog.timestamptz) AND pg_catalog.isfinite($2::pg_catalog.timestamptz) \
+                     THEN EXTRACT(epoch FROM $2::pg_catalog.timestamptz OPERATOR(pg_catalog.-) $1::pg_catalog.timestamptz)::pg_catalog.float8 ELSE 0 END AS seconds, \
+                coalesce(pg_catalog.to_char($1::pg_catalog.timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') OPERATOR(pg_catalog.||) '+00', '') AS from_text, \
+                coalesce(pg_catalog.to_char($2::pg_catalog.timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') OPERATOR(pg_catalog.||) '+00', '') AS to_text",
+        &[ask.from_ts.into(), ask.to_ts.into()],
     )
     .expect("bounds");
     if !b.finite {
@@ -568,11 +652,17 @@ pub fn values_sql(
     if !b.ordered {
         PgMartError::invalid("from_ts must be before to_ts").raise();
     }
-    if b.seconds / plan::grain_seconds(&grain) > plan::MAX_BUCKETS {
+    if b.seconds / plan::grain_seconds(&grain) * (names.len() as f64) > plan::MAX_BUCKETS {
         PgMartError::invalid(format!("too many {grain} buckets between from_ts and to_ts"))
             .hint("Use a coarser grain or a shorter range.")
             .raise();
     }
     let req = Request { from_ts: b.from_text, to_ts: b.to_text, grain, dimensions, timezone };
-    plan::values_sql(&m.definition(), m.kind(), &req)
+    let sqls: Vec<(String, String)> =
+        metrics.iter().map(|(m, measures)| (m.name.clone(), plan::values_sql(&m.definition(), m.kind(), &req, measures))).collect();
+    if several {
+        plan::several_sql(&sqls)
+    } else {
+        sqls.into_iter().next().map(|(_, q)| q).unwrap_or_default()
+    }
 }

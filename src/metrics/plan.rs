@@ -4,9 +4,12 @@
 use crate::error::{PgMartError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Schema holding one protection view per metric.
+/// Schema of the browsable views, one per metric, named as the metric (`pgmart_metrics.revenue`).
 pub const VIEW_SCHEMA: &str = "pgmart_metrics";
-/// Longest metric name: the view is `metric_<name>` and must fit in 63 bytes.
+/// Schema of the protection views, one per metric, named as the metric: exactly the source columns
+/// it uses, so PostgreSQL refuses to drop them.
+pub const COLUMNS_SCHEMA: &str = "pgmart_metric_columns";
+/// Longest metric name (a view name must fit in 63 bytes; kept from 0.1.0).
 pub const MAX_NAME: usize = 56;
 /// Most buckets one `metric_values` call may produce.
 pub const MAX_BUCKETS: f64 = 1_000_000.0;
@@ -199,13 +202,14 @@ pub fn change_summary(old: &Definition, new: &Definition) -> String {
     }
 }
 
-/// The protection view's unqualified name.
-pub fn view_name(metric: &str) -> String {
-    format!("metric_{metric}")
+/// The protection view: `pgmart_metric_columns.<metric>`.
+pub fn columns_view(metric: &str) -> String {
+    format!("{}.{}", quote_identifier(COLUMNS_SCHEMA), quote_identifier(metric))
 }
 
-pub fn view_qualified(metric: &str) -> String {
-    format!("{}.{}", quote_identifier(VIEW_SCHEMA), quote_identifier(view_name(metric)))
+/// The browsable view: `pgmart_metrics.<metric>`.
+pub fn browse_view(metric: &str) -> String {
+    format!("{}.{}", quote_identifier(VIEW_SCHEMA), quote_identifier(metric))
 }
 
 /// DDL of the protection view: exactly the given columns of the source, under their names at
@@ -218,9 +222,55 @@ pub fn view_ddl(metric: &str, source_sql: &str, columns: &[String]) -> String {
         .collect();
     format!(
         "CREATE VIEW {} WITH (security_invoker = true) AS SELECT {} FROM {} AS src",
-        view_qualified(metric),
+        columns_view(metric),
         cols.join(", "),
         source_sql
+    )
+}
+
+/// The browsable view's name for a dimension column (a dimension may not take the name of one of
+/// the view's own columns).
+pub fn browse_dimension(d: &str) -> String {
+    if ["bucket", "bucket_date", "value"].contains(&d) {
+        format!("dimension_{d}")
+    } else {
+        d.to_string()
+    }
+}
+
+/// DDL of the browsable view: the metric at its grain, one row per bucket and dimension values,
+/// buckets aligned in the reading session's `TimeZone` (a BI tool sets it to the report's zone).
+/// A filter on `bucket` or `bucket_date` is pushed by PostgreSQL below the aggregate into the
+/// source scan (both are grouping columns). `value` keeps the expression's type; a numeric loses
+/// its trailing zeros. It runs as whoever reads it (`security_invoker`).
+pub fn browse_ddl(def: &Definition, kind: TimeKind, numeric: bool) -> String {
+    let t = format!("m.{}", quote_identifier(&def.time_column));
+    let g = quote_literal(&def.grain);
+    let zone = "pg_catalog.current_setting('TimeZone')";
+    let bucket = match kind {
+        TimeKind::Timestamptz => format!("pg_catalog.date_trunc({g}, {t}, {zone})"),
+        TimeKind::Timestamp => format!("pg_catalog.date_trunc({g}, {t} AT TIME ZONE 'UTC', {zone})"),
+        TimeKind::Date => format!("pg_catalog.date_trunc({g}, {t}::pg_catalog.timestamp)::pg_catalog.timestamptz"),
+    };
+    let mut cols = vec![format!("{bucket} AS bucket"), format!("({bucket})::pg_catalog.date AS bucket_date")];
+    let mut group = vec!["1".to_string(), "2".to_string()];
+    for d in &def.dimensions {
+        cols.push(format!("m.{} AS {}", quote_identifier(d), quote_identifier(browse_dimension(d))));
+        group.push(format!("m.{}", quote_identifier(d)));
+    }
+    let value = if numeric {
+        format!("pg_catalog.trim_scale(({}))", def.expression)
+    } else {
+        format!("({})", def.expression)
+    };
+    cols.push(format!("{value} AS value"));
+    let filter = def.filter.as_ref().map(|f| format!(" WHERE ({f})")).unwrap_or_default();
+    format!(
+        "CREATE VIEW {} WITH (security_invoker = true) AS SELECT {} FROM {} AS m{filter} GROUP BY {}",
+        browse_view(&def.name),
+        cols.join(", "),
+        columns_view(&def.name),
+        group.join(", ")
     )
 }
 
@@ -258,20 +308,36 @@ pub fn grain_seconds(grain: &str) -> f64 {
     }
 }
 
-/// The SQL `metric_values` runs, with every value a quoted literal, so it can be embedded as is.
-/// Rows are aggregated once per (bucket, dimensions); a bucket series crossed with the dimension
-/// combinations seen fills empty buckets with the aggregate's own value on no rows.
-pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request) -> String {
+/// The metric's expression as `metric_values` computes it: the value, and for a ratio its parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measures {
+    pub value: String,
+    /// Numerator and denominator of a ratio metric (`a / b`, `a / nullif(b, 0)`).
+    pub ratio: Option<(String, String)>,
+}
+
+/// The SQL `metric_values` runs for one metric, with every value a quoted literal, so it can be
+/// embedded as is. Columns: bucket_start, bucket_local, is_partial, dimension_values, value,
+/// numerator, denominator. Rows are aggregated once per (bucket, dimensions); a bucket series
+/// crossed with the dimension combinations seen fills empty buckets with the aggregate's own value
+/// on no rows. A bucket is partial when `from_ts`, `to_ts` or now cuts it; a `date` column counts
+/// whole days (the day of `from_ts` and every day that starts before `to_ts`).
+pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request, measures: &Measures) -> String {
     let tz = quote_literal(&req.timezone);
-    let from = format!("{}::timestamptz", quote_literal(&req.from_ts));
-    let to = format!("{}::timestamptz", quote_literal(&req.to_ts));
+    let from = format!("{}::pg_catalog.timestamptz", quote_literal(&req.from_ts));
+    let to = format!("{}::pg_catalog.timestamptz", quote_literal(&req.to_ts));
     let g = quote_literal(&req.grain);
     let t = format!("m.{}", quote_identifier(&def.time_column));
-    let view = view_qualified(&def.name);
-    let expr = &def.expression;
+    let view = columns_view(&def.name);
 
-    // The row's bucket, its range predicate (sargable on the column), and the bucket series.
-    let (bucket, range) = match kind {
+    // Dates: the first day is the one holding from_ts, the last the one before to_ts.
+    let from_day = format!("pg_catalog.date_trunc('day', {from} AT TIME ZONE {tz})");
+    let to_day = format!(
+        "(pg_catalog.date_trunc('day', {to} AT TIME ZONE {tz}) OPERATOR(pg_catalog.+) CASE WHEN pg_catalog.date_trunc('day', {to} AT TIME ZONE {tz}) \
+         OPERATOR(pg_catalog.=) ({to} AT TIME ZONE {tz}) THEN interval '0' ELSE interval '1 day' END)"
+    );
+    // The row's bucket, its range predicate (sargable on the column), and the data's bounds.
+    let (bucket, range, lo, hi) = match kind {
         TimeKind::Timestamptz => (
             if req.grain == "hour" {
                 format!("pg_catalog.date_bin('1 hour', {t}, pg_catalog.date_trunc('hour', {from} AT TIME ZONE {tz}) AT TIME ZONE {tz})")
@@ -279,6 +345,8 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request) -> String {
                 format!("pg_catalog.date_trunc({g}, {t} AT TIME ZONE {tz}) AT TIME ZONE {tz}")
             },
             format!("{t} >= {from} AND {t} < {to}"),
+            from.clone(),
+            to.clone(),
         ),
         TimeKind::Timestamp => (
             if req.grain == "hour" {
@@ -287,20 +355,28 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request) -> String {
                 format!("pg_catalog.date_trunc({g}, ({t} AT TIME ZONE 'UTC') AT TIME ZONE {tz}) AT TIME ZONE {tz}")
             },
             format!("{t} >= ({from} AT TIME ZONE 'UTC') AND {t} < ({to} AT TIME ZONE 'UTC')"),
+            from.clone(),
+            to.clone(),
         ),
         TimeKind::Date => (
-            format!("pg_catalog.date_trunc({g}, {t}::timestamp) AT TIME ZONE {tz}"),
-            format!("{t} >= ({from} AT TIME ZONE {tz}) AND {t} < ({to} AT TIME ZONE {tz})"),
+            format!("pg_catalog.date_trunc({g}, {t}::pg_catalog.timestamp) AT TIME ZONE {tz}"),
+            format!("{t} >= {from_day}::pg_catalog.date AND {t} < {to_day}::pg_catalog.date"),
+            format!("({from_day} AT TIME ZONE {tz})"),
+            format!("({to_day} AT TIME ZONE {tz})"),
         ),
     };
     let series = if req.grain == "hour" {
         format!(
-            "SELECT s AS bucket FROM pg_catalog.generate_series(pg_catalog.date_trunc('hour', {from} AT TIME ZONE {tz}) AT TIME ZONE {tz}, {to}, interval '1 hour') AS s WHERE s < {to}"
+            "SELECT s AS bucket, s OPERATOR(pg_catalog.+) interval '1 hour' AS bucket_end \
+             FROM pg_catalog.generate_series(pg_catalog.date_trunc('hour', {from} AT TIME ZONE {tz}) AT TIME ZONE {tz}, {to}, interval '1 hour') AS s \
+             WHERE s < {to}"
         )
     } else {
+        let st = step(&req.grain);
         format!(
-            "SELECT s AT TIME ZONE {tz} AS bucket FROM pg_catalog.generate_series(pg_catalog.date_trunc({g}, {from} AT TIME ZONE {tz}), {to} AT TIME ZONE {tz}, interval '{}') AS s WHERE s AT TIME ZONE {tz} < {to}",
-            step(&req.grain)
+            "SELECT s AT TIME ZONE {tz} AS bucket, (s OPERATOR(pg_catalog.+) interval '{st}') AT TIME ZONE {tz} AS bucket_end \
+             FROM pg_catalog.generate_series(pg_catalog.date_trunc({g}, {from} AT TIME ZONE {tz}), {to} AT TIME ZONE {tz}, interval '{st}') AS s \
+             WHERE s AT TIME ZONE {tz} < {to}"
         )
     };
     let filter = match &def.filter {
@@ -308,7 +384,7 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request) -> String {
         None => String::new(),
     };
     let dims_json = if req.dimensions.is_empty() {
-        "'{}'::jsonb".to_string()
+        "'{}'::pg_catalog.jsonb".to_string()
     } else {
         let pairs: Vec<String> = req
             .dimensions
@@ -322,27 +398,58 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request) -> String {
         group.push(format!("m.{}", quote_identifier(d)));
     }
     let groups = if req.dimensions.is_empty() {
-        "SELECT '{}'::jsonb AS dimension_values".to_string()
+        "SELECT '{}'::pg_catalog.jsonb AS dimension_values".to_string()
     } else {
         "SELECT DISTINCT dimension_values FROM pgmart_rows".to_string()
     };
+    // value, numerator, denominator: computed in the scan and on no rows (for empty buckets).
+    let parts = match &measures.ratio {
+        Some((a, b)) => format!(
+            "(({}))::pg_catalog.numeric AS value, (({a}))::pg_catalog.numeric AS numerator, (({b}))::pg_catalog.numeric AS denominator",
+            measures.value
+        ),
+        None => format!(
+            "(({}))::pg_catalog.numeric AS value, NULL::pg_catalog.numeric AS numerator, NULL::pg_catalog.numeric AS denominator",
+            measures.value
+        ),
+    };
+    let pick = |c: &str| format!("pg_catalog.trim_scale(CASE WHEN r.bucket IS NULL THEN e.{c} ELSE r.{c} END) AS {c}");
     format!(
         "WITH pgmart_rows AS (\n\
-         \x20 SELECT {bucket} AS bucket, {dims_json} AS dimension_values, (({expr}))::numeric AS value\n\
+         \x20 SELECT {bucket} AS bucket, {dims_json} AS dimension_values, {parts}\n\
          \x20   FROM {view} AS m\n\
          \x20  WHERE {range}{filter}\n\
          \x20  GROUP BY {}\n\
+         ), pgmart_empty AS (\n\
+         \x20 SELECT {parts} FROM {view} AS m WHERE false\n\
          ), pgmart_buckets AS (\n\
          \x20 {series}\n\
          ), pgmart_groups AS (\n\
          \x20 {groups}\n\
          )\n\
-         SELECT b.bucket, g.dimension_values,\n\
-         \x20      CASE WHEN r.bucket IS NULL THEN (SELECT (({expr}))::numeric FROM {view} AS m WHERE false) ELSE r.value END AS value\n\
-         \x20 FROM pgmart_buckets AS b CROSS JOIN pgmart_groups AS g\n\
+         SELECT b.bucket AS bucket_start, b.bucket AT TIME ZONE {tz} AS bucket_local,\n\
+         \x20      (b.bucket < {lo} OR b.bucket_end > {hi} OR b.bucket_end > pg_catalog.now()) AS is_partial,\n\
+         \x20      g.dimension_values, {}, {}, {}\n\
+         \x20 FROM pgmart_buckets AS b CROSS JOIN pgmart_groups AS g CROSS JOIN pgmart_empty AS e\n\
          \x20 LEFT JOIN pgmart_rows AS r ON r.bucket = b.bucket AND r.dimension_values = g.dimension_values\n\
          \x20ORDER BY b.bucket, g.dimension_values",
-        group.join(", ")
+        group.join(", "),
+        pick("value"),
+        pick("numerator"),
+        pick("denominator"),
+    )
+}
+
+/// The SQL of several metrics over the same buckets: each metric's rows (as [`values_sql`])
+/// under its name, ordered by bucket, metric and dimension values.
+pub fn several_sql(parts: &[(String, String)]) -> String {
+    let arms: Vec<String> = parts
+        .iter()
+        .map(|(name, q)| format!("SELECT {} AS metric, q.* FROM (\n{q}\n) AS q", quote_literal(name)))
+        .collect();
+    format!(
+        "SELECT s.* FROM (\n{}\n) AS s ORDER BY s.bucket_start, s.metric, s.dimension_values",
+        arms.join("\nUNION ALL\n")
     )
 }
 
@@ -434,8 +541,27 @@ mod tests {
         let ddl = view_ddl("revenue", "public.orders", &["created_at".into(), "Amount".into()]);
         assert_eq!(
             ddl,
-            "CREATE VIEW \"pgmart_metrics\".\"metric_revenue\" WITH (security_invoker = true) AS SELECT src.\"created_at\" AS \"created_at\", src.\"Amount\" AS \"Amount\" FROM public.orders AS src"
+            "CREATE VIEW \"pgmart_metric_columns\".\"revenue\" WITH (security_invoker = true) AS SELECT src.\"created_at\" AS \"created_at\", src.\"Amount\" AS \"Amount\" FROM public.orders AS src"
         );
+    }
+
+    #[test]
+    fn browse_ddl_groups_by_bucket_and_dimensions() {
+        let mut d = def();
+        d.dimensions = vec!["region".into(), "value".into()];
+        let ddl = browse_ddl(&d, TimeKind::Timestamptz, true);
+        assert!(ddl.starts_with("CREATE VIEW \"pgmart_metrics\".\"revenue\" WITH (security_invoker = true) AS SELECT "), "{ddl}");
+        assert!(ddl.contains("pg_catalog.date_trunc('day', m.\"created_at\", pg_catalog.current_setting('TimeZone')) AS bucket"), "{ddl}");
+        assert!(ddl.contains("m.\"value\" AS \"dimension_value\""), "{ddl}");
+        assert!(ddl.contains("pg_catalog.trim_scale((sum(amount))) AS value"), "{ddl}");
+        assert!(ddl.contains("FROM \"pgmart_metric_columns\".\"revenue\" AS m WHERE (status = 'paid') GROUP BY 1, 2, m.\"region\", m.\"value\""), "{ddl}");
+        let date = browse_ddl(&def(), TimeKind::Date, false);
+        assert!(date.contains("date_trunc('day', m.\"created_at\"::pg_catalog.timestamp)::pg_catalog.timestamptz AS bucket"), "{date}");
+        assert!(date.contains("(sum(amount)) AS value"), "{date}");
+    }
+
+    fn plain() -> Measures {
+        Measures { value: "sum(amount)".into(), ratio: None }
     }
 
     #[test]
@@ -447,19 +573,29 @@ mod tests {
             dimensions: vec!["region".into()],
             timezone: "Europe/Paris".into(),
         };
-        let s = values_sql(&def(), TimeKind::Timestamptz, &req);
-        assert!(s.contains("FROM \"pgmart_metrics\".\"metric_revenue\" AS m"), "{s}");
+        let s = values_sql(&def(), TimeKind::Timestamptz, &req, &plain());
+        assert!(s.contains("FROM \"pgmart_metric_columns\".\"revenue\" AS m"), "{s}");
         assert!(s.contains("date_trunc('day', m.\"created_at\" AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris'"), "{s}");
-        assert!(s.contains("m.\"created_at\" >= '2024-01-01 00:00:00+00'::timestamptz AND m.\"created_at\" < '2024-02-01 00:00:00+00'::timestamptz AND (status = 'paid')"), "{s}");
+        assert!(s.contains("m.\"created_at\" >= '2024-01-01 00:00:00+00'::pg_catalog.timestamptz AND m.\"created_at\" < '2024-02-01 00:00:00+00'::pg_catalog.timestamptz AND (status = 'paid')"), "{s}");
         assert!(s.contains("jsonb_build_object('region', m.\"region\")"), "{s}");
         assert!(s.contains("GROUP BY 1, m.\"region\""), "{s}");
         assert!(s.contains("SELECT DISTINCT dimension_values FROM pgmart_rows"), "{s}");
         assert!(s.contains("interval '1 day'"), "{s}");
-        let hour = values_sql(&def(), TimeKind::Timestamptz, &Request { grain: "hour".into(), dimensions: vec![], ..req.clone() });
+        assert!(s.contains("NULL::pg_catalog.numeric AS numerator"), "{s}");
+        assert!(s.contains("b.bucket_end > pg_catalog.now()) AS is_partial"), "{s}");
+        let hour = values_sql(&def(), TimeKind::Timestamptz, &Request { grain: "hour".into(), dimensions: vec![], ..req.clone() }, &plain());
         assert!(hour.contains("date_bin('1 hour'"), "{hour}");
-        assert!(hour.contains("SELECT '{}'::jsonb AS dimension_values"), "{hour}");
-        let tz = values_sql(&def(), TimeKind::Date, &Request { timezone: "O'Brien".into(), ..req });
+        assert!(hour.contains("SELECT '{}'::pg_catalog.jsonb AS dimension_values"), "{hour}");
+        let tz = values_sql(&def(), TimeKind::Date, &Request { timezone: "O'Brien".into(), ..req.clone() }, &plain());
         assert!(tz.contains("'O''Brien'"), "{tz}");
-        assert!(tz.contains("m.\"created_at\"::timestamp"), "{tz}");
+        assert!(tz.contains("m.\"created_at\"::pg_catalog.timestamp"), "{tz}");
+        // Dates are whole days: the range starts at from_ts's day and ends after to_ts's.
+        assert!(tz.contains("m.\"created_at\" >= pg_catalog.date_trunc('day', '2024-01-01 00:00:00+00'::pg_catalog.timestamptz AT TIME ZONE 'O''Brien')::pg_catalog.date"), "{tz}");
+        let ratio = Measures { value: "sum(a) / nullif(count(*), 0)".into(), ratio: Some(("sum(a)".into(), "count(*)".into())) };
+        let r = values_sql(&def(), TimeKind::Timestamptz, &req, &ratio);
+        assert!(r.contains("((sum(a)))::pg_catalog.numeric AS numerator, ((count(*)))::pg_catalog.numeric AS denominator"), "{r}");
+        let both = several_sql(&[("a".into(), "SELECT 1".into()), ("b'c".into(), "SELECT 2".into())]);
+        assert!(both.contains("SELECT 'a' AS metric, q.* FROM (\nSELECT 1\n) AS q\nUNION ALL\nSELECT 'b''c' AS metric"), "{both}");
+        assert!(both.ends_with("ORDER BY s.bucket_start, s.metric, s.dimension_values"), "{both}");
     }
 }

@@ -46,17 +46,17 @@ mod tests {
         // The protection view has exactly the columns the metric uses, and names the metric.
         let cols = text(
             "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
-              WHERE attrelid = 'pgmart_metrics.metric_reg_revenue'::regclass AND attnum > 0",
+              WHERE attrelid = 'pgmart_metric_columns.reg_revenue'::regclass AND attnum > 0",
         );
         assert_eq!(cols, "created_at,region,amount,status");
-        assert!(text("SELECT obj_description('pgmart_metrics.metric_reg_revenue'::regclass)").contains("reg_revenue"));
+        assert!(text("SELECT obj_description('pgmart_metric_columns.reg_revenue'::regclass)").contains("reg_revenue"));
         // PostgreSQL itself refuses to drop a column or the table it uses; others may go.
         assert_eq!(sqlstate_of("ALTER TABLE m_reg DROP COLUMN amount"), "2BP01");
         assert_eq!(sqlstate_of("DROP TABLE m_reg"), "2BP01");
         Spi::run("ALTER TABLE m_reg DROP COLUMN note").unwrap();
         // metric_sql is what metric_values runs.
         let sql_text = text("SELECT pgmart.metric_sql('reg_revenue', '2024-01-01', '2024-01-04')");
-        assert!(sql_text.contains("pgmart_metrics"), "{sql_text}");
+        assert!(sql_text.contains("pgmart_metric_columns"), "{sql_text}");
         let total = one::<pgrx::AnyNumeric>(&format!("SELECT sum(value) FROM ({sql_text}) q"));
         assert_eq!(total.map(|n| n.to_string()), Some("30".into()));
     }
@@ -112,7 +112,7 @@ mod tests {
         // Nothing was stored, no view was left behind.
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.metrics WHERE name ~ '^b[0-9]+$'"), Some(0));
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.metric_versions WHERE name ~ '^b[0-9]+$'"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgmart_metrics'::regnamespace AND relname ~ 'b[0-9]+$'"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_class WHERE relnamespace IN ('pgmart_metrics'::regnamespace, 'pgmart_metric_columns'::regnamespace) AND relname ~ 'b[0-9]+$'"), Some(0));
         // A subquery, even over the source itself, is refused (a fragment reads only its row or
         // aggregates); a ratio of aggregates and FILTER are fine.
         assert_eq!(sqlstate_of(&reg("b25", "count(DISTINCT customer_id)", "day", ", filter => 'id IN (SELECT id FROM m_bad WHERE amount > 1)'")), "22023");
@@ -173,26 +173,26 @@ mod tests {
         .unwrap();
         Spi::run("SELECT pgmart.register_metric('dst_amount', 'm_dst', 'sum(amount)', 'ts', 'team', 'd')").unwrap();
         let got = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'UTC', 'MM-DD HH24:MI') || '=' || coalesce(value::text, 'null'), ' ' ORDER BY bucket) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'UTC', 'MM-DD HH24:MI') || '=' || coalesce(value::text, 'null'), ' ' ORDER BY bucket_start) \
                FROM pgmart.metric_values('dst_amount', '2024-03-30 00:00+01', '2024-04-02 00:00+02', timezone => 'Europe/Berlin')",
         );
         // Local midnights: 03-30 and 03-31 at 23:00 UTC the day before (+01), 04-01 at 22:00 UTC (+02).
         assert_eq!(got, "03-29 23:00=1 03-30 23:00=6 03-31 22:00=8");
         // Hour buckets keep both sides of the gap as real hours: 02:00 local never exists.
         let hours = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'Europe/Berlin', 'HH24'), ',' ORDER BY bucket) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'Europe/Berlin', 'HH24'), ',' ORDER BY bucket_start) \
                FROM pgmart.metric_values('dst_amount', '2024-03-31 00:00+01', '2024-03-31 05:00+02', grain => 'hour', timezone => 'Europe/Berlin')",
         );
         assert_eq!(hours, "00,01,03,04");
         // Month buckets in the zone.
         let months = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD HH24') || '=' || value, ',' ORDER BY bucket) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD HH24') || '=' || value, ',' ORDER BY bucket_start) \
                FROM pgmart.metric_values('dst_amount', '2024-03-01 00:00+01', '2024-05-01 00:00+02', grain => 'month', timezone => 'Europe/Berlin')",
         );
         assert_eq!(months, "2024-03-01 00=7,2024-04-01 00=8");
         // In a half-hour zone, hour buckets start at local full hours (xx:30 UTC).
         let kolkata = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY bucket) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY bucket_start) \
                FROM pgmart.metric_values('dst_amount', '2024-03-30 22:00+00', '2024-03-31 00:30+00', grain => 'hour', timezone => 'Asia/Kolkata')",
         );
         assert_eq!(kolkata, "21:30,22:30,23:30");
@@ -205,12 +205,12 @@ mod tests {
         Spi::run("SELECT pgmart.register_metric('empty_count', 'm_empty', 'count(*)', 'created_at', 'team', 'count')").unwrap();
         Spi::run("SELECT pgmart.register_metric('empty_sum', 'm_empty', 'sum(amount)', 'created_at', 'team', 'sum', dimensions => '{region,status}')").unwrap();
         let counts = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'UTC', 'DD') || '=' || value, ',' ORDER BY bucket) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'UTC', 'DD') || '=' || value, ',' ORDER BY bucket_start) \
                FROM pgmart.metric_values('empty_count', '2024-01-01', '2024-01-05')",
         );
         assert_eq!(counts, "01=2,02=0,03=1,04=0");
         let sums = text(
-            "SELECT string_agg(to_char(bucket AT TIME ZONE 'UTC', 'DD') || (dimension_values->>'region') || '=' || coalesce(value::text, 'null'), ',' ORDER BY bucket, dimension_values) \
+            "SELECT string_agg(to_char(bucket_start AT TIME ZONE 'UTC', 'DD') || (dimension_values->>'region') || '=' || coalesce(value::text, 'null'), ',' ORDER BY bucket_start, dimension_values) \
                FROM pgmart.metric_values('empty_sum', '2024-01-01', '2024-01-04', dimensions => '{region}')",
         );
         assert_eq!(sums, "01eu=10,01us=20,02eu=null,02us=null,03eu=5,03us=null");
@@ -249,7 +249,7 @@ mod tests {
         // Deprecation keeps it working.
         Spi::run("SELECT pgmart.deprecate_metric('ren_paid', replaced_by => 'ren_days')").unwrap();
         assert_eq!(text("SELECT deprecated || ':' || replaced_by FROM pgmart.metrics WHERE name = 'ren_paid'"), "true:ren_days");
-        assert!(text("SELECT obj_description('pgmart_metrics.metric_ren_paid'::regclass)").contains("ren_days"));
+        assert!(text("SELECT obj_description('pgmart_metric_columns.ren_paid'::regclass)").contains("ren_days"));
         assert_eq!(text("SELECT count(*)::text FROM pgmart.metric_values('ren_paid', '2024-01-01', '2024-01-04')"), "3");
         assert_eq!(sqlstate_of("SELECT pgmart.deprecate_metric('ren_paid', 'nope')"), "42704");
         assert_eq!(sqlstate_of("SELECT pgmart.deprecate_metric('nope')"), "42704");
@@ -279,5 +279,79 @@ mod tests {
             Some(true)
         );
         assert_eq!(one::<bool>("SELECT source_refreshed_at IS NULL FROM pgmart.metrics WHERE name = 'fr_plain'"), Some(true));
+    }
+
+    #[pg_test]
+    fn metric_values_is_shaped_for_bi_tools() {
+        Spi::run("SET LOCAL TimeZone = 'UTC'").unwrap();
+        orders("m_bi");
+        Spi::run("SELECT pgmart.register_metric('bi_rev', 'm_bi', 'sum(amount)', 'created_at', 'team', 'Revenue', dimensions => '{region}')").unwrap();
+        Spi::run("SELECT pgmart.register_metric('bi_avg', 'm_bi', 'sum(amount) / nullif(count(*), 0)', 'created_at', 'team', 'Average')").unwrap();
+        Spi::run("SELECT pgmart.register_metric('bi_zero', 'm_bi', 'sum(amount - amount) / nullif(count(*), 0)', 'created_at', 'team', 'Zero')").unwrap();
+        Spi::run("SELECT pgmart.register_metric('bi_days', 'm_bi', 'count(*)', 'day', 'team', 'Days')").unwrap();
+        Spi::run("SELECT pgmart.register_metric('bi_weekly', 'm_bi', 'count(*)', 'created_at', 'team', 'Weekly', grain => 'week')").unwrap();
+        // Buckets cut by from_ts or to_ts are partial; bucket_local is the bucket in the zone asked.
+        let rows = text(
+            "SELECT string_agg(to_char(bucket_local, 'MM-DD HH24') || '/' || to_char(bucket_start AT TIME ZONE 'UTC', 'MM-DD HH24') \
+                               || '/' || is_partial || '=' || coalesce(value::text, '-'), ' ' ORDER BY bucket_start) \
+               FROM pgmart.metric_values('bi_rev', '2024-01-01 06:00+00', '2024-01-03 12:00+00', timezone => 'Europe/Paris')",
+        );
+        assert_eq!(rows, "01-01 00/12-31 23/true=30 01-02 00/01-01 23/false=- 01-03 00/01-02 23/true=5");
+        // A ratio gives its parts; numbers carry no trailing zeros (no 0E-20 in a driver).
+        assert_eq!(
+            text("SELECT value || '=' || numerator || '/' || denominator FROM pgmart.metric_values('bi_avg', '2024-01-01', '2024-01-02')"),
+            "15=30/2"
+        );
+        assert_eq!(text("SELECT value::text FROM pgmart.metric_values('bi_zero', '2024-01-01', '2024-01-02')"), "0");
+        assert_eq!(one::<bool>("SELECT numerator IS NULL AND denominator IS NULL FROM pgmart.metric_values('bi_rev', '2024-01-01', '2024-01-02')"), Some(true));
+        // A date column counts whole days: the day of from_ts is not empty because from_ts is mid-day.
+        assert_eq!(
+            text("SELECT string_agg(value || ':' || is_partial, ',' ORDER BY bucket_start) FROM pgmart.metric_values('bi_days', '2024-01-01 10:00+00', '2024-01-03 10:00+00')"),
+            "2:false,0:false,1:false"
+        );
+        // Several metrics over the same buckets, in bucket then metric order.
+        assert_eq!(
+            text(
+                "SELECT string_agg(metric || ':' || to_char(bucket_start AT TIME ZONE 'UTC', 'DD') || '=' || coalesce(value::text, '-'), ' ') \
+                   FROM pgmart.metric_values(ARRAY['bi_rev', 'bi_avg'], '2024-01-01', '2024-01-03')"
+            ),
+            "bi_avg:01=15 bi_rev:01=30 bi_avg:02=- bi_rev:02=-"
+        );
+        assert!(text("SELECT pgmart.metric_sql(ARRAY['bi_rev', 'bi_avg'], '2024-01-01', '2024-01-03')").contains("UNION ALL"));
+        // ... of one grain, asked for when their own grains differ; dimensions shared by all.
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values(ARRAY['bi_rev', 'bi_weekly'], '2024-01-01', '2024-01-03')"), "22023");
+        assert_eq!(text("SELECT count(*)::text FROM pgmart.metric_values(ARRAY['bi_rev', 'bi_weekly'], '2024-01-01', '2024-01-15', grain => 'week')"), "4");
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values(ARRAY['bi_rev', 'bi_avg'], '2024-01-01', '2024-01-03', dimensions => '{region}')"), "22023");
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values(ARRAY['bi_rev', 'bi_rev'], '2024-01-01', '2024-01-03')"), "22023");
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values(ARRAY[]::text[], '2024-01-01', '2024-01-03')"), "22023");
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values(ARRAY['bi_rev', NULL], '2024-01-01', '2024-01-03')"), "22004");
+        assert_eq!(sqlstate_of("SELECT * FROM pgmart.metric_values('{bi_rev,bi_avg}', '2024-01-01', '2024-01-03')"), "42704");
+        // The browsable view: bucket, local date, the dimensions, the value (its own type).
+        assert_eq!(
+            text("SELECT string_agg(attname || ':' || format_type(atttypid, NULL), ',' ORDER BY attnum) FROM pg_attribute \
+                   WHERE attrelid = 'pgmart_metrics.bi_rev'::regclass AND attnum > 0"),
+            "bucket:timestamp with time zone,bucket_date:date,region:text,value:numeric"
+        );
+        assert_eq!(
+            text("SELECT string_agg(bucket_date || ' ' || region || '=' || value, ', ' ORDER BY bucket, region) FROM pgmart_metrics.bi_rev"),
+            "2024-01-01 eu=10, 2024-01-01 us=20, 2024-01-03 eu=5"
+        );
+        assert_eq!(text("SELECT value::text FROM pgmart_metrics.bi_zero"), "0");
+        assert_eq!(text("SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'pgmart_metrics.bi_days'::regclass AND attname = 'value'"), "bigint");
+        // A filter on the bucket is applied in the scan of the source, below the aggregate.
+        let plan: Vec<String> = Spi::connect(|c| {
+            c.select("EXPLAIN (COSTS OFF) SELECT * FROM pgmart_metrics.bi_rev WHERE bucket >= '2024-01-02'", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap_or_default())
+                .collect()
+        });
+        let scan = plan.iter().position(|l| l.contains("Scan on m_bi")).unwrap_or_else(|| panic!("{plan:?}"));
+        assert!(plan.get(scan + 1).is_some_and(|l| l.contains("Filter") && l.contains("date_trunc")), "{plan:?}");
+        assert!(plan[..scan].iter().all(|l| !l.contains("Filter")), "{plan:?}");
+        assert_eq!(text("SELECT count(*)::text FROM pgmart_metrics.bi_rev WHERE bucket_date = '2024-01-03'"), "1");
+        assert_eq!(text("SELECT view FROM pgmart.metrics WHERE name = 'bi_rev'"), "pgmart_metrics.bi_rev");
+        // Dropping the metric drops both its views.
+        Spi::run("SELECT pgmart.drop_metric('bi_rev')").unwrap();
+        assert_eq!(one::<bool>("SELECT to_regclass('pgmart_metrics.bi_rev') IS NULL AND to_regclass('pgmart_metric_columns.bi_rev') IS NULL"), Some(true));
     }
 }
