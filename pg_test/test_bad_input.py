@@ -240,6 +240,8 @@ OVERLOADS = {
     "schedule": [{"job_name": "'n_cron'", "schedule": "'1 hour'", "command": "'SELECT 1'"},
                  {"schedule": "'1 hour'", "command": "'SELECT 1'"}],
     "unschedule": [{"job_name": "'existing_job'"}, {"job_id": "{job}"}],
+    "metric_sql": [{"metrics": "ARRAY['existing_metric']", "from_ts": "'2024-01-01'", "to_ts": "'2024-02-01'"}],
+    "metric_values": [{"metrics": "ARRAY['existing_metric']", "from_ts": "'2024-01-01'", "to_ts": "'2024-02-01'"}],
 }
 # Public functions without required arguments (and the aggregates, for which NULL is data).
 NO_REQUIRED = {"refresh_due", "worker_status", "run_checks", "run_partition_maintenance",
@@ -249,7 +251,8 @@ PROCEDURES = {"run_partition_maintenance_proc"}
 
 def typed_null(fn, arg, req):
     """NULL, typed when an overload takes this argument name with another type."""
-    return "NULL::bigint" if arg == "job_id" else "NULL::text" if fn in OVERLOADS else "NULL"
+    types = {"job_id": "bigint", "metrics": "text[]", "from_ts": "timestamptz", "to_ts": "timestamptz"}
+    return f"NULL::{types[arg]}" if arg in types else "NULL::text" if fn in OVERLOADS else "NULL"
 
 
 for fn, req in [(f, r) for f, r in REQUIRED.items()] + [(f, r) for f, rs in OVERLOADS.items() for r in rs]:
@@ -373,6 +376,11 @@ for fn in ["drop_check", "drop_metric", "deprecate_metric", "drop_alert_rule"]:
         case(f"name-{fn}-{label}", f"SELECT pgmart.{fn}({v})", "42704")
 case("metric_sql-missing", "SELECT pgmart.metric_sql('no_such_metric', '2024-01-01', '2024-02-01')", "42704")
 case("metric_values-missing", "SELECT * FROM pgmart.metric_values('nope', '2024-01-01', '2024-02-01')", "42704")
+case("metric_values-several-missing", "SELECT * FROM pgmart.metric_values(ARRAY['existing_metric', 'nope'], '2024-01-01', '2024-02-01')",
+     "42704", msg='metric "nope" does not exist')
+case("metric_values-array-as-text", "SELECT * FROM pgmart.metric_values('{existing_metric,other}', '2024-01-01', '2024-02-01')",
+     "42704", msg="ARRAY[")
+case("metric_values-several-empty", "SELECT * FROM pgmart.metric_values('{}'::text[], '2024-01-01', '2024-02-01')", "22023")
 case("deprecate-replaced-by-missing", "SELECT pgmart.deprecate_metric('existing_metric', 'no_such_metric')", "42704")
 
 # ---- schedules ----------------------------------------------------------------------------------
