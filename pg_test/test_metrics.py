@@ -113,3 +113,67 @@ def test_metrics_survive_pg_dump_and_restore(cluster):
         "SELECT value FROM pgmart.metric_values('avg_ms', '2024-07-01 00:00+00', '2024-07-02 00:00+00')", **t)) == 200.0
     with pytest.raises(psycopg.errors.DependentObjectsStillExist):
         cluster.sql("ALTER TABLE visits DROP COLUMN ms", **t)
+
+
+def test_bi_clients_read_partial_ranges_ratios_and_dates_with_prepared_statements(cluster):
+    """What Metabase, Superset or a Python dashboard sees: psycopg and asyncpg, prepared statements
+    with bound parameters, a range cut mid-day, a ratio with its parts, a date column, and the
+    browsable view under the reader's own privileges and row-level security."""
+    import asyncio
+    import datetime as dt
+    from decimal import Decimal
+
+    import asyncpg
+
+    cluster.sql("CREATE TABLE bi_orders (at timestamptz NOT NULL, day date NOT NULL, amount numeric(12,2), region text)")
+    cluster.sql("INSERT INTO bi_orders VALUES ('2024-06-01 09:00+00', '2024-06-01', 10.00, 'eu'), "
+                "('2024-06-01 20:00+00', '2024-06-01', 30.00, 'us'), ('2024-06-03 08:00+00', '2024-06-03', 0.00, 'eu')")
+    cluster.sql("SELECT pgmart.register_metric('bi_avg', 'bi_orders', 'sum(amount) / nullif(count(*), 0)', 'at', 'bi', "
+                "'Average order', dimensions => '{region}')")
+    cluster.sql("SELECT pgmart.register_metric('bi_count_days', 'bi_orders', 'count(*)', 'day', 'bi', 'Orders by day')")
+    # From mid-morning on the 1st to mid-morning on the 3rd: first and last buckets are partial.
+    args = ("bi_avg", dt.datetime(2024, 6, 1, 10, tzinfo=dt.timezone.utc), dt.datetime(2024, 6, 3, 10, tzinfo=dt.timezone.utc))
+    expect = [(dt.datetime(2024, 6, 1), True, Decimal("30"), Decimal("30"), Decimal("1")),
+              (dt.datetime(2024, 6, 2), False, None, None, Decimal("0")),
+              (dt.datetime(2024, 6, 3), True, Decimal("0"), Decimal("0"), Decimal("1"))]
+    q = ("SELECT bucket_local, is_partial, value, numerator, denominator "
+         "FROM pgmart.metric_values(%s, %s, %s) ORDER BY bucket_start")
+    with cluster.connect() as conn:
+        runs = [conn.execute(q, args, prepare=True).fetchall() for _ in range(6)]
+    assert all(r == expect for r in runs), runs
+    # The zero is a plain 0 to a driver (PostgreSQL's numeric division alone would give 0E-20).
+    assert str(runs[0][2][2]) == "0"
+
+    async def read():
+        conn = await asyncpg.connect(host=cluster.dir, port=cluster.port, user="postgres", database="postgres")
+        try:
+            stmt = await conn.prepare("SELECT bucket_local, is_partial, value, numerator, denominator "
+                                      "FROM pgmart.metric_values($1, $2, $3) ORDER BY bucket_start")
+            got = [[tuple(r) for r in await stmt.fetch(*args)] for _ in range(6)]
+            days = await conn.fetch("SELECT bucket_local::date AS d, value, is_partial FROM pgmart.metric_values("
+                                    "$1, $2, $3) ORDER BY bucket_start", "bi_count_days", *args[1:])
+            several = await conn.fetch("SELECT metric, value FROM pgmart.metric_values($1::text[], $2, $3) "
+                                       "ORDER BY bucket_start, metric", ["bi_avg", "bi_count_days"], *args[1:])
+            return got, [tuple(r) for r in days], [tuple(r) for r in several]
+        finally:
+            await conn.close()
+
+    got, days, several = asyncio.run(read())
+    assert all(r == expect for r in got), got
+    # A date column counts whole days: the 1st has both its orders although from_ts is 10:00.
+    assert days == [(dt.date(2024, 6, 1), Decimal("2"), False), (dt.date(2024, 6, 2), Decimal("0"), False),
+                    (dt.date(2024, 6, 3), Decimal("1"), False)]
+    assert several[:2] == [("bi_avg", Decimal("30")), ("bi_count_days", Decimal("2"))]
+
+    # The browsable view, read by a BI role: only with the right to read the source, and then
+    # under the source's row-level security.
+    cluster.sql("CREATE ROLE bi_viewer LOGIN")
+    cluster.sql("SELECT pgmart.grant_access('bi_viewer', 'reader')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        cluster.sql("SELECT * FROM pgmart_metrics.bi_avg", user="bi_viewer")
+    cluster.sql("GRANT SELECT ON bi_orders TO bi_viewer")
+    cluster.sql("ALTER TABLE bi_orders ENABLE ROW LEVEL SECURITY")
+    cluster.sql("CREATE POLICY eu_only ON bi_orders FOR SELECT TO bi_viewer USING (region = 'eu')")
+    rows = cluster.sql("SELECT bucket_date, region, value FROM pgmart_metrics.bi_avg ORDER BY bucket_date", user="bi_viewer")
+    assert rows == [(dt.date(2024, 6, 1), "eu", Decimal("10")), (dt.date(2024, 6, 3), "eu", Decimal("0"))]
+    assert cluster.one("SELECT count(*) FROM pgmart_metrics.bi_avg") == 3

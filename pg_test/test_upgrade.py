@@ -257,6 +257,11 @@ def test_update_keeps_everything_and_everything_works(upgraded):
     assert c.one("SELECT count(*) FROM pgmart.metric_versions WHERE name = 'revenue'") == 2
     state, msg = sqlstate(c, "ALTER TABLE public.orders DROP COLUMN amount")
     assert state == "2BP01", msg
+    assert "pgmart_metric_columns.revenue" in msg, msg
+    # The protection view moved to its own schema; the metric's browsable view was made.
+    assert c.one("SELECT to_regclass('pgmart_metrics.metric_revenue') IS NULL")
+    assert c.one("SELECT view FROM pgmart.metrics WHERE name = 'revenue'") == "pgmart_metrics.revenue"
+    assert c.one("SELECT sum(value) FROM pgmart_metrics.revenue") > 0
     assert c.one("SELECT sum(value) FROM pgmart.metric_values('revenue', now() - interval '30 days', now() + interval '1 day')") > 0
     # Partitions, refresh, checks and jobs work on the call too.
     c.sql("SELECT * FROM pgmart.run_partition_maintenance('public.events')")

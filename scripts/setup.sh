@@ -23,10 +23,10 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
     cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
 
-if ! .venv/bin/python -c 'import psycopg, pytest' 2>/dev/null || [ ! -x .venv/bin/pgspot ]; then
+if ! .venv/bin/python -c 'import psycopg, pytest, asyncpg' 2>/dev/null || [ ! -x .venv/bin/pgspot ]; then
     echo "setup: creating .venv for the end-to-end tests"
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' 'pgspot==0.9.4'
+    .venv/bin/pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' 'pgspot==0.9.4' 'asyncpg>=0.29'
 fi
 
 # PostgreSQL 16, 17 and 18 (Debian 12 has only 15), cached outside the work tree.
