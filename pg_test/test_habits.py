@@ -184,3 +184,39 @@ def test_registrations_follow_rebuilds_and_renames(cluster):
     assert cluster.one("SELECT target FROM pgmart.rules WHERE name = 'reb_big'") == "public.reb_renamed"
     assert cluster.one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.reb'::regclass") == 0
     cluster.sql("SELECT pgmart.drop_check('reb_id')")
+
+
+def test_permission_errors_carry_no_generated_sql(cluster):
+    """A role refused by pgmart, or by PostgreSQL inside what pgmart runs, sees why, as a short
+    message: never pgmart's generated SQL, a PL/pgSQL CONTEXT or an internal LINE pointer."""
+    cluster.sql("CREATE ROLE perm_owner LOGIN; CREATE ROLE perm_other LOGIN")
+    for r in ("perm_owner", "perm_other"):
+        cluster.sql(f"SELECT pgmart.grant_access('{r}', 'user')")
+    cluster.sql("GRANT CREATE ON SCHEMA public TO perm_owner")
+    for q in ["CREATE TABLE perm_t (at timestamptz, amount numeric, region text)",
+              "INSERT INTO perm_t VALUES (now(), 1, 'eu')",
+              "SELECT pgmart.register_metric('perm_m', 'perm_t', 'sum(amount)', 'at', 'o', 'd')",
+              "SELECT pgmart.add_check('perm_t', 'not_null', '{amount}', name => 'perm_c')",
+              "CREATE MATERIALIZED VIEW perm_mv AS SELECT * FROM perm_t",
+              "SELECT pgmart.schedule_refresh('perm_mv', '1 hour')",
+              "GRANT SELECT (at) ON perm_t TO perm_other"]:
+        cluster.sql(q, user="perm_owner")
+    statements = [
+        "SELECT * FROM pgmart.metric_values('perm_m', now() - interval '1 day', now())",
+        "SELECT * FROM pgmart.metric_values(ARRAY['perm_m'], now() - interval '1 day', now())",
+        "SELECT pgmart.metric_sql('perm_m', now() - interval '1 day', now())",
+        "SELECT * FROM pgmart_metrics.perm_m",
+        "SELECT * FROM pgmart.refresh_now('perm_mv')",
+        "SELECT pgmart.register_metric('perm_m2', 'perm_t', 'sum(amount)', 'at', 'o', 'd')",
+        "SELECT pgmart.add_check('perm_t', 'not_null', '{amount}')",
+        "SELECT pgmart.add_alert_rule('perm_r', 'perm_t', 'amount > 100')",
+        "SELECT pgmart.schedule_refresh('perm_mv', '2 hours')",
+        "SELECT pgmart.drop_metric('perm_m')",
+        "SELECT pgmart.drop_check('perm_c')",
+    ]
+    for s in statements:
+        rc, _, err = psql(cluster, "\\set VERBOSITY default\n" + s + ";", user="perm_other")
+        assert rc != 0 and "ERROR:" in err, (s, err)
+        assert err.count("ERROR:") == 1, (s, err)
+        for leak in ("CONTEXT", "LINE ", "pgmart_rows", "pg_catalog.", "OPERATOR(", "PL/pgSQL"):
+            assert leak not in err, (s, leak, err)
