@@ -65,6 +65,8 @@ SELECT pgmart.add_check('orders', 'expression', params => '{"expression": "amoun
 SELECT pgmart.register_metric('revenue', 'orders', 'sum(amount) FILTER (WHERE status IN (''paid'', ''shipped''))',
                               'created_at', 'finance@shop.example', 'Revenue from paid and shipped orders',
                               dimensions => ARRAY['status']) AS version;
+SELECT pgmart.register_metric('avg_order_value', 'orders', 'sum(amount) / nullif(count(*), 0)',
+                              'created_at', 'finance@shop.example', 'Average order amount, all statuses') AS version;
 
 -- A risk rule: refunds over 250 raise a durable alert and a NOTIFY on channel pgmart_alerts.
 SELECT pgmart.add_alert_rule('big_refund', 'orders', $$status = 'refunded' AND amount > 250$$, severity => 'high') AS rule_id;

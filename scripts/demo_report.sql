@@ -42,6 +42,12 @@ SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch F
 SELECT DISTINCT ON (name) name, status, failing_rows, checked_rows FROM pgmart.check_results ORDER BY name, run_at DESC;
 \echo '== the revenue metric, last 5 days, evaluated the one registered way =='
 SELECT bucket_local::date AS day, value, is_partial FROM pgmart.metric_values('revenue', now() - interval '5 days', now()) ORDER BY bucket_start DESC;
+\echo '== two metrics over the same buckets; a ratio brings its numerator and denominator (today is partial) =='
+SELECT metric, bucket_local::date AS day, round(value, 2) AS value, numerator, denominator, is_partial
+  FROM pgmart.metric_values(ARRAY['revenue', 'avg_order_value'], now() - interval '2 days', now())
+ ORDER BY bucket_start DESC, metric;
+\echo '== the same metric as a table a BI tool can browse: pgmart_metrics.revenue (bucket filter pushed into the scan) =='
+SELECT bucket_date, status, value FROM pgmart_metrics.revenue WHERE bucket >= now() - interval '2 days' ORDER BY bucket_date DESC, status;
 \echo '== PostgreSQL protects the metric: ALTER TABLE orders DROP COLUMN amount =='
 \set ON_ERROR_STOP 0
 ALTER TABLE orders DROP COLUMN amount;
