@@ -39,7 +39,7 @@ COMMENT ON FUNCTION pgmart._job_changed IS 'Internal: trigger that wakes the sch
 
 -- metrics
 COMMENT ON FUNCTION pgmart.register_metric IS
-  'Register (or re-register as a new version) a metric: an aggregate over a source the caller owns, with owner, description, time column, dimensions, filter and default grain; returns the version.';
+  'Register (or re-register as a new version) a metric: an aggregate over a source the caller owns, with owner, description, time column, dimensions, filter and default grain (left NULL on a registered metric: unchanged); returns the version.';
 COMMENT ON FUNCTION pgmart.deprecate_metric IS 'Mark a metric deprecated, optionally naming the metric that replaces it; it keeps working with a NOTICE.';
 COMMENT ON FUNCTION pgmart.drop_metric IS 'Remove a metric and its views (its version history is kept).';
 COMMENT ON FUNCTION pgmart.metric_sql(text, timestamptz, timestamptz, text, text[], text) IS

@@ -16,9 +16,9 @@ fn register_metric(
     time_column: Option<&str>,
     owner: Option<&str>,
     description: Option<&str>,
-    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
+    dimensions: default!(Option<Vec<Option<String>>>, "NULL"),
     filter: default!(Option<&str>, "NULL"),
-    grain: default!(Option<&str>, "'day'"),
+    grain: default!(Option<&str>, "NULL"),
     allow_duplicate: default!(Option<bool>, false),
 ) -> i32 {
     let name = required(name, "name");
@@ -30,9 +30,9 @@ fn register_metric(
         time_column: required(time_column, "time_column"),
         owner: required(owner, "owner"),
         description: required(description, "description"),
-        dimensions: args::names(dimensions, "dimensions").unwrap_or_default(),
+        dimensions: args::names(dimensions, "dimensions"),
         filter,
-        grain: grain.unwrap_or("day"),
+        grain: grain.map(str::trim),
         allow_duplicate: allow_duplicate.unwrap_or(false),
     })
 }

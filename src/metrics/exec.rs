@@ -18,9 +18,12 @@ pub struct NewMetric<'a> {
     pub time_column: &'a str,
     pub owner: &'a str,
     pub description: &'a str,
-    pub dimensions: Vec<String>,
+    /// None: unchanged on a registered metric, none on a new one.
+    pub dimensions: Option<Vec<String>>,
+    /// None: unchanged (or none); an empty text: none.
     pub filter: Option<&'a str>,
-    pub grain: &'a str,
+    /// None: unchanged (or day).
+    pub grain: Option<&'a str>,
     pub allow_duplicate: bool,
 }
 
@@ -151,17 +154,24 @@ fn normalize(expr: &str, filter: Option<&str>, time_column: &str) -> String {
     format!("{expr} | filter {} | time column {time_column}", filter.unwrap_or("-"))
 }
 
-fn plan_checks(m: &NewMetric) {
+/// Register or re-register a metric; returns its current version. Registering a metric again
+/// changes only what is given: an optional argument left NULL keeps its registered value.
+pub fn register(m: NewMetric) -> i32 {
     plan::check_name(m.name).or_raise();
     plan::check_text("owner", m.owner).or_raise();
     plan::check_text("description", m.description).or_raise();
-    plan::check_grain(m.grain).or_raise();
-    plan::check_dimensions(&m.dimensions).or_raise();
-}
-
-/// Register or re-register a metric; returns its current version.
-pub fn register(m: NewMetric) -> i32 {
-    plan_checks(&m);
+    let existing = load(m.name);
+    if let Some(old) = &existing {
+        check_may_change(old);
+    }
+    let dimensions = m.dimensions.clone().or_else(|| existing.as_ref().map(|o| o.dimensions.clone())).unwrap_or_default();
+    let grain = m.grain.map(str::to_string).or_else(|| existing.as_ref().map(|o| o.grain.clone())).unwrap_or_else(|| "day".into());
+    let given_filter = match m.filter {
+        Some(f) => Some(f.to_string()),
+        None => existing.as_ref().and_then(|o| o.filter.clone()),
+    };
+    plan::check_grain(&grain).or_raise();
+    plan::check_dimensions(&dimensions).or_raise();
     let caller = sql::caller();
     let src = sql::row::<SourceInfo>(
         "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
@@ -210,10 +220,10 @@ pub fn register(m: NewMetric) -> i32 {
             .hint("Use a date, timestamp or timestamptz column.")
             .raise()
     });
-    if kind == TimeKind::Date && m.grain == "hour" {
+    if kind == TimeKind::Date && grain == "hour" {
         PgMartError::invalid("grain hour needs a timestamp time column, not a date").raise();
     }
-    for d in &m.dimensions {
+    for d in &dimensions {
         match col_type(d) {
             None => PgMartError::undefined_column(format!("dimension column \"{d}\" of {source_sql} does not exist")).raise(),
             Some(c) if !c.builtin => PgMartError::invalid(format!("dimension column \"{d}\" is of a user-defined type ({})", c.ty))
@@ -231,7 +241,7 @@ pub fn register(m: NewMetric) -> i32 {
 
     // The expression must be a numeric aggregate and the filter a condition, over the source only,
     // calling only built-ins (they run as whoever reads the metric).
-    let filter_text = m.filter.map(str::trim).filter(|f| !f.is_empty());
+    let filter_text = given_filter.as_deref().map(str::trim).filter(|f| !f.is_empty());
     let (e, f) = analysed(m.source, m.expression, filter_text, "metric");
     let numeric = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID, pg_sys::NUMERICOID, pg_sys::FLOAT4OID, pg_sys::FLOAT8OID];
     if !numeric.contains(&e.type_oid) {
@@ -255,7 +265,7 @@ pub fn register(m: NewMetric) -> i32 {
             .raise();
     }
     let normalized = normalize(&expr, filter.as_deref(), m.time_column);
-    let columns = used_columns(m.time_column, &m.dimensions, &e, f.as_ref());
+    let columns = used_columns(m.time_column, &dimensions, &e, f.as_ref());
 
     let new_def = Definition {
         name: m.name.into(),
@@ -263,14 +273,12 @@ pub fn register(m: NewMetric) -> i32 {
         expression: expr.clone(),
         filter: filter.clone(),
         time_column: m.time_column.into(),
-        dimensions: m.dimensions.clone(),
-        grain: m.grain.into(),
+        dimensions: dimensions.clone(),
+        grain: grain.clone(),
         owner: m.owner.trim().into(),
         description: m.description.trim().into(),
     };
-    let existing = load(m.name);
     if let Some(old) = &existing {
-        check_may_change(old);
         // Compare with the old definition analysed the same way now (its stored text may predate
         // this version's deparse): only a real change makes a new version.
         // (Over the new source when the old one of the same name is gone: a rebuilt table.)
@@ -301,6 +309,7 @@ pub fn register(m: NewMetric) -> i32 {
                     install_view(&new_def, kind, e.type_oid == pg_sys::NUMERICOID, &source_sql, &columns, old.deprecated.then_some(old.replaced_by.as_deref()));
                 });
             }
+            notice!("metric \"{}\": nothing changed (version {})", m.name, old.version);
             return old.version;
         }
     }
@@ -339,7 +348,7 @@ pub fn register(m: NewMetric) -> i32 {
         None => crate::owners::create("metric", m.name, caller, &format!("pgmart metric {}", m.name)),
     };
     let changed_by = sql::role_name(caller);
-    sql::as_catalog_owner(|| {
+    let version = sql::as_catalog_owner(|| {
         install_view(&new_def, kind, e.type_oid == pg_sys::NUMERICOID, &source_sql, &columns, None);
         let version = sql::one::<i32>(
             "SELECT coalesce(max(version), 0) OPERATOR(pg_catalog.+) 1 FROM pgmart.metric_version WHERE name OPERATOR(pg_catalog.=) $1",
@@ -364,8 +373,8 @@ pub fn register(m: NewMetric) -> i32 {
                 filter.clone().into(),
                 m.time_column.into(),
                 kind_text.as_str().into(),
-                m.dimensions.clone().into(),
-                m.grain.into(),
+                dimensions.clone().into(),
+                grain.as_str().into(),
                 new_def.owner.as_str().into(),
                 new_def.description.as_str().into(),
                 normalized.as_str().into(),
@@ -379,7 +388,11 @@ pub fn register(m: NewMetric) -> i32 {
             &[m.name.into(), version.into(), pgrx::JsonB(def_json).into(), changed_by.as_str().into(), summary.as_str().into()],
         );
         version
-    })
+    });
+    if existing.is_some() {
+        notice!("metric \"{}\" is now version {version}: {summary}", m.name);
+    }
+    version
 }
 
 /// (Re-)create a metric's two views (as the extension's owner): the protection view over exactly

@@ -143,6 +143,16 @@ mod tests {
         assert!(summary.contains("expression: sum(amount) -> sum((amount * (2)::numeric))"), "{summary}");
         assert_eq!(text("SELECT changed_by::text FROM pgmart.metric_versions WHERE name = 'ver_metric' AND version = 3"), sql::role_name(sql::caller()));
         assert_eq!(one::<String>("SELECT change_summary FROM pgmart.metric_versions WHERE name = 'ver_metric' AND version = 3").as_deref(), Some("grain: day -> week"));
+        // Registering again changes only what is given: what is left out (NULL) keeps its value.
+        Spi::run("SELECT pgmart.register_metric('ver_dims', 'm_ver', 'sum(amount)', 'created_at', 'team', 'd', \
+                         dimensions => '{region}', filter => 'status = ''paid''', grain => 'week')").unwrap();
+        assert_eq!(one::<i32>("SELECT pgmart.register_metric('ver_dims', 'm_ver', 'sum(amount)', 'created_at', 'team', 'd')"), Some(1));
+        assert_eq!(text("SELECT dimensions::text || ' ' || filter || ' ' || grain FROM pgmart.metrics WHERE name = 'ver_dims'"), "{region} (status = 'paid'::text) week");
+        assert_eq!(one::<i32>("SELECT pgmart.register_metric('ver_dims', 'm_ver', 'sum(amount)', 'created_at', 'team', 'd', grain => 'month')"), Some(2));
+        assert_eq!(text("SELECT dimensions::text || ' ' || filter || ' ' || grain FROM pgmart.metrics WHERE name = 'ver_dims'"), "{region} (status = 'paid'::text) month");
+        // An empty filter or dimension list says "none".
+        assert_eq!(one::<i32>("SELECT pgmart.register_metric('ver_dims', 'm_ver', 'sum(amount)', 'created_at', 'team', 'd', filter => '', dimensions => '{}')"), Some(3));
+        assert_eq!(text("SELECT dimensions::text || ' ' || coalesce(filter, '-') || ' ' || grain FROM pgmart.metrics WHERE name = 'ver_dims'"), "{} - month");
     }
 
     #[pg_test]
