@@ -115,6 +115,21 @@ fn number(text: Option<String>) -> Number {
     text.and_then(|v| AnyNumeric::try_from(v.as_str()).ok())
 }
 
+type Row = (Instant, Local, Option<bool>, Option<pgrx::JsonB>, Number, Number, Number);
+
+fn row(r: exec::ValueRow) -> (Option<String>, Row) {
+    let shaped = (
+        instant(r.start_us),
+        local(r.local_us),
+        r.is_partial,
+        r.dimension_values.map(pgrx::JsonB),
+        number(r.value),
+        number(r.numerator),
+        number(r.denominator),
+    );
+    (r.metric, shaped)
+}
+
 /// Runs exactly the SQL `metric_sql` returns for the same arguments, as the caller (so the source's
 /// row-level security applies to the caller), with the path pinned: the SQL is pgmart's own plus
 /// the metric's analysed fragments, which may call only built-in functions of pg_catalog. An error
@@ -140,17 +155,7 @@ fn metric_values(
     ),
 > {
     let query = metric_sql(name, from_ts, to_ts, grain, dimensions, timezone);
-    TableIterator::new(exec::run_values(&query, false).into_iter().map(|r| {
-        (
-            instant(r.start_us),
-            local(r.local_us),
-            r.is_partial,
-            r.dimension_values.map(pgrx::JsonB),
-            number(r.value),
-            number(r.numerator),
-            number(r.denominator),
-        )
-    }))
+    TableIterator::new(exec::run_values(&query, false).into_iter().map(|r| row(r).1))
 }
 
 /// Several metrics over the same buckets: one row per metric, bucket and dimension values.
@@ -177,15 +182,7 @@ fn metric_values_several(
 > {
     let query = metric_sql_several(metrics, from_ts, to_ts, grain, dimensions, timezone);
     TableIterator::new(exec::run_values(&query, true).into_iter().map(|r| {
-        (
-            r.metric,
-            instant(r.start_us),
-            local(r.local_us),
-            r.is_partial,
-            r.dimension_values.map(pgrx::JsonB),
-            number(r.value),
-            number(r.numerator),
-            number(r.denominator),
-        )
+        let (metric, (start, local, partial, dims, value, numerator, denominator)) = row(r);
+        (metric, start, local, partial, dims, value, numerator, denominator)
     }))
 }
