@@ -68,6 +68,8 @@ struct Row {
     label: String,
     relation: i64,
     owner: Option<i64>,
+    /// The relation's name as the registration knows it.
+    name: Option<String>,
 }
 
 thread_local! {
@@ -136,9 +138,10 @@ fn rows(f: &Follower, condition: &str, args: &[pgrx::datum::DatumWithOid]) -> Ve
         sql::rows::<Row>(
             &format!(
                 "SELECT t.{id}::pg_catalog.text AS id, {label} AS label, t.{relation}::pg_catalog.oid::pg_catalog.int8 AS relation, \
-                        ({owner})::pg_catalog.int8 AS owner \
+                        ({owner})::pg_catalog.int8 AS owner, t.{name}::pg_catalog.text AS name \
                    FROM {table} t WHERE {condition}",
                 id = f.id,
+                name = f.name,
                 label = f.label,
                 relation = f.relation,
                 owner = f.owner,
@@ -157,15 +160,9 @@ fn follow_rename(f: &Follower, rel: &Rel) {
         f.relation, f.name
     );
     for r in rows(f, &cond, &[rel.oid.into(), rel.name.as_str().into()]) {
-        let old: Option<String> = sql::as_catalog_owner(|| {
-            sql::one::<String>(
-                &format!("SELECT t.{} FROM {} t WHERE t.{}::pg_catalog.text OPERATOR(pg_catalog.=) $1", f.name, f.table, f.id),
-                &[r.id.as_str().into()],
-            )
-        });
         set_name(f, &r.id, None, &rel.name);
         (f.renamed)(&r.id, &rel.name);
-        if let Some(old) = old {
+        if let Some(old) = r.name {
             remember_renamed_away(&old, f.kind, &r.id);
         }
     }
