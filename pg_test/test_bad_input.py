@@ -403,7 +403,7 @@ for s in ["", "0 seconds", "100000000 days", "2562047788 hours", "0 0 30 2 *", "
 # number needs its unit. Every function that takes a schedule says so the same way.
 CRON_TYPOS = {"*/15 * * *": "this has 4", "0 4 * *": "this has 4", "0 0 4 * * *": "no seconds field",
               "0,30 * * *": "this has 4", "*/5": "this has 1", "0 4": "this has 2", "5": "needs its unit",
-              "1.5": "needs its unit"}
+              "1.5": "needs its unit", "1-5": "this has 1", "0 9-17": "this has 2"}
 for s, msg in CRON_TYPOS.items():
     sid = re.sub(r"\W+", "_", s)
     for fn, call in [("sql", "pgmart.schedule_sql('typo', 'SELECT 1', {s})"),

@@ -89,6 +89,7 @@ POPULATE = [
     # schedules 0.1.0 read as intervals and 0.2.0 reads as cron (and would refuse)
     "SELECT pgmart.schedule_sql('cron_typo', 'SELECT 1', '*/15 * * *')",
     "SELECT pgmart.schedule_sql('bare_number', 'SELECT 1', '3600')",
+    "SELECT pgmart.schedule_sql('year_month', 'SELECT 1', '1-2')",
 ]
 # The team role's own objects, made by that role.
 POPULATE_ETL = [
@@ -240,8 +241,8 @@ def test_update_keeps_everything_and_everything_works(upgraded):
     for table in ["pgmart.alert", "pgmart.check_result", "pgmart.job"]:
         assert sqlstate(c, f"SELECT 1 FROM {table}", user="bi")[0] == "42501", table
     # Schedules 0.2.0 would read as cron keep the interval 0.1.0 ran them on.
-    assert c.sql("SELECT name, schedule FROM pgmart.jobs WHERE name IN ('cron_typo', 'bare_number') ORDER BY name") == [
-        ("bare_number", "01:00:00"), ("cron_typo", "00:00:15")]
+    assert c.sql("SELECT name, schedule FROM pgmart.jobs WHERE name IN ('cron_typo', 'bare_number', 'year_month') ORDER BY name") == [
+        ("bare_number", "01:00:00"), ("cron_typo", "00:00:15"), ("year_month", "1 year 2 mons")]
     assert c.one("SELECT schedule FROM pgmart.jobs WHERE name = 'tick'") == "2 seconds"
     # What the DBA took from PUBLIC stays taken; the rest of the API is PUBLIC's as on a fresh install.
     assert c.one("SELECT has_function_privilege('bi', 'pgmart.drop_metric(text)', 'EXECUTE')") is False

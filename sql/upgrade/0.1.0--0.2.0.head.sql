@@ -158,7 +158,7 @@ UPDATE pgmart.job SET schedule = schedule::pg_catalog.interval::pg_catalog.text
             AND pg_catalog.split_part(pg_catalog.btrim(schedule), ' ', 1) OPERATOR(pg_catalog.~) '^[0-9*,/-]+$'
             AND pg_catalog.split_part(pg_catalog.regexp_replace(pg_catalog.btrim(schedule), '\s+', ' ', 'g'), ' ', 2)
                 OPERATOR(pg_catalog.~) '^[0-9*,/-]+$')
-   AND (schedule OPERATOR(pg_catalog.~) '[*/,]'
+   AND (schedule OPERATOR(pg_catalog.~) '[*/,]' OR schedule OPERATOR(pg_catalog.~) '[0-9]-[0-9]'
         OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9-]+(\s+[0-9-]+){1,6}$'
         OR pg_catalog.btrim(schedule) OPERATOR(pg_catalog.~) '^[0-9.]+$');
 ALTER TABLE pgmart.job ADD CONSTRAINT job_next_run_at_check CHECK (pg_catalog.isfinite(next_run_at));

@@ -56,7 +56,10 @@ pub fn classify(text: &str) -> ScheduleText {
     }
     let fields: Vec<&str> = t.split_whitespace().collect();
     let numeric = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || c == '-');
-    let cron_marks = t.contains(['*', '/', ',', '$']);
+    // A '-' between digits is a cron range ('1-5'), never an interval (PostgreSQL would read '1-5'
+    // as 1 year 5 months).
+    let range = t.as_bytes().windows(3).any(|w| w[0].is_ascii_digit() && w[1] == b'-' && w[2].is_ascii_digit());
+    let cron_marks = t.contains(['*', '/', ',', '$']) || range;
     if cron_marks || ((2..=7).contains(&fields.len()) && fields.iter().all(|f| numeric(f))) {
         ScheduleText::Cron(fields.join(" "))
     } else {
@@ -249,7 +252,9 @@ mod tests {
             assert!(matches!(classify(typo), ScheduleText::Cron(_)), "{typo}");
         }
         assert_eq!(classify("1 day"), ScheduleText::Interval("1 day".into()));
-        assert_eq!(classify("1-2"), ScheduleText::Interval("1-2".into()));
+        assert!(matches!(classify("1-2"), ScheduleText::Cron(_)));
+        assert!(matches!(classify("0 9-17"), ScheduleText::Cron(_)));
+        assert_eq!(classify("-5 minutes"), ScheduleText::Interval("-5 minutes".into()));
         assert!(bare_number("5") && bare_number(" 1.5 ") && !bare_number("5 seconds") && !bare_number("00:05"));
     }
 
