@@ -473,7 +473,7 @@ mod tests {
     #[pg_test]
     fn a_suite_whose_table_is_gone_skips_its_runs() {
         run("CREATE TABLE ck_gone (id int); INSERT INTO ck_gone VALUES (1)");
-        run("SELECT pgmart.add_check('ck_gone', 'not_null', ARRAY['id'], schedule => '1 hour', name => 'ck_gone_id')");
+        run("SELECT pgmart.add_check('ck_gone', 'not_null', ARRAY['id'], schedule => '1 second', name => 'ck_gone_id')");
         let job = one::<i64>("SELECT job_id FROM pgmart.checks WHERE name = 'ck_gone_id'").unwrap();
         run("DROP TABLE ck_gone");
         let r = Spi::get_two::<String, String>(&format!("SELECT status, message FROM pgmart.run_job({job})")).unwrap();
@@ -489,7 +489,15 @@ mod tests {
             one::<String>(&format!("SELECT enabled || ' ' || last_status FROM pgmart.jobs WHERE job_id = {job}")).as_deref(),
             Some("true skipped")
         );
-        // A table of that name takes the check back; the job runs it again.
+        // Missing for longer than two periods: an alert says so (once).
+        let alert = format!("SELECT count(*) FROM pgmart.open_alerts WHERE source_kind = 'check' AND payload->>'problem' = 'table missing' \
+                               AND (payload->>'job_id')::bigint = {job}");
+        assert_eq!(one::<i64>(&alert), Some(0));
+        run("SELECT pg_sleep(2.2)");
+        run(&format!("SELECT * FROM pgmart.run_job({job})"));
+        run(&format!("SELECT * FROM pgmart.run_job({job})"));
+        assert_eq!(one::<i64>(&alert), Some(1));
+        // A table of that name takes the check back; the job runs it again (the alert resolved).
         run("CREATE TABLE ck_gone (id int)");
         let r = Spi::get_two::<String, String>(&format!("SELECT status, message FROM pgmart.run_job({job})")).unwrap();
         assert_eq!(r.0.as_deref(), Some("succeeded"));
@@ -497,6 +505,7 @@ mod tests {
             one::<String>("SELECT status FROM pgmart.check_results WHERE name = 'ck_gone_id' ORDER BY result_id DESC LIMIT 1").as_deref(),
             Some("pass")
         );
+        assert_eq!(one::<i64>(&alert), Some(0));
     }
 
     #[pg_test]
