@@ -1,6 +1,8 @@
 """End-to-end: data-quality checks on a real cluster with the pgmart worker running (naptime 1s).
 A scheduled suite is run by the worker as its owner with results in history; a failing check raises
-a durable alert and a NOTIFY; a check whose column was dropped reports `error` while the others pass."""
+a durable alert and a NOTIFY; a check whose column was dropped reports `error` while the others pass;
+checks of one table on different schedules run on their own cadence, and share one scan when they
+fall due together; the suite of a dropped table skips its runs until a table of its name returns."""
 
 import json
 
@@ -103,3 +105,87 @@ def test_checks_survive_pg_dump_and_restore(cluster):
     got = cluster.sql("SELECT name, status, failing_rows FROM pgmart.run_checks('ord') ORDER BY check_id", **t)
     assert got == [("unique_ord_id", "fail", 1), ("relationships_ord_cust_id", "warn", 1),
                    ("accepted_values_ord_status", "pass", 0)], got
+
+
+def _job_of(cluster, check):
+    return cluster.one("SELECT job_id FROM pgmart.checks WHERE name = %s", (check,))
+
+
+def test_checks_of_one_table_run_on_their_own_schedules(cluster):
+    cluster.sql("CREATE TABLE own_sched (id int, v int)")
+    cluster.sql("INSERT INTO own_sched SELECT g, g FROM generate_series(1, 100) g")
+    cluster.sql("SELECT pgmart.add_check('own_sched', 'not_null', ARRAY['id'], schedule => '2 seconds', name => 'own_fast')")
+    cluster.sql("SELECT pgmart.add_check('own_sched', 'not_null', ARRAY['v'], schedule => '1 hour', name => 'own_hourly')")
+    fast, hourly = _job_of(cluster, "own_fast"), _job_of(cluster, "own_hourly")
+    assert fast != hourly
+    assert cluster.sql("SELECT schedule FROM pgmart.jobs WHERE job_id IN (%s, %s) ORDER BY job_id", (fast, hourly)) == \
+        [("2 seconds",), ("1 hour",)]
+    # The worker runs the 2-second check again and again; the hourly one not at all.
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'own_fast'") >= 3,
+             timeout=30, what="three runs of the 2-second check")
+    assert cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'own_hourly'") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s", (hourly,)) == 0
+    assert cluster.one("SELECT next_run_at > now() + interval '50 minutes' FROM pgmart.jobs WHERE job_id = %s", (hourly,))
+    assert {r[0] for r in cluster.sql("SELECT run_by FROM pgmart.check_results WHERE name = 'own_fast'")} == {f"job {fast}"}
+    cluster.sql("SELECT pgmart.drop_check('own_fast')")
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE job_id = %s", (fast,)) == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.jobs WHERE job_id = %s", (hourly,)) == 1
+
+
+def test_suites_due_together_share_one_scan(cluster):
+    cluster.sql("CREATE TABLE due_tog (id int, v int)")
+    cluster.sql("INSERT INTO due_tog SELECT g, g FROM generate_series(1, 1000) g")
+    cluster.sql("SELECT pgmart.add_check('due_tog', 'not_null', ARRAY['id'], schedule => '1 hour', name => 'tog_a')")
+    cluster.sql("SELECT pgmart.add_check('due_tog', 'not_null', ARRAY['v'], schedule => '2 hours', name => 'tog_b')")
+    cluster.sql("SELECT pgmart.add_check('due_tog', 'row_count', params => '{\"min\": 1}', schedule => '3 hours', "
+                "name => 'tog_paused')")
+    a, b, c = (_job_of(cluster, n) for n in ("tog_a", "tog_b", "tog_paused"))
+    cluster.sql("SELECT pgmart.pause_job(%s)", (c,))
+    # All three fall due at the same moment (the paused one is not run by the others).
+    cluster.sql("UPDATE pgmart.job SET next_run_at = now() WHERE job_id IN (%s, %s, %s)", (a, b, c))
+    done = "SELECT count(*) FROM pgmart.job_runs WHERE job_id IN (%s, %s) AND status = 'succeeded'"
+    wait_for(lambda: cluster.one(done, (a, b)) >= 2, timeout=30, what="a run of each of the two due suites")
+    results = cluster.sql("SELECT name, run_by, duration_ms, run_at FROM pgmart.check_results "
+                          "WHERE target = 'public.due_tog' ORDER BY name")
+    # One scan: one result each, from the same run of the same statement.
+    assert [r[0] for r in results] == ["tog_a", "tog_b"], results
+    assert results[0][1] == results[1][1] and results[0][2] == results[1][2], results
+    assert abs((results[0][3] - results[1][3]).total_seconds()) < 0.1, results
+    scanner = int(results[0][1].split()[1])
+    other = b if scanner == a else a
+    msgs = dict(cluster.sql("SELECT job_id, details->>'message' FROM pgmart.job_runs WHERE job_id IN (%s, %s)", (a, b)))
+    assert f"in the same scan, 1 checks of job {other} (due too)" in msgs[scanner], msgs
+    assert msgs[other] == f"all 1 checks already ran after this run fell due (job {scanner}); not run again", msgs
+    # Both are scheduled on; the paused job ran nothing.
+    assert cluster.one("SELECT bool_and(next_run_at > now() + interval '50 minutes') FROM pgmart.jobs "
+                       "WHERE job_id IN (%s, %s)", (a, b))
+    assert cluster.one("SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s", (c,)) == 0
+
+
+def test_the_suite_of_a_dropped_table_skips_until_it_returns(cluster):
+    cluster.sql("CREATE TABLE gone_t (id int)")
+    cluster.sql("INSERT INTO gone_t VALUES (1)")
+    cluster.sql("SELECT pgmart.add_check('gone_t', 'not_null', ARRAY['id'], schedule => '2 seconds', name => 'gone_id')")
+    job = _job_of(cluster, "gone_id")
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'gone_id'") >= 1,
+             timeout=30, what="a first run")
+    cluster.sql("DROP TABLE gone_t")
+    dropped = cluster.one("SELECT max(run_id) FROM pgmart.job_runs WHERE job_id = %s", (job,))
+    before = cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'gone_id'")
+    skipped = "SELECT count(*) FROM pgmart.job_runs WHERE job_id = %s AND run_id > %s AND status = 'skipped'"
+    wait_for(lambda: cluster.one(skipped, (job, dropped)) >= 2, timeout=30, what="two skipped runs")
+    runs = cluster.sql("SELECT status, details->>'message' FROM pgmart.job_runs WHERE job_id = %s AND run_id > %s "
+                       "AND status NOT IN ('running', 'queued') ORDER BY run_id", (job, dropped))
+    # Perhaps one run began before the drop; every run after it is skipped, with the reason.
+    after = runs[1:] if runs[0][0] == "succeeded" else runs
+    assert after and all(r == ("skipped", "table public.gone_t does not exist; its checks run again when one of "
+                                           "that name is created") for r in after), runs
+    assert cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'gone_id' AND status <> 'pass'") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'gone_id'") <= before + 1
+    assert cluster.one("SELECT enabled AND last_status = 'skipped' AND consecutive_failures = 0 "
+                       "FROM pgmart.jobs WHERE job_id = %s", (job,))
+    # A table of that name takes the check back, and its runs check it again.
+    cluster.sql("CREATE TABLE gone_t (id int)")
+    cluster.sql("INSERT INTO gone_t VALUES (NULL)")
+    wait_for(lambda: cluster.one("SELECT count(*) FROM pgmart.check_results WHERE name = 'gone_id' AND status = 'fail'") >= 1,
+             timeout=30, what="a run on the re-created table")

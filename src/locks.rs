@@ -14,6 +14,15 @@ pub enum Kind {
     JobRun = 0x6d02,
     /// History pruning (one session at a time).
     Prune = 0x6d03,
+    /// The scheduled check scan of one (table, owner): suite jobs of that pair run one at a time,
+    /// so a job whose checks a sibling's scan covered sees that scan's results (see
+    /// `checks::exec::run_job`). Key: [`pair`] of the table's and the owner's oids.
+    CheckScan = 0x6d04,
+}
+
+/// A lock key made of two oids (a table and a role, say).
+pub fn pair(a: u32, b: u32) -> i64 {
+    ((a as i64) << 32) | b as i64
 }
 
 fn tag(kind: Kind, key: i64) -> pg_sys::LOCKTAG {
@@ -33,6 +42,13 @@ pub fn try_lock(kind: Kind, key: i64, session: bool) -> bool {
     let t = tag(kind, key);
     let r = unsafe { pg_sys::LockAcquire(&t, pg_sys::ExclusiveLock as i32, session, true) };
     r != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+/// Take the lock for the rest of the transaction, waiting for it as long as it takes (the
+/// caller's `lock_timeout` and statement or job time limit apply, and the deadlock detector).
+pub fn lock_for_transaction(kind: Kind, key: i64) {
+    let t = tag(kind, key);
+    unsafe { pg_sys::LockAcquire(&t, pg_sys::ExclusiveLock as i32, false, false) };
 }
 
 /// Release a lock taken with [`try_lock`].

@@ -502,6 +502,17 @@ pub fn under_setting<R>(name: &CStr, value: &str, f: impl FnOnce() -> R) -> std:
     })
 }
 
+/// Run `f` with setting `name` made `value` for its duration only (as `SET LOCAL` would, undone
+/// when `f` returns or an ERROR unwinds through it); no subtransaction, so what `f` acquires (a
+/// lock) stays.
+pub fn with_setting<R>(name: &CStr, value: &CStr, f: impl FnOnce() -> R) -> R {
+    let scope = GucScope::new();
+    scope.set(name, value);
+    let r = f();
+    drop(scope);
+    r
+}
+
 /// The current value of a setting, as `SHOW` prints it (its show hook applied: the canonical
 /// spelling of a time zone).
 pub fn setting(name: &CStr) -> Option<String> {

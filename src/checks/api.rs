@@ -60,7 +60,7 @@ fn run_checks(
 > {
     let oid = args::optional_relation(target, "target").map(|t| u32::from(t) as i64);
     let caller = crate::sql::role_name(crate::sql::caller());
-    let results = exec::run(oid, None, &format!("run_checks by {caller}"));
+    let results = exec::run(oid, &format!("run_checks by {caller}"));
     TableIterator::new(results.into_iter().map(|r| {
         let sample = if r.sample.is_null() { None } else { Some(pgrx::JsonB(r.sample)) };
         (r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows, sample, r.duration_ms)

@@ -5,6 +5,7 @@ use crate::checks::plan::{self, Check, Kind, Measured, TableFacts};
 use crate::error::{OrRaise, PgMartError};
 use crate::fragment::{Runs, Shape};
 use crate::jobs::engine::Job;
+use crate::locks;
 use crate::sql::{self, Caught};
 use pgrx::prelude::*;
 use serde::Deserialize;
@@ -40,6 +41,13 @@ struct CheckRow {
     last_status: Option<String>,
     last_sample: Option<Value>,
     owner: u32,
+    /// Its suite job (a scheduled check).
+    job_id: Option<i64>,
+    /// Whether its table exists (it may have been dropped, to be re-created under its name).
+    target_exists: bool,
+    /// Who ran it at or after the moment its suite job last fell due (`run_by` of that result):
+    /// that run is done already.
+    covered_by: Option<String>,
 }
 
 impl CheckRow {
@@ -360,35 +368,71 @@ fn recheck(oid: i64, c: &CheckRow) -> std::result::Result<CheckRow, String> {
     Ok(c)
 }
 
-/// Run checks (all the caller may act as, one table's, or one job's) and record the results. Each
-/// table's checks run as their owner (one statement, one snapshot, per table and owner).
-pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckResult> {
+/// The checks as they run: definition, owner, last result, whether the table exists, and who ran
+/// the check since its suite job last fell due. Completed with a condition on `c` (the check), `a`
+/// (its owner anchor), `j` (its suite job).
+const CHECK_ROWS: &str = "SELECT c.check_id, c.name, c.target::pg_catalog.oid::pg_catalog.int8 AS target_oid, \
+        CASE WHEN t.oid IS NULL THEN coalesce(c.target_name, c.target::pg_catalog.text) \
+             ELSE c.target::pg_catalog.text END AS target, \
+        c.kind, c.columns, c.params, c.severity, c.where_clause, c.job_id, t.oid IS NOT NULL AS target_exists, \
+        coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, \
+        (SELECT r.status FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
+          ORDER BY r.run_at DESC LIMIT 1) AS last_status, \
+        (SELECT r.sample FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
+            AND r.status OPERATOR(pg_catalog.<>) 'error' ORDER BY r.run_at DESC LIMIT 1) AS last_sample, \
+        (SELECT r.run_by FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
+            AND r.run_at OPERATOR(pg_catalog.>=) j.next_run_at ORDER BY r.run_at DESC LIMIT 1) AS covered_by \
+   FROM pgmart.\"check\" c \
+   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor \
+   LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.target::pg_catalog.oid \
+   LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) c.job_id \
+  WHERE a.relowner IS NOT NULL AND ";
+
+/// The checks that meet `condition` (SQL over `c`, `a`, `j`; values as parameters), in check order.
+fn load(condition: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<CheckRow> {
+    sql::as_catalog_owner(|| sql::rows::<CheckRow>(&format!("{CHECK_ROWS}({condition}) ORDER BY c.check_id"), args))
+}
+
+/// The checks of suite job `$1`.
+const OF_JOB: &str = "c.job_id OPERATOR(pg_catalog.=) $1";
+
+/// The checks of the *sibling* suites of job `$1`: other enabled `check_suite` jobs with checks on
+/// one of its tables for the same owner, due now.
+const OF_DUE_SIBLINGS: &str = "c.job_id OPERATOR(pg_catalog.<>) $1 AND j.kind OPERATOR(pg_catalog.=) 'check_suite' AND j.enabled \
+    AND j.next_run_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
+    AND EXISTS (SELECT 1 FROM pgmart.\"check\" o JOIN pg_catalog.pg_class oa ON oa.oid OPERATOR(pg_catalog.=) o.anchor \
+                 WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
+                   AND o.target::pg_catalog.oid OPERATOR(pg_catalog.=) c.target::pg_catalog.oid \
+                   AND oa.relowner OPERATOR(pg_catalog.=) a.relowner)";
+
+/// Run checks (all the caller may act as, or one table's) and record the results. Each table's
+/// checks run as their owner (one statement, one snapshot, per table and owner). The checks of a
+/// table that does not exist (dropped; dbt re-creates it) are not run and leave no result.
+pub fn run(target: Option<i64>, run_by: &str) -> Vec<CheckResult> {
     let caller = sql::caller();
-    let rows = sql::as_catalog_owner(|| {
-        sql::rows::<CheckRow>(
-            "SELECT c.check_id, c.name, c.target::pg_catalog.oid::pg_catalog.int8 AS target_oid, \
-                    c.target::pg_catalog.text AS target, \
-                    c.kind, c.columns, c.params, c.severity, c.where_clause, \
-                    coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, \
-                    (SELECT r.status FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
-                      ORDER BY r.run_at DESC LIMIT 1) AS last_status, \
-                    (SELECT r.sample FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id \
-                        AND r.status OPERATOR(pg_catalog.<>) 'error' ORDER BY r.run_at DESC LIMIT 1) AS last_sample \
-               FROM pgmart.\"check\" c LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor \
-              WHERE ($1::pg_catalog.int8 IS NULL OR c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid) \
-                AND ($2::pg_catalog.int8 IS NULL OR c.job_id OPERATOR(pg_catalog.=) $2) \
-                AND a.relowner IS NOT NULL \
-              ORDER BY c.check_id",
-            &[target.into(), job_id.into()],
-        )
-    });
+    let rows = load(
+        "$1::pg_catalog.int8 IS NULL OR c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid",
+        &[target.into()],
+    );
     // A caller runs (and writes history for) only the checks of roles it may act as.
-    let rows: Vec<CheckRow> = rows
+    let (present, missing): (Vec<CheckRow>, Vec<CheckRow>) = rows
         .into_iter()
-        .filter(|r| job_id.is_some() || sql::may_act_as(caller, pg_sys::Oid::from(r.owner)))
-        .collect();
+        .filter(|r| sql::may_act_as(caller, pg_sys::Oid::from(r.owner)))
+        .partition(|r| r.target_exists);
+    let mut gone: Vec<&str> = missing.iter().map(|r| r.target.as_str()).collect();
+    gone.sort();
+    gone.dedup();
+    for t in gone {
+        notice!("pgmart: table {t} does not exist; its checks were not run (they run again when one of that name is created)");
+    }
+    run_rows(&present, run_by)
+}
+
+/// Run these checks (of existing tables) and record the results: one fused statement per table
+/// and owner, as that owner.
+fn run_rows(rows: &[CheckRow], run_by: &str) -> Vec<CheckResult> {
     let mut groups: Vec<(i64, u32)> = vec![];
-    for r in &rows {
+    for r in rows {
         if !groups.contains(&(r.target_oid, r.owner)) {
             groups.push((r.target_oid, r.owner));
         }
@@ -422,7 +466,7 @@ pub fn run(target: Option<i64>, job_id: Option<i64>, run_by: &str) -> Vec<CheckR
     }
     // Report in check order.
     results.sort_by_key(|r| rows.iter().position(|x| x.check_id == r.check_id));
-    record(&results, &rows, run_by);
+    record(&results, rows, run_by);
     results
 }
 
@@ -479,7 +523,7 @@ fn record(results: &[CheckResult], rows: &[CheckRow], run_by: &str) {
     }
 }
 
-/// The `check_suite` job kind: one table's scheduled checks of one owner.
+/// The `check_suite` job kind: the scheduled checks of one table, one owner and one schedule.
 pub struct CheckSuite;
 
 impl crate::jobs::kinds::JobKind for CheckSuite {
@@ -497,15 +541,123 @@ impl crate::jobs::kinds::JobKind for CheckSuite {
     }
 }
 
-/// Run this job's checks (each as its owner).
+/// Run a suite job: its checks, and in the same scan the checks of its due sibling suites (same
+/// table, same owner, another schedule), so that checks falling due together share one scan.
+///
+/// Suite runs of one table and owner take turns (`locks::Kind::CheckScan`, until the transaction
+/// ends, when their results are committed), so a sibling that was due too and runs next finds its
+/// checks already run after it fell due (`covered_by`) and does not scan again; its own run is
+/// recorded, with a message naming the run that covered it, and it is scheduled on as usual. A
+/// paused sibling is never run by another; checks run since they fell due are not run again.
 pub fn run_job(job: &Job) -> Value {
-    let results = run(None, Some(job.job_id), &format!("job {}", job.job_id));
-    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    let own = load(OF_JOB, &[job.job_id.into()]);
+    if !own.is_empty() && own.iter().all(|r| !r.target_exists) {
+        return table_missing(job, &own[0].target);
+    }
+    crate::alerts::resolve(&missing_key(job.job_id));
+    // Wait for a sibling's scan of the same table (it may cover these checks). The wait is this
+    // job's work, so pgmart.lock_timeout does not cut it short (the job's time limit does).
+    let mut pairs: Vec<(i64, u32)> = own.iter().filter(|r| r.target_exists).map(|r| (r.target_oid, r.owner)).collect();
+    pairs.sort();
+    pairs.dedup();
+    sql::with_setting(c"lock_timeout", c"0", || {
+        for (t, o) in &pairs {
+            locks::lock_for_transaction(locks::Kind::CheckScan, locks::pair(*t as u32, *o));
+        }
+    });
+    // Read again now that any earlier scan has committed.
+    let own: Vec<CheckRow> = load(OF_JOB, &[job.job_id.into()]).into_iter().filter(|r| r.target_exists).collect();
+    let (covered, todo): (Vec<CheckRow>, Vec<CheckRow>) = own.into_iter().partition(|r| r.covered_by.is_some());
+    let mut by: Vec<String> = covered.iter().filter_map(|r| r.covered_by.clone()).collect();
+    by.sort();
+    by.dedup();
+    if todo.is_empty() && !covered.is_empty() {
+        return json!({
+            "message": format!("all {} checks already ran after this run fell due ({}); not run again", covered.len(), by.join(", ")),
+            "pass": 0, "warn": 0, "fail": 0, "error": 0, "covered": covered.len(), "covered_by": by,
+        });
+    }
+    let own_ids: Vec<i64> = todo.iter().map(|r| r.check_id).collect();
+    let mut rows = todo;
+    if !rows.is_empty() {
+        rows.extend(load(OF_DUE_SIBLINGS, &[job.job_id.into()]).into_iter().filter(|r| r.target_exists && r.covered_by.is_none()));
+    }
+    let mut with_jobs: Vec<i64> = rows.iter().filter_map(|r| r.job_id).filter(|&j| j != job.job_id).collect();
+    with_jobs.sort();
+    with_jobs.dedup();
+    let results = run_rows(&rows, &format!("job {}", job.job_id));
+    let mine: Vec<&CheckResult> = results.iter().filter(|r| own_ids.contains(&r.check_id)).collect();
+    let count = |s: &str| mine.iter().filter(|r| r.status == s).count();
+    let mut message = format!(
+        "{} checks: {} pass, {} warn, {} fail, {} error",
+        mine.len(),
+        count("pass"),
+        count("warn"),
+        count("fail"),
+        count("error")
+    );
+    if !with_jobs.is_empty() {
+        let jobs: Vec<String> = with_jobs.iter().map(|j| format!("job {j}")).collect();
+        message.push_str(&format!(
+            "; in the same scan, {} checks of {} (due too)",
+            results.len() - mine.len(),
+            jobs.join(", ")
+        ));
+    }
+    if !covered.is_empty() {
+        message.push_str(&format!("; {} already ran after this run fell due ({})", covered.len(), by.join(", ")));
+    }
     json!({
-        "message": format!("{} checks: {} pass, {} warn, {} fail, {} error",
-                           results.len(), count("pass"), count("warn"), count("fail"), count("error")),
+        "message": message,
         "pass": count("pass"), "warn": count("warn"), "fail": count("fail"), "error": count("error"),
+        "with_jobs": with_jobs, "covered": covered.len(), "covered_by": by,
     })
+}
+
+fn missing_key(job_id: i64) -> String {
+    format!("check_suite_missing:{job_id}")
+}
+
+/// The suite's table is gone (dropped; a table created under its name takes the checks back, see
+/// `crate::follow`): the run is `skipped`, the job stays scheduled, no check result is written, and
+/// once the table has been missing for two periods of the schedule an alert says so.
+fn table_missing(job: &Job, table: &str) -> Value {
+    #[derive(Deserialize)]
+    struct Since {
+        missing_s: Option<f64>,
+        since: Option<String>,
+    }
+    // Missing since the first skipped run after the last run that was not skipped.
+    let since = sql::as_catalog_owner(|| {
+        sql::row::<Since>(
+            "SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(r.started_at))::double precision AS missing_s, \
+                    min(r.started_at)::pg_catalog.text AS since \
+               FROM pgmart.job_run r \
+              WHERE r.job_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['skipped', 'running']) \
+                AND r.started_at OPERATOR(pg_catalog.>) coalesce((SELECT max(o.started_at) FROM pgmart.job_run o \
+                      WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
+                        AND o.status OPERATOR(pg_catalog.<>) ALL (ARRAY['skipped', 'running'])), '-infinity')",
+            &[job.job_id.into()],
+        )
+    });
+    let missing_s = since.as_ref().and_then(|s| s.missing_s).unwrap_or(0.0);
+    let allowance = crate::jobs::engine::approx_period(&job.schedule, &job.timezone).map(|p| 2.0 * p).unwrap_or(f64::INFINITY);
+    if missing_s > allowance {
+        crate::alerts::raise_health(crate::alerts::Health {
+            source_kind: "check",
+            source_name: &job.name,
+            severity: "medium",
+            target: Some(table),
+            payload: json!({ "problem": "table missing", "table": table,
+                             "missing_since": since.and_then(|s| s.since), "job_id": job.job_id }),
+            dedup_key: &missing_key(job.job_id),
+            owner: job.owner_oid(),
+            job_id: Some(job.job_id),
+            check_id: None,
+        });
+    }
+    json!({ "skipped": true,
+            "message": format!("table {table} does not exist; its checks run again when one of that name is created") })
 }
 
 /// Registration input (validated here).
@@ -755,50 +907,63 @@ fn may_read(role: pg_sys::Oid, oid: i64) -> bool {
     .unwrap_or(false)
 }
 
-/// The one `check_suite` job of (table, owner): reused, its schedule updated when a new one is given.
+/// A schedule as suites compare it: trimmed, spaces collapsed, case folded (`'1 Hour'` and
+/// `' 1  hour'` are one schedule).
+fn schedule_key(schedule: &str) -> String {
+    schedule.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// The `check_suite` job of (table, owner, schedule): each schedule has its own job, which checks
+/// given the same schedule join (their table's scans are shared when jobs fall due together, see
+/// [`run_job`]). The first suite of a table and owner is `checks <table> (<role>)`, the others
+/// `checks <table> (<role>, <schedule>)`.
 fn suite_job(oid: i64, rel: &RelInfo, schedule: &str, owner: pg_sys::Oid, timeout: Option<pgrx::datum::Interval>) -> i64 {
     #[derive(Deserialize)]
     struct J {
         job_id: i64,
+        name: String,
         schedule: String,
+        timezone: String,
+        enabled: bool,
     }
-    let existing = sql::as_catalog_owner(|| {
-        sql::row::<J>(
-            "SELECT j.job_id, j.schedule FROM pgmart.job j \
+    let schedule = schedule.trim();
+    let suites = sql::as_catalog_owner(|| {
+        sql::rows::<J>(
+            "SELECT j.job_id, j.name, j.schedule, j.timezone, j.enabled FROM pgmart.job j \
                JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
               WHERE j.kind OPERATOR(pg_catalog.=) 'check_suite' AND a.relowner OPERATOR(pg_catalog.=) $1 \
                 AND EXISTS (SELECT 1 FROM pgmart.\"check\" c WHERE c.job_id OPERATOR(pg_catalog.=) j.job_id \
                                AND c.target::pg_catalog.oid OPERATOR(pg_catalog.=) $2::pg_catalog.int8::pg_catalog.oid) \
-              ORDER BY j.job_id LIMIT 1",
+              ORDER BY j.job_id",
             &[owner.into(), oid.into()],
         )
     });
-    match existing {
-        Some(j) => {
-            if j.schedule != schedule.trim() {
-                crate::jobs::api::reschedule(j.job_id, schedule.trim(), None);
-                notice!("the check suite of {} now runs on schedule '{}' (for all its checks)", rel.relation, schedule.trim());
-            }
-            j.job_id
+    let key = schedule_key(schedule);
+    if let Some(j) = suites.iter().find(|j| schedule_key(&j.schedule) == key && j.timezone == "UTC") {
+        if !j.enabled {
+            notice!("pgmart: the check joins job {} (\"{}\"), which is paused: it runs when the job is resumed", j.job_id, j.name);
         }
-        None => {
-            let role = sql::role_name(owner);
-            let name = crate::jobs::api::free_name(&format!("checks {} ({role})", rel.relation));
-            crate::jobs::api::register(crate::jobs::api::NewJob {
-                name: &name,
-                kind: "check_suite",
-                target: Some(&rel.relation),
-                schedule,
-                timezone: "UTC",
-                owner,
-                config: json!({}),
-                max_retries: 3,
-                retry_backoff: None,
-                start_at: None,
-                timeout,
-            })
-        }
+        return j.job_id;
     }
+    let role = sql::role_name(owner);
+    let base = if suites.is_empty() {
+        format!("checks {} ({role})", rel.relation)
+    } else {
+        format!("checks {} ({role}, {schedule})", rel.relation)
+    };
+    crate::jobs::api::register(crate::jobs::api::NewJob {
+        name: &crate::jobs::api::free_name(&base),
+        kind: "check_suite",
+        target: Some(&rel.relation),
+        schedule,
+        timezone: "UTC",
+        owner,
+        config: json!({}),
+        max_retries: 3,
+        retry_backoff: None,
+        start_at: None,
+        timeout,
+    })
 }
 
 #[derive(Deserialize)]

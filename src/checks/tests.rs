@@ -388,6 +388,127 @@ mod tests {
     }
 
     #[pg_test]
+    fn each_schedule_has_its_own_suite_job() {
+        run("CREATE TABLE ck_ss (id int, v int)");
+        run("SELECT pgmart.add_check('ck_ss', 'unique', ARRAY['id'], schedule => '1 hour', name => 'ck_ss_u')");
+        // The same schedule, however spaced or cased, joins the same job.
+        run("SELECT pgmart.add_check('ck_ss', 'not_null', ARRAY['id'], schedule => ' 1  Hour ', name => 'ck_ss_n')");
+        let suites = "SELECT count(*) FROM pgmart.jobs WHERE kind = 'check_suite' AND target = 'public.ck_ss'";
+        assert_eq!(one::<i64>(suites), Some(1));
+        let hourly = one::<i64>("SELECT job_id FROM pgmart.checks WHERE name = 'ck_ss_u'").unwrap();
+        assert_eq!(one::<i64>("SELECT job_id FROM pgmart.checks WHERE name = 'ck_ss_n'"), Some(hourly));
+        // Another schedule: a job of its own; the hourly job keeps its schedule.
+        run("SELECT pgmart.add_check('ck_ss', 'not_null', ARRAY['v'], schedule => '2 seconds', name => 'ck_ss_v')");
+        assert_eq!(one::<i64>(suites), Some(2));
+        let fast = one::<i64>("SELECT job_id FROM pgmart.checks WHERE name = 'ck_ss_v'").unwrap();
+        assert_ne!(fast, hourly);
+        assert_eq!(one::<String>(&format!("SELECT schedule FROM pgmart.jobs WHERE job_id = {hourly}")).as_deref(), Some("1 hour"));
+        assert_eq!(one::<String>(&format!("SELECT schedule FROM pgmart.jobs WHERE job_id = {fast}")).as_deref(), Some("2 seconds"));
+        assert_eq!(
+            one::<String>(&format!("SELECT name FROM pgmart.jobs WHERE job_id = {hourly}")),
+            one::<String>("SELECT 'checks public.ck_ss (' || current_user || ')'")
+        );
+        assert_eq!(
+            one::<String>(&format!("SELECT name FROM pgmart.jobs WHERE job_id = {fast}")),
+            one::<String>("SELECT 'checks public.ck_ss (' || current_user || ', 2 seconds)'")
+        );
+        // Running one job runs its own checks only (the other is not due).
+        run(&format!("SELECT * FROM pgmart.run_job({fast})"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE target = 'public.ck_ss'"), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_ss_v'"), Some(1));
+        // The last check of a schedule takes its job along, and only its job.
+        run("SELECT pgmart.drop_check('ck_ss_v')");
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {fast}")), Some(0));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {hourly}")), Some(1));
+        run("SELECT pgmart.drop_check('ck_ss_u')");
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.jobs WHERE job_id = {hourly}")), Some(1));
+        run("SELECT pgmart.drop_check('ck_ss_n')");
+        assert_eq!(one::<i64>(suites), Some(0));
+    }
+
+    #[pg_test]
+    fn suites_due_together_share_one_scan() {
+        run("CREATE TABLE ck_sh (id int, v int); INSERT INTO ck_sh SELECT g, g FROM generate_series(1, 1000) g");
+        run("SELECT pgmart.add_check('ck_sh', 'not_null', ARRAY['id'], schedule => '1 hour', name => 'ck_sh_a')");
+        run("SELECT pgmart.add_check('ck_sh', 'not_null', ARRAY['v'], schedule => '2 hours', name => 'ck_sh_b')");
+        run("SELECT pgmart.add_check('ck_sh', 'row_count', params => '{\"min\": 1}', schedule => '3 hours', name => 'ck_sh_c')");
+        let job = |n: &str| one::<i64>(&format!("SELECT job_id FROM pgmart.checks WHERE name = '{n}'")).unwrap();
+        let (a, b, c) = (job("ck_sh_a"), job("ck_sh_b"), job("ck_sh_c"));
+        assert!(a != b && b != c && a != c);
+        // c is paused: it is never run by another job. a and b fall due together.
+        run(&format!("SELECT pgmart.pause_job({c})"));
+        run(&format!("UPDATE pgmart.job SET next_run_at = now() - interval '1 second' WHERE job_id IN ({a}, {b}, {c})"));
+        let scans = "SELECT coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables WHERE relid = 'ck_sh'::regclass";
+        let before = one::<i64>(scans).unwrap();
+        let msg = one::<String>(&format!("SELECT message FROM pgmart.run_job({a})")).unwrap();
+        assert!(msg.contains(&format!("in the same scan, 1 checks of job {b} (due too)")), "{msg}");
+        assert_eq!(one::<i64>(scans), Some(before + 1));
+        // One statement computed both: same run, same duration; nothing of the paused job.
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(DISTINCT (run_by, duration_ms)) FROM pgmart.check_results \
+                  WHERE name IN ('ck_sh_a', 'ck_sh_b') AND run_by = 'job {a}'"
+            )),
+            Some(1)
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_sh_b'"), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_sh_c'"), Some(0));
+        // b's own run finds its check done after it fell due: no scan, a success that says so,
+        // and b is scheduled on.
+        let (st, msg) = {
+            let r = Spi::get_two::<String, String>(&format!("SELECT status, message FROM pgmart.run_job({b})")).unwrap();
+            (r.0.unwrap(), r.1.unwrap())
+        };
+        assert_eq!(st, "succeeded");
+        assert_eq!(msg, format!("all 1 checks already ran after this run fell due (job {a}); not run again"));
+        assert_eq!(one::<i64>(scans), Some(before + 1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_sh_b'"), Some(1));
+        assert_eq!(one::<bool>(&format!("SELECT next_run_at > now() FROM pgmart.jobs WHERE job_id = {b}")), Some(true));
+        // Run by hand when not due, a job runs all its checks.
+        run(&format!("SELECT * FROM pgmart.run_job({b})"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_sh_b'"), Some(2));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_sh_c'"), Some(0));
+    }
+
+    #[pg_test]
+    fn a_suite_whose_table_is_gone_skips_its_runs() {
+        run("CREATE TABLE ck_gone (id int); INSERT INTO ck_gone VALUES (1)");
+        run("SELECT pgmart.add_check('ck_gone', 'not_null', ARRAY['id'], schedule => '1 second', name => 'ck_gone_id')");
+        let job = one::<i64>("SELECT job_id FROM pgmart.checks WHERE name = 'ck_gone_id'").unwrap();
+        run("DROP TABLE ck_gone");
+        let r = Spi::get_two::<String, String>(&format!("SELECT status, message FROM pgmart.run_job({job})")).unwrap();
+        assert_eq!(r.0.as_deref(), Some("skipped"));
+        assert_eq!(
+            r.1.as_deref(),
+            Some("table public.ck_gone does not exist; its checks run again when one of that name is created")
+        );
+        // No result is written for it, by the job or by run_checks(); the job stays scheduled.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.run_checks() WHERE name = 'ck_gone_id'"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.check_results WHERE name = 'ck_gone_id'"), Some(0));
+        assert_eq!(
+            one::<String>(&format!("SELECT enabled || ' ' || last_status FROM pgmart.jobs WHERE job_id = {job}")).as_deref(),
+            Some("true skipped")
+        );
+        // Missing for longer than two periods: an alert says so (once).
+        let alert = format!("SELECT count(*) FROM pgmart.open_alerts WHERE source_kind = 'check' AND payload->>'problem' = 'table missing' \
+                               AND (payload->>'job_id')::bigint = {job}");
+        assert_eq!(one::<i64>(&alert), Some(0));
+        run("SELECT pg_sleep(2.2)");
+        run(&format!("SELECT * FROM pgmart.run_job({job})"));
+        run(&format!("SELECT * FROM pgmart.run_job({job})"));
+        assert_eq!(one::<i64>(&alert), Some(1));
+        // A table of that name takes the check back; the job runs it again (the alert resolved).
+        run("CREATE TABLE ck_gone (id int)");
+        let r = Spi::get_two::<String, String>(&format!("SELECT status, message FROM pgmart.run_job({job})")).unwrap();
+        assert_eq!(r.0.as_deref(), Some("succeeded"));
+        assert_eq!(
+            one::<String>("SELECT status FROM pgmart.check_results WHERE name = 'ck_gone_id' ORDER BY result_id DESC LIMIT 1").as_deref(),
+            Some("pass")
+        );
+        assert_eq!(one::<i64>(&alert), Some(0));
+    }
+
+    #[pg_test]
     fn samples_are_found_whether_or_not_the_last_run_failed() {
         run("CREATE TABLE ck_lz (id int PRIMARY KEY, a int, s text); INSERT INTO ck_lz SELECT g, g, 'ok' FROM generate_series(1, 10) g");
         run("SELECT pgmart.add_check('ck_lz', 'not_null', ARRAY['a'])");

@@ -107,6 +107,21 @@ fn too_far(text: &str) -> PgMartError {
         .hint("Give a shorter interval.")
 }
 
+/// The approximate period of a schedule in seconds: the interval's length, or the gap between the
+/// next two cron matches.
+pub fn approx_period(schedule_text: &str, timezone: &str) -> Result<f64> {
+    let (s, zone) = validate(schedule_text, timezone)?;
+    let tz = zone.tz;
+    Ok(match s {
+        Schedule::Every(e) => e.approx_seconds(),
+        Schedule::Cron(c) => {
+            let n1 = schedule::next_cron(&c, &tz, chrono::Utc::now())?;
+            let n2 = schedule::next_cron(&c, &tz, n1)?;
+            ((n2 - n1).num_milliseconds() as f64 / 1000.0).max(1.0)
+        }
+    })
+}
+
 /// When a new job first falls due: one interval from now, or the next cron match.
 pub fn first_run(s: &Schedule, tz: &chrono_tz::Tz, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
     match s {

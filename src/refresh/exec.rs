@@ -3,13 +3,16 @@
 //! raises alerts, and runs the `refresh` job kind.
 
 use super::plan::{self, Id, Method};
-use crate::error::{PgMartError, Result};
+use crate::error::PgMartError;
 use crate::jobs::engine::Job;
 use crate::sql;
 use pgrx::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+
+/// The approximate period of a schedule (it lives with the job engine).
+pub use crate::jobs::engine::approx_period;
 
 /// A materialized view as the catalog describes it now.
 #[derive(Debug, Clone, Deserialize)]
@@ -537,21 +540,5 @@ pub fn run_job(job: &Job) -> Value {
             .map(|x| json!({"view": x.view_name, "status": x.status, "rows": x.rows_after,
                             "method": x.method.map(|m| m.as_str()), "duration_ms": x.duration_ms}))
             .collect::<Vec<_>>(),
-    })
-}
-
-/// The approximate period of a schedule in seconds: the interval's length, or the gap between the
-/// next two cron matches.
-pub fn approx_period(schedule_text: &str, timezone: &str) -> Result<f64> {
-    use crate::jobs::schedule::Schedule;
-    let (s, zone) = crate::jobs::engine::validate(schedule_text, timezone)?;
-    let tz = zone.tz;
-    Ok(match s {
-        Schedule::Every(e) => e.approx_seconds(),
-        Schedule::Cron(c) => {
-            let n1 = crate::jobs::schedule::next_cron(&c, &tz, chrono::Utc::now())?;
-            let n2 = crate::jobs::schedule::next_cron(&c, &tz, n1)?;
-            ((n2 - n1).num_milliseconds() as f64 / 1000.0).max(1.0)
-        }
     })
 }
