@@ -222,7 +222,8 @@ COMMENT ON FUNCTION pgmart._on_sql_drop IS 'Internal: event trigger that removes
 CREATE EVENT TRIGGER pgmart_anchor_dropped ON sql_drop EXECUTE FUNCTION pgmart._on_sql_drop();
 
 -- Registrations follow their relation by name (src/follow.rs): after every command that creates or
--- alters a table, view or materialized view (not a partition), its relations are handed over.
+-- alters a table, view or materialized view, its relations are handed over (partitions too: a
+-- rollup's capture goes on every partition of its source, src/rollups/exec.rs).
 CREATE FUNCTION pgmart._on_ddl_end() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -233,7 +234,6 @@ BEGIN
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
        AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
-       AND NOT c.relispartition
        AND d.schema_name OPERATOR(pg_catalog.<>) ALL (ARRAY['pgmart', 'pgmart_owners', 'pgmart_metrics', 'pgmart_metric_columns']);
     IF rels IS NOT NULL THEN
         PERFORM pgmart._relations_changed(rels);
@@ -241,6 +241,14 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION pgmart._on_ddl_end IS 'Internal: event trigger that lets registrations follow a table or view re-created or renamed under their name.';
 COMMENT ON FUNCTION pgmart._install_metric_views IS 'Internal: make the browsable view of each metric that has none (the upgrade from 0.1.0 calls it).';
+COMMENT ON FUNCTION pgmart._rollup_capture IS 'Internal: the capture trigger of a rollup: logs the buckets a statement changed (src/rollups/).';
+COMMENT ON FUNCTION pgmart._rollup_watermark IS 'Internal: the watermark of a rollup, read by its real-time view.';
+COMMENT ON FUNCTION pgmart._rollup_pending IS 'Internal: the bucket ranges of a rollup with changes not refreshed yet, read by its real-time view.';
+COMMENT ON FUNCTION pgmart.create_rollup IS
+  'Create a rollup: a table of time buckets (in the time zone) by dimensions with the given aggregate measures over a source table, filled now and kept fresh by recomputing only the buckets that changed; with realtime, a view <name>_rt adds the newest rows live. Returns its job id.';
+COMMENT ON FUNCTION pgmart.refresh_rollup IS
+  'Refresh a rollup now (what its schedule would do), or, given from_ts and/or to_ts, recompute every bucket of that range in batches (a backfill), whatever its offsets; returns what it did.';
+COMMENT ON FUNCTION pgmart.drop_rollup IS 'Drop a rollup: its capture triggers, real-time view, job and log, and its table unless keep_data.';
 COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
 CREATE EVENT TRIGGER pgmart_relations_changed ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'CREATE MATERIALIZED VIEW',
@@ -258,7 +266,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;

@@ -60,6 +60,7 @@ struct Rel {
     name: String,
     relkind: String,
     owner: i64,
+    partition: bool,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +120,8 @@ fn changed(oid: pg_sys::Oid) {
         sql::row::<Rel>(
             "SELECT c.oid::pg_catalog.int8 AS oid, c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
                     pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
-                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS name \
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS name, \
+                    c.relispartition AS partition \
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
               WHERE c.oid OPERATOR(pg_catalog.=) $1",
             &[oid.into()],
@@ -127,10 +129,14 @@ fn changed(oid: pg_sys::Oid) {
     }) else {
         return;
     };
-    for f in crate::FOLLOWERS {
-        follow_rename(f, &rel);
-        take_back(f, &rel);
+    // Registrations name whole tables; a partition only gets the capture of its root's rollups.
+    if !rel.partition {
+        for f in crate::FOLLOWERS {
+            follow_rename(f, &rel);
+            take_back(f, &rel);
+        }
     }
+    crate::rollups::exec::relation_changed(oid);
 }
 
 fn rows(f: &Follower, condition: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Row> {

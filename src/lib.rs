@@ -23,7 +23,9 @@ pub mod metrics;
 pub mod owners;
 pub mod partitions;
 pub mod refresh;
+pub mod rollups;
 pub mod sql;
+pub mod timecol;
 pub mod version;
 #[cfg(any(test, feature = "pg_test"))]
 pub mod testing;
@@ -39,7 +41,8 @@ mod pgmart {}
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
-extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog", "checks_catalog"]);
+extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog", "checks_catalog", "rollups_catalog"]);
+extension_sql_file!("../sql/rollups.sql", name = "rollups_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
@@ -52,6 +55,7 @@ pub static JOB_KINDS: &[&dyn jobs::kinds::JobKind] = &[
     &refresh::exec::Refresh,
     &checks::exec::CheckSuite,
     &partitions::exec::PartitionMaintenance,
+    &rollups::exec::Rollup,
 ];
 
 /// Every registration kind with an owner anchor (see `owners`), and how each is removed when
@@ -113,6 +117,19 @@ pub static FOLLOWERS: &[follow::Follower] = &[
         relkinds: "rp",
         moved: alerts::exec::moved,
         renamed: follow::nothing_renamed,
+    },
+    follow::Follower {
+        kind: "rollup",
+        table: "pgmart.rollup",
+        id: "job_id",
+        label: "t.name",
+        relation: "source",
+        name: "source_name",
+        owner: "SELECT a.relowner FROM pgmart.job j JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+                WHERE j.job_id OPERATOR(pg_catalog.=) t.job_id",
+        relkinds: "rp",
+        moved: rollups::exec::moved,
+        renamed: rollups::exec::renamed,
     },
 ];
 

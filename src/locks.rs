@@ -18,6 +18,8 @@ pub enum Kind {
     /// so a job whose checks a sibling's scan covered sees that scan's results (see
     /// `checks::exec::run_job`). Key: [`pair`] of the table's and the owner's oids.
     CheckScan = 0x6d04,
+    /// One refresh of a rollup at a time (key: its job id).
+    RollupRefresh = 0x6d05,
 }
 
 /// A lock key made of two oids (a table and a role, say).

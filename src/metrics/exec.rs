@@ -73,11 +73,7 @@ impl Stored {
         }
     }
     fn kind(&self) -> TimeKind {
-        match self.time_kind.as_str() {
-            "Timestamp" => TimeKind::Timestamp,
-            "Date" => TimeKind::Date,
-            _ => TimeKind::Timestamptz,
-        }
+        TimeKind::stored(&self.time_kind)
     }
 }
 

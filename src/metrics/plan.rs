@@ -32,27 +32,7 @@ pub fn quote_literal(s: impl AsRef<str>) -> String {
     }
 }
 
-/// The kind of the time column, which decides how its values become instants and buckets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TimeKind {
-    /// timestamptz: an instant.
-    Timestamptz,
-    /// timestamp without time zone: read as UTC.
-    Timestamp,
-    /// date: a calendar day in the requested zone.
-    Date,
-}
-
-impl TimeKind {
-    pub fn from_type_name(t: &str) -> Option<TimeKind> {
-        match t {
-            "timestamp with time zone" => Some(TimeKind::Timestamptz),
-            "timestamp without time zone" => Some(TimeKind::Timestamp),
-            "date" => Some(TimeKind::Date),
-            _ => None,
-        }
-    }
-}
+pub use crate::timecol::TimeKind;
 
 /// Validate a metric name: a simple lower-case identifier that fits in the view's name.
 pub fn check_name(name: &str) -> Result<()> {

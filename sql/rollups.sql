@@ -1,0 +1,127 @@
+-- pgmart rollups: time-bucket aggregates on plain tables, kept fresh by recomputing only the
+-- buckets that changed (src/rollups/).
+
+CREATE TABLE pgmart.rollup (
+    job_id          bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
+    -- The rollup table (owned by its registrant) and its qualified name as registered.
+    rel             regclass NOT NULL UNIQUE,
+    name            text NOT NULL,
+    source          regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the rollup back (src/follow.rs).
+    source_name     text NOT NULL,
+    time_column     name NOT NULL,
+    time_kind       text NOT NULL CHECK (time_kind OPERATOR(pg_catalog.=) ANY (ARRAY['Timestamptz', 'Timestamp', 'Date']::pg_catalog.text[])),
+    bucket          interval NOT NULL,
+    timezone        text NOT NULL,
+    dimensions      text[] NOT NULL,
+    measure_names   text[] NOT NULL,
+    -- Each measure as PostgreSQL deparses it after analysis.
+    measures        text[] NOT NULL,
+    filter          text,
+    start_offset    interval,
+    end_offset      interval,
+    realtime        boolean NOT NULL,
+    -- The real-time view (NULL without one).
+    rt_view         regclass,
+    -- Buckets below it are materialized (NULL: never filled).
+    watermark       timestamptz,
+    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
+    capture_new     text NOT NULL,
+    capture_old     text NOT NULL,
+    period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_refresh_at timestamptz,
+    last_refresh_ms float8,
+    last_buckets    bigint
+);
+COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+
+-- Buckets that statements changed, appended by the capture triggers in the writer's transaction
+-- (no key, no upsert: writers never wait for each other), consumed by the refresh that recomputes.
+CREATE TABLE pgmart.rollup_invalidation (
+    job_id    bigint NOT NULL,
+    lo        timestamptz NOT NULL,
+    hi        timestamptz NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+
+-- The capture trigger of every rollup (on its source and each partition): one row per distinct
+-- bucket the statement touched. It runs as pgmart (the log is pgmart's), computes only bucket
+-- starts of the time column with built-in functions, and refuses to run from a trigger on any
+-- table but the rollup's source or one of its partitions.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT x.job_id, x.source, x.capture_new, x.capture_old INTO r
+      FROM pgmart.rollup x WHERE x.job_id OPERATOR(pg_catalog.=) TG_ARGV[0]::pg_catalog.int8;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF TG_RELID OPERATOR(pg_catalog.<>) r.source::pg_catalog.oid
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
+                        WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid) THEN
+        RAISE EXCEPTION 'pgmart: rollup % does not read table %', r.job_id, TG_RELID::pg_catalog.regclass
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES (r.job_id, '-infinity', 'infinity');
+        RETURN NULL;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        EXECUTE r.capture_new USING r.job_id;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        EXECUTE r.capture_old USING r.job_id;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The watermark of a rollup: its real-time view reads materialized buckets below it and the
+-- source at or after it. Readable by whoever reads the view (a timestamp, nothing else).
+CREATE FUNCTION pgmart._rollup_watermark(job_id bigint) RETURNS timestamptz LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT r.watermark FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1),
+                    '-infinity'::pg_catalog.timestamptz)
+$$;
+
+-- The buckets below the watermark with changes not refreshed yet, as disjoint ranges: the
+-- real-time view computes them live. Readable by whoever reads the view (bucket bounds only).
+CREATE FUNCTION pgmart._rollup_pending(job_id bigint) RETURNS TABLE(pgmart_lo timestamptz, pgmart_hi timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.lower(x), pg_catalog.upper(x)
+      FROM pg_catalog.unnest(
+             (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(i.lo, i.hi))
+                FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) $1)
+             OPERATOR(pg_catalog.*)
+             pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, pgmart._rollup_watermark($1)))) AS x
+$$;
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+GRANT SELECT ON pgmart.rollups TO PUBLIC;

@@ -1,0 +1,78 @@
+//! SQL-facing rollup functions: thin wrappers over [`super::exec`].
+
+use super::exec::{self, Backfill, NewRollup};
+use crate::args::{self, RegClass};
+use crate::error::required;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+
+#[pg_extern(schema = "pgmart", volatile)]
+#[allow(clippy::too_many_arguments)]
+fn create_rollup(
+    name: Option<&str>,
+    source: Option<RegClass>,
+    time_column: Option<&str>,
+    bucket: Option<Interval>,
+    dimensions: default!(Option<Vec<Option<String>>>, "'{}'"),
+    measures: default!(Option<pgrx::JsonB>, "NULL"),
+    filter: default!(Option<&str>, "NULL"),
+    schedule: default!(Option<&str>, "'1 minute'"),
+    timezone: default!(Option<&str>, "'UTC'"),
+    start_offset: default!(Option<Interval>, "NULL"),
+    end_offset: default!(Option<Interval>, "NULL"),
+    realtime: default!(Option<bool>, true),
+) -> i64 {
+    let name = required(name, "name");
+    let source = args::relation(source, "source");
+    exec::create(NewRollup {
+        name,
+        source,
+        time_column: required(time_column, "time_column"),
+        bucket: required(bucket, "bucket"),
+        dimensions: args::names(dimensions, "dimensions").unwrap_or_default(),
+        measures: required(measures, "measures").0,
+        filter,
+        schedule: schedule.unwrap_or("1 minute"),
+        timezone: timezone.unwrap_or("UTC"),
+        start_offset,
+        end_offset,
+        realtime: realtime.unwrap_or(true),
+    })
+}
+
+/// Recompute a rollup now: with no range, what its schedule would (the log and new buckets); with
+/// a range, every bucket in it, in batches, whatever its offsets say (a backfill).
+#[pg_extern(schema = "pgmart", volatile)]
+fn refresh_rollup(
+    name: Option<&str>,
+    from_ts: default!(Option<TimestampWithTimeZone>, "NULL"),
+    to_ts: default!(Option<TimestampWithTimeZone>, "NULL"),
+) -> pgrx::JsonB {
+    crate::jobs::api::require_primary("refresh a rollup");
+    let r = exec::for_caller(required(name, "name"));
+    let micros = |t: TimestampWithTimeZone| {
+        crate::sql::one::<i64>(
+            "SELECT (EXTRACT(epoch FROM $1::pg_catalog.timestamptz) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8",
+            &[t.into()],
+        )
+    };
+    for t in [from_ts, to_ts].into_iter().flatten() {
+        if !crate::sql::one::<bool>("SELECT pg_catalog.isfinite($1::pg_catalog.timestamptz)", &[t.into()]).unwrap_or(false) {
+            crate::error::PgMartError::invalid("from_ts and to_ts must be finite").raise();
+        }
+    }
+    let (from_us, to_us) = (from_ts.and_then(micros), to_ts.and_then(micros));
+    if let (Some(a), Some(b)) = (from_us, to_us) {
+        if a >= b {
+            crate::error::PgMartError::invalid("from_ts must be before to_ts").raise();
+        }
+    }
+    let backfill = (from_us.is_some() || to_us.is_some()).then_some(Backfill { from_us, to_us });
+    let out = crate::sql::as_role(pg_sys::Oid::from(r.owner), || exec::refresh(&r, backfill));
+    pgrx::JsonB(out)
+}
+
+#[pg_extern(schema = "pgmart", volatile)]
+fn drop_rollup(name: Option<&str>, keep_data: default!(Option<bool>, false)) {
+    exec::drop_rollup(required(name, "name"), keep_data.unwrap_or(false))
+}

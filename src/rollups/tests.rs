@@ -1,0 +1,176 @@
+//! `#[pg_test]`s for rollups: creation and its bad input, capture on the source and its
+//! partitions (later ones included), incremental refresh equal to a full recomputation, the
+//! real-time view, offsets and kept invalidations, backfill, drop.
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::testing::{one, sqlstate_of};
+    use pgrx::prelude::*;
+
+    fn run(q: &str) {
+        Spi::run(q).unwrap();
+    }
+
+    fn text(q: &str) -> String {
+        one::<String>(q).unwrap_or_default()
+    }
+
+    /// The rollup equals the same aggregate computed from scratch over its materialized range.
+    fn equal_to_full(rollup: &str, full: &str) -> bool {
+        let q = format!(
+            "SELECT NOT EXISTS ((SELECT * FROM {rollup} EXCEPT ALL SELECT * FROM ({full}) f \
+                                  WHERE f.bucket < pgmart._rollup_watermark((SELECT job_id FROM pgmart.rollups WHERE name = '{rollup}'))) \
+                                UNION ALL \
+                                (SELECT * FROM ({full}) f WHERE f.bucket < pgmart._rollup_watermark((SELECT job_id FROM pgmart.rollups WHERE name = '{rollup}')) \
+                                 EXCEPT ALL SELECT * FROM {rollup}))"
+        );
+        one::<bool>(&q).unwrap_or(false)
+    }
+
+    const FULL: &str = "SELECT date_bin('1 hour', at, '2000-01-01') AS bucket, region, sum(amount) AS revenue, count(*) AS orders, \
+                               count(DISTINCT customer) AS buyers FROM ro_orders GROUP BY 1, 2";
+
+    fn orders() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_orders (at timestamptz NOT NULL, region text, amount numeric, customer int) PARTITION BY RANGE (at)");
+        run("CREATE TABLE ro_orders_1 PARTITION OF ro_orders FOR VALUES FROM ('2024-01-01') TO ('2024-01-02')");
+        run("CREATE TABLE ro_orders_2 PARTITION OF ro_orders FOR VALUES FROM ('2024-01-02') TO ('2024-01-03')");
+        run("INSERT INTO ro_orders SELECT '2024-01-01'::timestamptz + g * interval '7 minutes', \
+                    (ARRAY['eu', 'us', NULL])[1 + g % 3], g % 50, g % 17 FROM generate_series(0, 400) g");
+    }
+
+    #[pg_test]
+    fn a_rollup_is_filled_and_follows_every_kind_of_write() {
+        orders();
+        let id = one::<i64>(
+            "SELECT pgmart.create_rollup('public.ro_hourly', 'ro_orders', 'at', '1 hour', '{region}', \
+                    '{\"revenue\": \"sum(amount)\", \"orders\": \"count(*)\", \"buyers\": \"count(DISTINCT customer)\"}', \
+                    schedule => '1 hour')",
+        )
+        .unwrap();
+        assert!(id > 0);
+        // Columns in jsonb's key order, after bucket and the dimensions; filled up to now.
+        assert_eq!(
+            text("SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'ro_hourly'::regclass AND attnum > 0"),
+            "bucket,region,buyers,orders,revenue"
+        );
+        let full = "SELECT bucket, region, buyers, orders, revenue FROM (".to_string() + FULL + ") x";
+        assert!(equal_to_full("public.ro_hourly", &full));
+        assert_eq!(one::<i64>("SELECT count(*) FROM ro_hourly"), one::<i64>(&format!("SELECT count(*) FROM ({FULL}) f")));
+        // Every kind of write, through the parent and straight into a partition; a row moved to
+        // another bucket and partition; a late row; a new partition made by hand.
+        run("INSERT INTO ro_orders VALUES ('2024-01-01 05:10', 'eu', 1000, 999)");
+        run("INSERT INTO ro_orders_2 VALUES ('2024-01-02 03:00', 'us', 7, 1)");
+        run("UPDATE ro_orders SET at = at + interval '1 day' WHERE at = '2024-01-01 01:10'");
+        run("UPDATE ro_orders_1 SET amount = amount + 1 WHERE region = 'eu' AND at < '2024-01-01 03:00'");
+        run("DELETE FROM ro_orders WHERE customer = 3");
+        run("DELETE FROM ro_orders_2 WHERE customer = 4");
+        run("CREATE TABLE ro_orders_3 PARTITION OF ro_orders FOR VALUES FROM ('2024-01-03') TO ('2024-01-04')");
+        run("INSERT INTO ro_orders_3 VALUES ('2024-01-03 10:00', NULL, 5, 5)");
+        run("MERGE INTO ro_orders o USING (VALUES ('2024-01-01 06:00'::timestamptz, 'eu', 3)) v(at, region, c) \
+               ON o.at = v.at AND o.region = v.region \
+             WHEN MATCHED THEN UPDATE SET amount = 0 WHEN NOT MATCHED THEN INSERT VALUES (v.at, v.region, 1, v.c)");
+        assert!(one::<i64>("SELECT pending_invalidations FROM pgmart.rollups WHERE name = 'public.ro_hourly'").unwrap() > 0);
+        let out = text("SELECT pgmart.refresh_rollup('ro_hourly')::text");
+        assert!(out.contains("recomputed"), "{out}");
+        assert!(equal_to_full("public.ro_hourly", &full));
+        assert_eq!(one::<i64>("SELECT pending_invalidations FROM pgmart.rollups WHERE name = 'public.ro_hourly'"), Some(0));
+        // Only the changed buckets were recomputed: a second refresh has nothing to do.
+        let again = text("SELECT pgmart.refresh_rollup('ro_hourly')->>'rows'");
+        assert_eq!(again, "0");
+        // TRUNCATE of one partition: its buckets are emptied, the others stay.
+        run("TRUNCATE ro_orders_2");
+        run("SELECT pgmart.refresh_rollup('ro_hourly')");
+        assert!(equal_to_full("public.ro_hourly", &full));
+        assert_eq!(one::<i64>("SELECT count(*) FROM ro_hourly WHERE bucket >= '2024-01-02' AND bucket < '2024-01-03'"), Some(0));
+        // The real-time view: exact whenever read: the materialized buckets, those with changes
+        // not refreshed yet computed live, and what is newer than the watermark.
+        run("INSERT INTO ro_orders_3 VALUES ('2024-01-03 11:00', 'eu', 1, 1)");
+        run("UPDATE ro_orders SET amount = amount * 2 WHERE at < '2024-01-01 02:00'");
+        run("CREATE TABLE ro_orders_now PARTITION OF ro_orders FOR VALUES FROM (now() - interval '1 day') TO (now() + interval '1 day')");
+        run("INSERT INTO ro_orders VALUES (now(), 'us', 3, 3), (now() - interval '2 hours', 'eu', 4, 4)");
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM ((SELECT bucket, region, buyers, orders, revenue FROM ro_hourly_rt) \
+                                  EXCEPT ALL ({full})) d")),
+            Some(0)
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM ro_hourly_rt"), one::<i64>(&format!("SELECT count(*) FROM ({FULL}) f")));
+        // Listed, with its freshness.
+        assert_eq!(
+            text("SELECT source || ' ' || bucket::text || ' ' || array_to_string(measures, ',') FROM pgmart.rollups WHERE name = 'public.ro_hourly'"),
+            "public.ro_orders 01:00:00 buyers,orders,revenue"
+        );
+        assert_eq!(one::<bool>("SELECT NOT stale FROM pgmart.freshness WHERE object = 'public.ro_hourly' AND kind = 'rollup'"), Some(true));
+        // Drop: triggers, view, table, job and log go; keep_data keeps the table.
+        run("SELECT pgmart.drop_rollup('ro_hourly')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgmart_rollup_%'"), Some(0));
+        assert_eq!(one::<bool>("SELECT to_regclass('ro_hourly') IS NULL AND to_regclass('ro_hourly_rt') IS NULL"), Some(true));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM pgmart.job WHERE job_id = {id}")), Some(0));
+        run("INSERT INTO ro_orders VALUES ('2024-01-01 05:10', 'eu', 1, 1)");
+    }
+
+    #[pg_test]
+    fn offsets_keep_old_changes_and_backfill_takes_them() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_ev (at timestamptz NOT NULL, v int)");
+        run("INSERT INTO ro_ev SELECT now() - g * interval '1 hour', 1 FROM generate_series(1, 96) g");
+        run("SELECT pgmart.create_rollup('ro_ev_daily', 'ro_ev', 'at', '1 day', measures => '{\"n\": \"count(*)\", \"s\": \"sum(v)\"}', \
+                    start_offset => '2 days', realtime => false)");
+        // Only the window was filled (the last two days, whole buckets).
+        assert_eq!(one::<bool>("SELECT min(bucket) >= date_trunc('day', now() - interval '2 days') FROM ro_ev_daily"), Some(true));
+        // A change older than the window is kept and shown, not refreshed, not lost.
+        run("INSERT INTO ro_ev VALUES (now() - interval '5 days', 100)");
+        run("SELECT pgmart.refresh_rollup('ro_ev_daily')");
+        assert_eq!(one::<i64>("SELECT pending_invalidations FROM pgmart.rollups WHERE name = 'public.ro_ev_daily'"), Some(1));
+        // A backfill takes it, and every bucket of its range.
+        let out = text("SELECT pgmart.refresh_rollup('ro_ev_daily', now() - interval '6 days', now() - interval '2 days')::text");
+        assert!(out.contains("recomputed"), "{out}");
+        assert_eq!(one::<i64>("SELECT pending_invalidations FROM pgmart.rollups WHERE name = 'public.ro_ev_daily'"), Some(0));
+        assert_eq!(
+            one::<i64>("SELECT s FROM ro_ev_daily WHERE bucket = date_trunc('day', now() - interval '5 days')"),
+            Some(100 + one::<i64>("SELECT count(*) FROM ro_ev WHERE date_trunc('day', at) = date_trunc('day', now() - interval '5 days') AND v = 1").unwrap())
+        );
+    }
+
+    #[pg_test]
+    fn rollup_bad_input_is_refused_and_changes_nothing() {
+        run("CREATE TABLE ro_bad (at timestamptz, d date, v int, t text)");
+        run("CREATE VIEW ro_bad_v AS SELECT * FROM ro_bad");
+        let c = |args: &str| sqlstate_of(&format!("SELECT pgmart.create_rollup({args})"));
+        let m = r#"'{"n": "count(*)"}'"#;
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '0 minutes', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '2 months', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '30 seconds', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '24 hours', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'd', '1 hour', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'nope', '1 hour', measures => {m}")), "42703");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 't', '1 hour', measures => {m}")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad_v', 'at', '1 hour', measures => {m}")), "42809");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '{\"n\": \"v + 1\"}'"), "22023");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '{\"n\": \"sum(random())\"}'"), "22023");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '{\"n\": \"sum(nope)\"}'"), "42703");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '{}'"), "22023");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '[1]'"), "22023");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', measures => '{\"bucket\": \"count(*)\"}'"), "22023");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour', '{t}', '{\"t\": \"count(*)\"}'"), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '1 hour', '{{nope}}', {m}")), "42703");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '1 hour', measures => {m}, filter => 'v'")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '1 hour', measures => {m}, timezone => 'Mars/Base'")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '1 hour', measures => {m}, schedule => '*/5 * * *'")), "22023");
+        assert_eq!(c(&format!("'ro_b1', 'ro_bad', 'at', '1 hour', measures => {m}, start_offset => '-1 day'")), "22023");
+        assert_eq!(c(&format!("'no_schema.ro_b1', 'ro_bad', 'at', '1 hour', measures => {m}")), "3F000");
+        assert_eq!(c("'ro_b1', 'ro_bad', 'at', '1 hour'"), "22004");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.rollups"), Some(0));
+        assert_eq!(one::<bool>("SELECT to_regclass('ro_b1') IS NULL"), Some(true));
+        // A second rollup of that name.
+        run(&format!("SELECT pgmart.create_rollup('ro_b2', 'ro_bad', 'at', '1 hour', measures => {m})"));
+        assert_eq!(c(&format!("'ro_b2', 'ro_bad', 'at', '1 day', measures => {m}")), "42P07");
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.rollups"), Some(1));
+        assert_eq!(sqlstate_of("SELECT pgmart.refresh_rollup('nope')"), "42704");
+        assert_eq!(sqlstate_of("SELECT pgmart.refresh_rollup('ro_b2', 'infinity')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.refresh_rollup('ro_b2', '2024-01-02', '2024-01-01')"), "22023");
+        assert_eq!(sqlstate_of("SELECT pgmart.drop_rollup('nope')"), "42704");
+        assert_eq!(sqlstate_of("SELECT pgmart.drop_job((SELECT job_id FROM pgmart.rollups WHERE name = 'public.ro_b2'))"), "55000");
+    }
+}
