@@ -270,6 +270,48 @@ BEGIN
 END
 $upgrade$;
 
+-- Rollups (new in 0.2.0): their catalog and invalidation log, as sql/rollups.sql makes them.
+CREATE TABLE pgmart.rollup (
+    job_id          bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
+    -- The rollup table (owned by its registrant) and its qualified name as registered.
+    rel             regclass NOT NULL UNIQUE,
+    name            text NOT NULL,
+    source          regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the rollup back (src/follow.rs).
+    source_name     text NOT NULL,
+    time_column     name NOT NULL,
+    time_kind       text NOT NULL CHECK (time_kind OPERATOR(pg_catalog.=) ANY (ARRAY['Timestamptz', 'Timestamp', 'Date']::pg_catalog.text[])),
+    bucket          interval NOT NULL,
+    timezone        text NOT NULL,
+    dimensions      text[] NOT NULL,
+    measure_names   text[] NOT NULL,
+    -- Each measure as PostgreSQL deparses it after analysis.
+    measures        text[] NOT NULL,
+    filter          text,
+    start_offset    interval,
+    end_offset      interval,
+    realtime        boolean NOT NULL,
+    -- The real-time view (NULL without one).
+    rt_view         regclass,
+    -- Buckets below it are materialized (NULL: never filled).
+    watermark       timestamptz,
+    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
+    capture_new     text NOT NULL,
+    capture_old     text NOT NULL,
+    period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_refresh_at timestamptz,
+    last_refresh_ms float8,
+    last_buckets    bigint
+);
+CREATE TABLE pgmart.rollup_invalidation (
+    job_id    bigint NOT NULL,
+    lo        timestamptz NOT NULL,
+    hi        timestamptz NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
+
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
 DROP FUNCTION pgmart.add_check(regclass, text, text[], jsonb, text, text, text, text);
@@ -389,121 +431,6 @@ COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned aft
 
 GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
-COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');
-
-COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
-
--- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
--- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
--- with pgmart.grant_access(role, 'reader').
-CREATE VIEW pgmart.freshness WITH (security_barrier) AS
-SELECT CASE WHEN c.oid IS NULL THEN r.view_name
-            ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
-                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
-       'materialized_view'::pg_catalog.text AS kind,
-       r.last_refreshed_at,
-       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS age,
-       r.freshness_slo AS slo,
-       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
-           OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s)) AS stale,
-       CASE WHEN c.oid IS NULL THEN 'dropped' ELSE r.last_status END AS last_status,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner,
-       j.schedule,
-       j.next_run_at AS next_refresh_at
-  FROM pgmart.refresh_view r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-UNION ALL
--- Source freshness (dbt's `source freshness`): each freshness check's newest value as of its last
--- run, shown to roles that may read the table or act as the check's owner (it is the table's data).
-SELECT ck.target_name, 'source'::pg_catalog.text,
-       lr.newest,
-       pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest,
-       coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
-       lr.newest IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest OPERATOR(pg_catalog.>)
-           coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
-       lr.status,
-       pg_catalog.pg_get_userbyid(a.relowner),
-       ck.schedule,
-       j.next_run_at
-  FROM pgmart."check" ck
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) ck.anchor
-  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ck.job_id
-  LEFT JOIN LATERAL (SELECT r.status, (r.sample OPERATOR(pg_catalog.->>) 'newest')::pg_catalog.timestamptz AS newest
-                       FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) ck.check_id
-                      ORDER BY r.run_at DESC LIMIT 1) lr ON true
- WHERE ck.kind OPERATOR(pg_catalog.=) 'freshness'
-   AND (pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) ck.target)
-            AND pg_catalog.has_table_privilege(ck.target::pg_catalog.oid, 'SELECT'::pg_catalog.text)));
-
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner) and sources with a freshness check (newest value, age, error_after, stale, last status).';
-
--- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
-CREATE OR REPLACE VIEW pgmart.refresh_runs WITH (security_barrier) AS
-SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
-       h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
-  FROM pgmart.refresh_history h
-  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.view_oid
- WHERE pg_catalog.pg_has_role(coalesce(h.owner, c.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
-
-GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
-
-COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
-
-COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
-
-COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric, named as the metric: its value per bucket and dimension values (security_invoker).';
-
-GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
-
-COMMENT ON SCHEMA pgmart_metric_columns IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker); it keeps them from being dropped.';
-
-GRANT USAGE ON SCHEMA pgmart_metric_columns TO PUBLIC;
-
--- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
-CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
-SELECT m.name, m.version, m.owner, m.description,
-       CASE WHEN m.source_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) m.source)
-            THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
-       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
-       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
-       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.name) AS view,
-       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
-       r.last_refreshed_at AS source_refreshed_at,
-       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
-  FROM pgmart.metric m
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
-  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
-
-GRANT SELECT ON pgmart.metrics TO PUBLIC;
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
-
--- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
-CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
-SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
-  FROM pgmart.metric_version v
- WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
-                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
-
-COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
-
-GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
-
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
@@ -617,18 +544,268 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
+COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+
+-- The capture trigger of every rollup (on its source and each partition): one row per distinct
+-- bucket the statement touched. It runs as pgmart (the log is pgmart's), computes only bucket
+-- starts of the time column with built-in functions, and logs nothing from a trigger on any table
+-- but the rollup's source or one of its partitions (no role may create a trigger that calls it).
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT x.job_id, x.source, x.capture_new, x.capture_old INTO r
+      FROM pgmart.rollup x WHERE x.job_id OPERATOR(pg_catalog.=) TG_ARGV[0]::pg_catalog.int8;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF TG_RELID OPERATOR(pg_catalog.<>) r.source::pg_catalog.oid
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
+                        WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid) THEN
+        RETURN NULL;  -- a table detached from the source (its triggers go at the next refresh)
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES (r.job_id, '-infinity', 'infinity');
+        RETURN NULL;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        EXECUTE r.capture_new USING r.job_id;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        EXECUTE r.capture_old USING r.job_id;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- The watermark of a rollup: its real-time view reads materialized buckets below it and the
+-- source at or after it. Readable by whoever reads the view (a timestamp, nothing else).
+CREATE FUNCTION pgmart._rollup_watermark(job_id bigint) RETURNS timestamptz LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT r.watermark FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1),
+                    '-infinity'::pg_catalog.timestamptz)
+$$;
+
+-- The buckets below the watermark with changes not refreshed yet, as disjoint ranges: the
+-- real-time view computes them live. Readable by whoever reads the view (bucket bounds only).
+CREATE FUNCTION pgmart._rollup_pending(job_id bigint) RETURNS TABLE(pgmart_lo timestamptz, pgmart_hi timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.lower(x), pg_catalog.upper(x)
+      FROM pg_catalog.unnest(
+             (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(i.lo, i.hi))
+                FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) $1)
+             OPERATOR(pg_catalog.*)
+             pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, pgmart._rollup_watermark($1)))) AS x
+$$;
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+
+GRANT SELECT ON pgmart.rollups TO PUBLIC;
+
+COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');
+
+COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
+
+-- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
+-- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
+-- with pgmart.grant_access(role, 'reader').
+CREATE VIEW pgmart.freshness WITH (security_barrier) AS
+SELECT CASE WHEN c.oid IS NULL THEN r.view_name
+            ELSE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+                 OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) END AS object,
+       'materialized_view'::pg_catalog.text AS kind,
+       r.last_refreshed_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS age,
+       r.freshness_slo AS slo,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
+           OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s)) AS stale,
+       CASE WHEN c.oid IS NULL THEN 'dropped' ELSE r.last_status END AS last_status,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner,
+       j.schedule,
+       j.next_run_at AS next_refresh_at
+  FROM pgmart.refresh_view r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.view
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+UNION ALL
+-- Rollups: last refresh, stale after two periods of their schedule.
+SELECT ro.name, 'rollup'::pg_catalog.text,
+       ro.last_refresh_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) ro.last_refresh_at,
+       NULL::pg_catalog.interval,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(ro.last_refresh_at, ro.created_at))
+           OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) ro.period_s),
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ro.source) THEN 'dropped'
+            ELSE (SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) ro.job_id
+                   ORDER BY jr.started_at DESC LIMIT 1) END,
+       pg_catalog.pg_get_userbyid(a.relowner),
+       j.schedule,
+       j.next_run_at
+  FROM pgmart.rollup ro
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ro.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+UNION ALL
+-- Source freshness (dbt's `source freshness`): each freshness check's newest value as of its last
+-- run, shown to roles that may read the table or act as the check's owner (it is the table's data).
+SELECT ck.target_name, 'source'::pg_catalog.text,
+       lr.newest,
+       pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest,
+       coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
+       lr.newest IS NULL OR pg_catalog.now() OPERATOR(pg_catalog.-) lr.newest OPERATOR(pg_catalog.>)
+           coalesce(ck.params OPERATOR(pg_catalog.->>) 'error_after', ck.params OPERATOR(pg_catalog.->>) 'warn_after')::pg_catalog.interval,
+       lr.status,
+       pg_catalog.pg_get_userbyid(a.relowner),
+       ck.schedule,
+       j.next_run_at
+  FROM pgmart."check" ck
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) ck.anchor
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ck.job_id
+  LEFT JOIN LATERAL (SELECT r.status, (r.sample OPERATOR(pg_catalog.->>) 'newest')::pg_catalog.timestamptz AS newest
+                       FROM pgmart.check_result r WHERE r.check_id OPERATOR(pg_catalog.=) ck.check_id
+                      ORDER BY r.run_at DESC LIMIT 1) lr ON true
+ WHERE ck.kind OPERATOR(pg_catalog.=) 'freshness'
+   AND (pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) ck.target)
+            AND pg_catalog.has_table_privilege(ck.target::pg_catalog.oid, 'SELECT'::pg_catalog.text)));
+
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups (last refresh, stale after two periods) and sources with a freshness check (newest value, age, error_after, stale, last status).';
+
+-- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
+CREATE OR REPLACE VIEW pgmart.refresh_runs WITH (security_barrier) AS
+SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.finished_at, h.duration_ms,
+       h.rows_after, h.method, h.status, h.sqlstate, h.error, h.run_by
+  FROM pgmart.refresh_history h
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.view_oid
+ WHERE pg_catalog.pg_has_role(coalesce(h.owner, c.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
+
+GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
+
+COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
+
+COMMENT ON TABLE pgmart.metric_version IS 'Every version of every pgmart metric: the definition, who changed it, when, and what changed (read it through pgmart.metric_versions).';
+
+COMMENT ON SCHEMA pgmart_metrics IS 'pgmart: one view per metric, named as the metric: its value per bucket and dimension values (security_invoker).';
+
+GRANT USAGE ON SCHEMA pgmart_metrics TO PUBLIC;
+
+COMMENT ON SCHEMA pgmart_metric_columns IS 'pgmart: one view per metric over exactly the source columns it uses (security_invoker); it keeps them from being dropped.';
+
+GRANT USAGE ON SCHEMA pgmart_metric_columns TO PUBLIC;
+
+-- The metrics you may use: those of roles whose rights you have, and those whose source you may read.
+CREATE OR REPLACE VIEW pgmart.metrics WITH (security_barrier) AS
+SELECT m.name, m.version, m.owner, m.description,
+       CASE WHEN m.source_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) m.source)
+            THEN pgmart._relation_name(m.source) ELSE m.source_name END AS source, m.expression, m.filter,
+       m.dimensions, m.grain, m.created_at, m.changed_at, m.deprecated_at IS NOT NULL AS deprecated,
+       m.replaced_by, m.time_column, pg_catalog.pg_get_userbyid(a.relowner) AS registered_by,
+       'pgmart_metrics.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(m.name) AS view,
+       -- Freshness of the source, when pgmart keeps it fresh (a scheduled materialized view).
+       r.last_refreshed_at AS source_refreshed_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refreshed_at AS source_age
+  FROM pgmart.metric m
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
+  LEFT JOIN pgmart.refresh_view r ON r.view OPERATOR(pg_catalog.=) m.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.metrics IS 'Every metric you may use: owner, description, definition, version, grain, deprecation.';
+
+GRANT SELECT ON pgmart.metrics TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.metric_version', '');
+
+-- The version history of the metrics you may see in pgmart.metrics (and of your dropped ones).
+CREATE VIEW pgmart.metric_versions WITH (security_barrier) AS
+SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_summary
+  FROM pgmart.metric_version v
+ WHERE EXISTS (SELECT 1 FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) v.name)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) v.changed_by
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
+
+GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
+
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/follow.rs:108
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:461
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:708
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -659,24 +836,89 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:44
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:75
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:76
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 
 /* </end connected objects> */
 
@@ -723,60 +965,6 @@ AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:566
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:461
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/jobs/api.rs:550
 -- pgmart::jobs::api::pause_job
 CREATE  FUNCTION pgmart."pause_job"(
@@ -785,6 +973,80 @@ CREATE  FUNCTION pgmart."pause_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:487
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:45
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -819,89 +1081,65 @@ AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:605
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+-- src/jobs/api.rs:566
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
 
 /* </end connected objects> */
 
@@ -926,51 +1164,24 @@ AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:454
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
+-- src/metrics/api.rs:51
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:76
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
 
 /* </end connected objects> */
 
@@ -990,71 +1201,25 @@ AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:561
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
@@ -1075,26 +1240,6 @@ CREATE  FUNCTION pgmart."alter_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
@@ -1121,144 +1266,14 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:51
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:708
+-- src/jobs/api.rs:703
 -- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:487
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
 	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:441
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:503
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 
 /* </end connected objects> */
 
@@ -1283,7 +1298,187 @@ AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:47
+-- src/jobs/api.rs:503
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:441
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:9
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:454
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:44
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:561
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:50
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -1614,7 +1809,8 @@ COMMENT ON FUNCTION pgmart._on_sql_drop IS 'Internal: event trigger that removes
 CREATE EVENT TRIGGER pgmart_anchor_dropped ON sql_drop EXECUTE FUNCTION pgmart._on_sql_drop();
 
 -- Registrations follow their relation by name (src/follow.rs): after every command that creates or
--- alters a table, view or materialized view (not a partition), its relations are handed over.
+-- alters a table, view or materialized view, its relations are handed over (partitions too: a
+-- rollup's capture goes on every partition of its source, src/rollups/exec.rs).
 CREATE FUNCTION pgmart._on_ddl_end() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1625,7 +1821,6 @@ BEGIN
       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
      WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
        AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
-       AND NOT c.relispartition
        AND d.schema_name OPERATOR(pg_catalog.<>) ALL (ARRAY['pgmart', 'pgmart_owners', 'pgmart_metrics', 'pgmart_metric_columns']);
     IF rels IS NOT NULL THEN
         PERFORM pgmart._relations_changed(rels);
@@ -1635,6 +1830,20 @@ END $$;
 COMMENT ON FUNCTION pgmart._on_ddl_end IS 'Internal: event trigger that lets registrations follow a table or view re-created or renamed under their name.';
 
 COMMENT ON FUNCTION pgmart._install_metric_views IS 'Internal: make the browsable view of each metric that has none (the upgrade from 0.1.0 calls it).';
+
+COMMENT ON FUNCTION pgmart._rollup_capture IS 'Internal: the capture trigger of a rollup: logs the buckets a statement changed (src/rollups/).';
+
+COMMENT ON FUNCTION pgmart._rollup_watermark IS 'Internal: the watermark of a rollup, read by its real-time view.';
+
+COMMENT ON FUNCTION pgmart._rollup_pending IS 'Internal: the bucket ranges of a rollup with changes not refreshed yet, read by its real-time view.';
+
+COMMENT ON FUNCTION pgmart.create_rollup IS
+  'Create a rollup: a table of time buckets (in the time zone) by dimensions with the given aggregate measures over a source table, filled now and kept fresh by recomputing only the buckets that changed; with realtime, a view <name>_rt adds the newest rows live. Returns its job id.';
+
+COMMENT ON FUNCTION pgmart.refresh_rollup IS
+  'Refresh a rollup now (what its schedule would do), or, given from_ts and/or to_ts, recompute every bucket of that range in batches (a backfill), whatever its offsets; returns what it did.';
+
+COMMENT ON FUNCTION pgmart.drop_rollup IS 'Drop a rollup: its capture triggers, real-time view, job and log, and its table unless keep_data.';
 
 COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
 
@@ -1655,7 +1864,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;

@@ -51,8 +51,8 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 
 -- The capture trigger of every rollup (on its source and each partition): one row per distinct
 -- bucket the statement touched. It runs as pgmart (the log is pgmart's), computes only bucket
--- starts of the time column with built-in functions, and refuses to run from a trigger on any
--- table but the rollup's source or one of its partitions.
+-- starts of the time column with built-in functions, and logs nothing from a trigger on any table
+-- but the rollup's source or one of its partitions (no role may create a trigger that calls it).
 CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -66,8 +66,7 @@ BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) r.source::pg_catalog.oid
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
                         WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid) THEN
-        RAISE EXCEPTION 'pgmart: rollup % does not read table %', r.job_id, TG_RELID::pg_catalog.regclass
-            USING ERRCODE = 'insufficient_privilege';
+        RETURN NULL;  -- a table detached from the source (its triggers go at the next refresh)
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES (r.job_id, '-infinity', 'infinity');

@@ -264,3 +264,45 @@ BEGIN
                 AND NOT pg_catalog.has_table_privilege('public', c.oid, 'SELECT')) o;
 END
 $upgrade$;
+
+-- Rollups (new in 0.2.0): their catalog and invalidation log, as sql/rollups.sql makes them.
+CREATE TABLE pgmart.rollup (
+    job_id          bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
+    -- The rollup table (owned by its registrant) and its qualified name as registered.
+    rel             regclass NOT NULL UNIQUE,
+    name            text NOT NULL,
+    source          regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the rollup back (src/follow.rs).
+    source_name     text NOT NULL,
+    time_column     name NOT NULL,
+    time_kind       text NOT NULL CHECK (time_kind OPERATOR(pg_catalog.=) ANY (ARRAY['Timestamptz', 'Timestamp', 'Date']::pg_catalog.text[])),
+    bucket          interval NOT NULL,
+    timezone        text NOT NULL,
+    dimensions      text[] NOT NULL,
+    measure_names   text[] NOT NULL,
+    -- Each measure as PostgreSQL deparses it after analysis.
+    measures        text[] NOT NULL,
+    filter          text,
+    start_offset    interval,
+    end_offset      interval,
+    realtime        boolean NOT NULL,
+    -- The real-time view (NULL without one).
+    rt_view         regclass,
+    -- Buckets below it are materialized (NULL: never filled).
+    watermark       timestamptz,
+    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
+    capture_new     text NOT NULL,
+    capture_old     text NOT NULL,
+    period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_refresh_at timestamptz,
+    last_refresh_ms float8,
+    last_buckets    bigint
+);
+CREATE TABLE pgmart.rollup_invalidation (
+    job_id    bigint NOT NULL,
+    lo        timestamptz NOT NULL,
+    hi        timestamptz NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
