@@ -572,14 +572,23 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
     }
     let total = ranges.len();
     let mut rows = 0u64;
+    let wide = (plan::WIDE_BUCKETS * shape.bucket.approx_seconds() * 1e6) as i64;
+    let (wide_ranges, narrow): (Vec<(i64, i64)>, Vec<(i64, i64)>) =
+        ranges.iter().partition(|(lo, hi)| *lo == plan::NEG_INF || hi.saturating_sub(*lo) >= wide);
     sql::as_role(owner, || {
-        for (i, (lo, hi)) in ranges.iter().enumerate() {
+        for (i, (lo, hi)) in wide_ranges.iter().enumerate() {
             let [del, ins] = plan::recompute(&shape, &plan::ts_literal(*lo), &plan::ts_literal(*hi));
             sql::exec(&del, &[]);
             rows += sql::exec_count(&ins, &[]);
             if backfill.is_some() && total > 1 {
                 notice!("rollup {}: batch {} of {} done ({} to {})", r.name, i + 1, total, plan::ts_literal(*lo), plan::ts_literal(*hi));
             }
+        }
+        for chunk in narrow.chunks(plan::NARROW_BATCH) {
+            let literals: Vec<(String, String)> = chunk.iter().map(|(lo, hi)| (plan::ts_literal(*lo), plan::ts_literal(*hi))).collect();
+            let [del, ins] = plan::recompute_many(&shape, &literals);
+            sql::exec(&del, &[]);
+            rows += sql::exec_count(&ins, &[]);
         }
     });
     let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -7,8 +7,13 @@ use crate::error::{PgMartError, Result};
 use crate::metrics::plan::{quote_identifier as qi, quote_literal as ql};
 use crate::timecol::TimeKind;
 
-/// Most ranges one refresh recomputes with separate statements; beyond, the closest are merged.
-pub const MAX_RANGES: usize = 64;
+/// Most ranges one refresh keeps apart; beyond, the closest are merged.
+pub const MAX_RANGES: usize = 100_000;
+/// Ranges this many buckets wide or wider are recomputed each by its own statement (their bounds
+/// literals, so the planner prunes partitions and picks its scan); narrower ones go together, up
+/// to `NARROW_BATCH` per statement, joined to the source by their bounds.
+pub const WIDE_BUCKETS: f64 = 48.0;
+pub const NARROW_BATCH: usize = 1000;
 /// Buckets per statement when `refresh_rollup` backfills a range.
 pub const BACKFILL_BATCH: i64 = 1000;
 /// The epoch microseconds that stand for -infinity and +infinity.
@@ -183,6 +188,29 @@ pub fn recompute(s: &Shape, lo: &str, hi: &str) -> [String; 2] {
     [
         format!("DELETE FROM {} WHERE bucket OPERATOR(pg_catalog.>=) {lo} AND bucket OPERATOR(pg_catalog.<) {hi}", s.table),
         format!("INSERT INTO {} ({}) {}", s.table, cols.join(", "), aggregate(s, &in_range(s, "s", lo, hi))),
+    ]
+}
+
+/// Recompute the buckets of many narrow ranges (timestamptz literal pairs) in two statements: the
+/// source is joined to the ranges, so each is read through the time column's index (and only its
+/// partitions).
+pub fn recompute_many(s: &Shape, ranges: &[(String, String)]) -> [String; 2] {
+    let values: Vec<String> = ranges.iter().map(|(lo, hi)| format!("({lo}, {hi})")).collect();
+    let r = format!("(VALUES {}) AS p(pgmart_lo, pgmart_hi)", values.join(", "));
+    let mut cols = vec!["bucket".to_string()];
+    cols.extend(s.dimensions.iter().map(qi));
+    cols.extend(s.measures.iter().map(|(n, _)| qi(n)));
+    [
+        format!(
+            "DELETE FROM {} AS d USING {r} WHERE d.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo AND d.bucket OPERATOR(pg_catalog.<) p.pgmart_hi",
+            s.table
+        ),
+        format!(
+            "INSERT INTO {} ({}) {}",
+            s.table,
+            cols.join(", "),
+            aggregate_joined(s, &format!(" JOIN {r} ON {}", in_range(s, "s", "p.pgmart_lo", "p.pgmart_hi")), "true")
+        ),
     ]
 }
 
@@ -426,6 +454,9 @@ mod tests {
         assert!(v.contains("FROM \"mart\".\"sales_hourly\" AS r WHERE r.bucket OPERATOR(pg_catalog.<) pgmart._rollup_watermark(42::pg_catalog.int8) AND NOT EXISTS"), "{v}");
         assert!(v.contains("JOIN pgmart._rollup_pending(42::pg_catalog.int8) AS p ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{v}");
         assert!(v.contains("WHERE (s.\"created_at\" OPERATOR(pg_catalog.>=) pgmart._rollup_watermark(42::pg_catalog.int8))"), "{v}");
+        let [d, i] = recompute_many(&s, &[("A".into(), "B".into()), ("C".into(), "D".into())]);
+        assert!(d.contains("USING (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) WHERE d.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{d}");
+        assert!(i.contains("JOIN (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{i}");
         let c = capture(&s, "pgmart_new");
         assert!(c.contains("FROM pgmart_new AS t WHERE t.\"created_at\" IS NOT NULL"), "{c}");
         assert!(c.starts_with("INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) SELECT $1, d.b, (d.b OPERATOR(pg_catalog.+) '3600 seconds'"), "{c}");
