@@ -30,7 +30,7 @@ AGG = ("SELECT date_bin('1 hour', at, '2000-01-01 00:00+00') AS bucket, region, 
 COLS = "bucket, region, channel, buyers, avg_amount, orders, revenue"
 FILL = ("INSERT INTO {t} (at, region, channel, amount, customer) "
         "SELECT {start} + (g::float8 / {n}) * {span}, (ARRAY['eu','us','apac','latam','mea'])[1 + g % 5], "
-        "(ARRAY['web','app','store'])[1 + (g / 5) % 3], (g % 997) / 10.0, (g * 7919) % 100000 "
+        "(ARRAY['web','app','store'])[1 + (g / 5) % 3], (g % 997) / 10.0, (g::int8 * 7919) % 100000 "
         "FROM generate_series(1, {n}) g")
 
 CLUSTER_SETTINGS = {

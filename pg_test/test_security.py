@@ -273,7 +273,7 @@ def test_writers_of_a_watched_table_cannot_capture_the_alert_path(cluster):
 
 
 def test_internal_functions_are_not_executable_by_public(cluster):
-    allowed = {"_bound_epoch", "_partition_bounds", "_now_epoch", "_relation_name"}
+    allowed = {"_bound_epoch", "_partition_bounds", "_now_epoch", "_relation_name", "_rollup_watermark", "_rollup_pending"}
     rows = cluster.sql(
         "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pgmart'::regnamespace "
         "AND p.proname LIKE '\\_%%' AND has_function_privilege('mallory', p.oid, 'EXECUTE') "
@@ -282,6 +282,7 @@ def test_internal_functions_are_not_executable_by_public(cluster):
     # Attaching pgmart's trigger function to one's own table, or calling internals, is refused.
     cluster.sql("CREATE TABLE public.m_forge (id int)", user="mallory")
     for stmt in ["CREATE TRIGGER forge AFTER INSERT ON public.m_forge FOR EACH ROW EXECUTE FUNCTION pgmart._alert_fire('1')",
+                 "CREATE TRIGGER forge2 AFTER INSERT ON public.m_forge FOR EACH STATEMENT EXECUTE FUNCTION pgmart._rollup_capture('1')",
                  "SELECT pgmart._wake_launcher()", "SELECT pgmart._wake_scheduler()",
                  "SELECT pgmart._anchors_dropped(ARRAY['job_1'])"]:
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as e:

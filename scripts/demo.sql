@@ -83,6 +83,11 @@ INSERT INTO events (at, kind)
 SELECT now() - (i % 48) * interval '1 hour', (ARRAY['view','click','buy'])[1 + i % 3] FROM generate_series(1, 5000) i;
 INSERT INTO events (at, kind) VALUES (now() - interval '10 days', 'late');
 
+-- An hourly rollup of events by kind, kept fresh by recomputing only the hours that changed
+-- (capture triggers on events and each of its partitions, the ones made later included).
+SELECT pgmart.create_rollup('events_hourly', 'events', 'at', '1 hour', '{kind}',
+                            '{"events": "count(*)", "first_id": "min(id)"}', schedule => '2 seconds') AS job_id;
+
 -- Coming from pg_cron: the same call, the same argument order; scheduling a name again updates it.
 SELECT pgmart.schedule('refresh-customers-stats', '*/5 * * * *', 'ANALYZE customers') AS job_id;
 SELECT pgmart.schedule('refresh-customers-stats', '*/10 * * * *', 'ANALYZE customers') AS job_id;

@@ -32,6 +32,11 @@ SELECT pgmart.schedule_sql('no_schedule', 'SELECT 1', NULL);
 SELECT parent, partition_interval, premake, retention, partitions_ahead, oldest_bound, last_status FROM pgmart.partition_sets;
 SELECT partition_name, lower_bound, upper_bound, is_default FROM pgmart.partitions('events');
 SELECT tableoid::regclass AS partition, count(*) AS rows FROM events GROUP BY 1 ORDER BY 1;
+\echo '== the rollup of events: refreshed by the worker, late rows recomputed, newest hour live in events_hourly_rt =='
+INSERT INTO events (at, kind) VALUES (now() - interval '30 hours', 'late-click');
+SELECT name, bucket, dimensions, measures, watermark IS NOT NULL AS filled, pending_invalidations, last_refresh_ms FROM pgmart.rollups;
+SELECT kind, sum(events) AS events_48h FROM events_hourly_rt WHERE bucket >= now() - interval '48 hours' GROUP BY kind ORDER BY kind;
+SELECT pgmart.refresh_rollup('events_hourly')->>'message' AS refresh;
 \echo '== a job by name, as pg_cron users write it: run it now, then unschedule it =='
 SELECT status, duration_ms > 0 AS ran FROM pgmart.run_job('refresh-customers-stats');
 SELECT pgmart.unschedule('refresh-customers-stats');

@@ -61,6 +61,8 @@ pub struct Stored {
     pub watermark_us: Option<i64>,
     pub owner: u32,
     pub period_s: f64,
+    /// Seconds since its last refresh (None: never refreshed).
+    pub last_refresh_age_s: Option<f64>,
 }
 
 const STORED: &str = "SELECT r.job_id, r.name, \
@@ -82,7 +84,8 @@ const STORED: &str = "SELECT r.job_id, r.name, \
         r.timezone, r.dimensions, r.measure_names, r.measures, r.filter, \
         r.start_offset::pg_catalog.text AS start_offset, r.end_offset::pg_catalog.text AS end_offset, r.realtime, \
         (EXTRACT(epoch FROM r.watermark) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS watermark_us, \
-        coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, r.period_s \
+        coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, r.period_s, \
+        EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refresh_at)::pg_catalog.float8 AS last_refresh_age_s \
    FROM pgmart.rollup r JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id \
    LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
 
@@ -422,8 +425,14 @@ pub fn ensure_capture(r: &Stored, invalidate: bool) -> usize {
         );
         let mut added = 0;
         for rel in rels.into_iter().filter(|x| !x.complete) {
-            for tg in &names {
-                sql::exec(&format!("DROP TRIGGER IF EXISTS {} ON {}", qi(tg), rel.rel), &[]);
+            let present = sql::column::<String>(
+                "SELECT tgname::pg_catalog.text FROM pg_catalog.pg_trigger \
+                  WHERE tgrelid OPERATOR(pg_catalog.=) $1::pg_catalog.int8::pg_catalog.oid \
+                    AND tgname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])",
+                &[rel.oid.into(), names.clone().into()],
+            );
+            for tg in present {
+                sql::exec(&format!("DROP TRIGGER {} ON {}", qi(&tg), rel.rel), &[]);
             }
             for ddl in plan::capture_triggers(r.job_id, &rel.rel) {
                 sql::exec(&ddl, &[]);
@@ -725,7 +734,34 @@ impl crate::jobs::kinds::JobKind for Rollup {
             return json!({"skipped": true,
                           "message": format!("table {} does not exist; the rollup refreshes again when one of that name is created", r.source_name)});
         }
-        refresh(&r, None)
+        // Stale (not refreshed for two periods) and failing again: an alert says so; the next
+        // refresh that succeeds resolves it.
+        let key = format!("rollup_stale:{}", r.job_id);
+        match sql::subtransaction(|| refresh(&r, None)) {
+            Ok(v) => {
+                crate::alerts::resolve(&key);
+                v
+            }
+            Err(c) => {
+                if let Some(age) = r.last_refresh_age_s.filter(|a| *a > 2.0 * r.period_s) {
+                    let (name, owner, job_id) = (r.name.clone(), r.owner_oid(), r.job_id);
+                    crate::jobs::engine::after_rollback(move || {
+                        crate::alerts::raise_health(crate::alerts::Health {
+                            source_kind: "rollup",
+                            source_name: &name,
+                            severity: "medium",
+                            target: Some(&name),
+                            payload: json!({"problem": "stale", "rollup": name, "age_s": age.round(), "job_id": job_id}),
+                            dedup_key: &key,
+                            owner,
+                            job_id: Some(job_id),
+                            check_id: None,
+                        });
+                    });
+                }
+                c.raise()
+            }
+        }
     }
     fn target_gone(&self, job: &Job) -> bool {
         load(job.job_id).map(|r| r.table.is_none()).unwrap_or(true)
@@ -828,8 +864,17 @@ pub fn moved(id: &str, _old: u32, _new: u32, _qualified: &str) -> std::result::R
             )
         });
         if gone == Some(true) {
-            if let Some(table) = &r.table {
-                let view = format!("{}_rt", table.trim_end_matches('"')) + "\"";
+            let view = sql::as_catalog_owner(|| {
+                sql::one::<String>(
+                    "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
+                            pg_catalog.quote_ident(c.relname::pg_catalog.text OPERATOR(pg_catalog.||) '_rt') \
+                       FROM pgmart.rollup x JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.rel \
+                       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                      WHERE x.job_id OPERATOR(pg_catalog.=) $1",
+                    &[job_id.into()],
+                )
+            });
+            if let Some(view) = view {
                 sql::as_role(r.owner_oid(), || sql::exec(&plan::create_realtime_view(&r.shape(), &view, job_id), &[]));
                 sql::as_catalog_owner(|| {
                     sql::exec(

@@ -173,4 +173,23 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT pgmart.drop_rollup('nope')"), "42704");
         assert_eq!(sqlstate_of("SELECT pgmart.drop_job((SELECT job_id FROM pgmart.rollups WHERE name = 'public.ro_b2'))"), "55000");
     }
+
+    #[pg_test]
+    fn a_rollup_follows_its_source_rebuilt_by_dbt() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_model (at timestamptz NOT NULL, v int)");
+        run("INSERT INTO ro_model VALUES ('2024-01-01 10:00', 1), ('2024-01-01 11:00', 2)");
+        run("SELECT pgmart.create_rollup('ro_model_daily', 'ro_model', 'at', '1 day', measures => '{\"s\": \"sum(v)\"}')");
+        assert_eq!(one::<i64>("SELECT s FROM ro_model_daily"), Some(3));
+        // dbt: drop the model (its dependants with it) and build it again under its name.
+        run("DROP TABLE ro_model CASCADE");
+        run("CREATE TABLE ro_model (at timestamptz NOT NULL, v int)");
+        run("INSERT INTO ro_model VALUES ('2024-01-01 10:00', 10), ('2024-01-02 10:00', 20)");
+        assert_eq!(text("SELECT source FROM pgmart.rollups WHERE name = 'public.ro_model_daily'"), "public.ro_model");
+        // Capture is on the new table, the real-time view is back, the next refresh recomputes.
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ro_model'::regclass AND tgname LIKE 'pgmart_rollup_%'"), Some(4));
+        assert_eq!(one::<i64>("SELECT sum(s)::int8 FROM ro_model_daily_rt"), Some(30));
+        run("SELECT pgmart.refresh_rollup('ro_model_daily')");
+        assert_eq!(text("SELECT string_agg(s::text, ',' ORDER BY bucket) FROM ro_model_daily"), "10,20");
+    }
 }
