@@ -76,7 +76,7 @@ const STORED: &str = "SELECT r.job_id, r.name, \
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE c.oid OPERATOR(pg_catalog.=) r.source) AS source, \
         r.source_name, r.time_column::pg_catalog.text AS time_column, r.time_kind, \
-        EXTRACT(month FROM r.bucket)::pg_catalog.int4 OPERATOR(pg_catalog.+) 12 OPERATOR(pg_catalog.*) EXTRACT(year FROM r.bucket)::pg_catalog.int4 AS months, \
+        (EXTRACT(month FROM r.bucket)::pg_catalog.int4 OPERATOR(pg_catalog.+) (12 OPERATOR(pg_catalog.*) EXTRACT(year FROM r.bucket)::pg_catalog.int4)) AS months, \
         EXTRACT(day FROM r.bucket)::pg_catalog.int4 AS days, \
         (EXTRACT(epoch FROM pg_catalog.make_interval(hours => EXTRACT(hour FROM r.bucket)::pg_catalog.int4, \
                                                       mins => EXTRACT(minute FROM r.bucket)::pg_catalog.int4)) \

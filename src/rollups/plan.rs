@@ -219,13 +219,15 @@ pub fn recompute_many(s: &Shape, ranges: &[(String, String)]) -> [String; 2] {
 /// the live aggregate of the source's rows at or after the watermark. So it is exact whenever it
 /// is read, and costs a live aggregate only of what changed since the last refresh.
 pub fn create_realtime_view(s: &Shape, view: &str, job_id: i64) -> String {
-    let wm = format!("pgmart._rollup_watermark({job_id}::pg_catalog.int8)");
-    let pending = format!("pgmart._rollup_pending({job_id}::pg_catalog.int8)");
+    // Each read once per query (an init plan, a materialized CTE), not once per row.
+    let wm = format!("(SELECT pgmart._rollup_watermark({job_id}::pg_catalog.int8))");
+    let pending = "pgmart_pending";
     let mut cols = vec!["r.bucket".to_string()];
     cols.extend(s.dimensions.iter().map(|d| format!("r.{}", qi(d))));
     cols.extend(s.measures.iter().map(|(n, _)| format!("r.{}", qi(n))));
     format!(
-        "CREATE VIEW {view} AS SELECT {} FROM {} AS r WHERE r.bucket OPERATOR(pg_catalog.<) {wm} \
+        "CREATE VIEW {view} AS WITH pgmart_pending AS MATERIALIZED (SELECT * FROM pgmart._rollup_pending({job_id}::pg_catalog.int8)) \
+         SELECT {} FROM {} AS r WHERE r.bucket OPERATOR(pg_catalog.<) {wm} \
            AND NOT EXISTS (SELECT 1 FROM {pending} AS p WHERE r.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo \
                             AND r.bucket OPERATOR(pg_catalog.<) p.pgmart_hi) \
          UNION ALL {} UNION ALL {}",
@@ -240,15 +242,41 @@ pub fn create_realtime_view(s: &Shape, view: &str, job_id: i64) -> String {
 /// one invalidation row per distinct bucket the statement's rows fall in.
 pub fn capture(s: &Shape, transition: &str) -> String {
     let b = bucket_of(s, &instant(s, "t"));
+    let col = qi(&s.time_column);
+    let t = format!("t.{col}");
+    let (lo_t, hi_t) = match s.kind {
+        TimeKind::Timestamptz => (format!("pg_catalog.min({t})"), format!("pg_catalog.max({t})")),
+        TimeKind::Timestamp => (format!("(pg_catalog.min({t}) AT TIME ZONE 'UTC')"), format!("(pg_catalog.max({t}) AT TIME ZONE 'UTC')")),
+        TimeKind::Date => (
+            format!("(pg_catalog.min({t})::pg_catalog.timestamp AT TIME ZONE {})", ql(&s.timezone)),
+            format!("(pg_catalog.max({t})::pg_catalog.timestamp AT TIME ZONE {})", ql(&s.timezone)),
+        ),
+    };
+    // A dense statement (at least DENSE rows per bucket it spans: a bulk load) logs the one range
+    // it spans, from a single min/max pass; a sparse one (late rows scattered over a month) logs
+    // each distinct bucket, so that the refresh recomputes only those.
     format!(
-        "INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) \
-         SELECT $1, d.b, {} FROM (SELECT DISTINCT {b} AS b FROM {transition} AS t \
-                                   WHERE t.{} IS NOT NULL) AS d \
-          WHERE d.b IS NOT NULL",
+        "WITH pgmart_s AS (SELECT pg_catalog.count({t}) AS n, {} AS lo, {} AS hi FROM {transition} AS t), \
+              pgmart_r AS (SELECT n, lo, {} AS hi FROM pgmart_s WHERE n OPERATOR(pg_catalog.>) 0) \
+         INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) \
+         SELECT $1, r.lo, r.hi FROM pgmart_r AS r \
+          WHERE r.n OPERATOR(pg_catalog.>=) ({DENSE} OPERATOR(pg_catalog.*) (EXTRACT(epoch FROM r.hi OPERATOR(pg_catalog.-) r.lo) \
+                OPERATOR(pg_catalog./) {secs})) \
+         UNION ALL \
+         SELECT $1, d.b, {} FROM pgmart_r AS r CROSS JOIN LATERAL (SELECT DISTINCT {b} AS b FROM {transition} AS t \
+                                   WHERE {t} IS NOT NULL) AS d \
+          WHERE r.n OPERATOR(pg_catalog.<) ({DENSE} OPERATOR(pg_catalog.*) (EXTRACT(epoch FROM r.hi OPERATOR(pg_catalog.-) r.lo) \
+                OPERATOR(pg_catalog./) {secs})) AND d.b IS NOT NULL",
+        bucket_of(s, &lo_t),
+        bucket_of(s, &hi_t),
+        bucket_end(s, "hi"),
         bucket_end(s, "d.b"),
-        qi(&s.time_column)
+        secs = s.bucket.approx_seconds(),
     )
 }
+
+/// Rows per spanned bucket from which a statement logs one range rather than each bucket.
+pub const DENSE: i64 = 4;
 
 /// The name of capture trigger `which` (ins, upd, del, trunc) of rollup `job_id`.
 pub fn trigger_name(job_id: i64, which: &str) -> String {
@@ -451,15 +479,16 @@ mod tests {
         let date = Shape { kind: TimeKind::Date, bucket: Bucket::Days(1), ..shape() };
         assert!(recompute(&date, "L", "H")[1].contains("(L AT TIME ZONE 'Europe/Paris')::pg_catalog.date"));
         let v = create_realtime_view(&s, "\"mart\".\"sales_hourly_rt\"", 42);
-        assert!(v.contains("FROM \"mart\".\"sales_hourly\" AS r WHERE r.bucket OPERATOR(pg_catalog.<) pgmart._rollup_watermark(42::pg_catalog.int8) AND NOT EXISTS"), "{v}");
-        assert!(v.contains("JOIN pgmart._rollup_pending(42::pg_catalog.int8) AS p ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{v}");
-        assert!(v.contains("WHERE (s.\"created_at\" OPERATOR(pg_catalog.>=) pgmart._rollup_watermark(42::pg_catalog.int8))"), "{v}");
+        assert!(v.contains("FROM \"mart\".\"sales_hourly\" AS r WHERE r.bucket OPERATOR(pg_catalog.<) (SELECT pgmart._rollup_watermark(42::pg_catalog.int8)) AND NOT EXISTS"), "{v}");
+        assert!(v.contains("JOIN pgmart_pending AS p ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{v}");
+        assert!(v.contains("WHERE (s.\"created_at\" OPERATOR(pg_catalog.>=) (SELECT pgmart._rollup_watermark(42::pg_catalog.int8)))"), "{v}");
         let [d, i] = recompute_many(&s, &[("A".into(), "B".into()), ("C".into(), "D".into())]);
         assert!(d.contains("USING (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) WHERE d.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{d}");
         assert!(i.contains("JOIN (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{i}");
         let c = capture(&s, "pgmart_new");
         assert!(c.contains("FROM pgmart_new AS t WHERE t.\"created_at\" IS NOT NULL"), "{c}");
-        assert!(c.starts_with("INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) SELECT $1, d.b, (d.b OPERATOR(pg_catalog.+) '3600 seconds'"), "{c}");
+        assert!(c.starts_with("WITH pgmart_s AS (SELECT pg_catalog.count(t.\"created_at\") AS n, pg_catalog.date_bin("), "{c}");
+        assert!(c.contains("SELECT $1, d.b, (d.b OPERATOR(pg_catalog.+) '3600 seconds'"), "{c}");
         let trig = capture_triggers(7, "\"public\".\"orders\"");
         assert_eq!(trig.len(), 4);
         assert!(trig[1].contains("REFERENCING OLD TABLE AS pgmart_old NEW TABLE AS pgmart_new"));

@@ -192,4 +192,34 @@ mod tests {
         run("SELECT pgmart.refresh_rollup('ro_model_daily')");
         assert_eq!(text("SELECT string_agg(s::text, ',' ORDER BY bucket) FROM ro_model_daily"), "10,20");
     }
+
+    #[pg_test]
+    fn buckets_of_days_and_months_start_at_local_midnight() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_cal (at timestamptz NOT NULL, d date NOT NULL, v int)");
+        // Around Europe/Berlin's switch to summer time (2024-03-31) and a month end.
+        run("INSERT INTO ro_cal VALUES ('2024-03-30 22:30+00', '2024-03-30', 1), ('2024-03-30 23:30+00', '2024-03-31', 2), \
+                                       ('2024-03-31 21:59+00', '2024-03-31', 4), ('2024-03-31 22:00+00', '2024-04-01', 8)");
+        run("SELECT pgmart.create_rollup('ro_cal_day', 'ro_cal', 'at', '1 day', measures => '{\"s\": \"sum(v)\"}', timezone => 'Europe/Berlin')");
+        assert_eq!(
+            text("SELECT string_agg(to_char(bucket AT TIME ZONE 'Europe/Berlin', 'MM-DD HH24') || '=' || s, ',' ORDER BY bucket) FROM ro_cal_day"),
+            "03-30 00=1,03-31 00=6,04-01 00=8"
+        );
+        run("SELECT pgmart.create_rollup('ro_cal_month', 'ro_cal', 'at', '1 month', measures => '{\"s\": \"sum(v)\"}', timezone => 'Europe/Berlin')");
+        assert_eq!(
+            text("SELECT string_agg(to_char(bucket AT TIME ZONE 'Europe/Berlin', 'MM-DD HH24') || '=' || s, ',' ORDER BY bucket) FROM ro_cal_month"),
+            "03-01 00=7,04-01 00=8"
+        );
+        assert_eq!(text("SELECT bucket::text FROM pgmart.rollups WHERE name = 'public.ro_cal_month'"), "1 mon");
+        // A date column in day buckets, and weeks from Monday.
+        run("SELECT pgmart.create_rollup('ro_cal_week', 'ro_cal', 'd', '7 days', measures => '{\"s\": \"sum(v)\"}', realtime => false)");
+        assert_eq!(
+            text("SELECT string_agg(to_char(bucket, 'YYYY-MM-DD Dy') || '=' || s, ',' ORDER BY bucket) FROM ro_cal_week"),
+            "2024-03-25 Mon=7,2024-04-01 Mon=8"
+        );
+        // A late change to one month is recomputed there only.
+        run("INSERT INTO ro_cal VALUES ('2024-03-10 12:00+00', '2024-03-10', 16)");
+        run("SELECT pgmart.refresh_rollup('ro_cal_month')");
+        assert_eq!(text("SELECT string_agg(s::text, ',' ORDER BY bucket) FROM ro_cal_month"), "23,8");
+    }
 }
