@@ -229,6 +229,9 @@ REQUIRED = {
     "drop_alert_rule": {"name": "'existing_rule'"},
     "ack_alert": {"alert_id": "{alert}"},
     "grant_access": {"role": "'bi_other'"},
+    "create_rollup": {"name": "'bi.n_rollup'", "source": "'bi.plain'", "time_column": "'at'", "bucket": "'1 hour'"},
+    "refresh_rollup": {"name": "'bi.n_rollup'"},
+    "drop_rollup": {"name": "'bi.n_rollup'"},
 }
 # Overloads: the same function under another signature (by job name as well as id; pg_cron's).
 OVERLOADS = {
@@ -380,6 +383,15 @@ case("metric_values-several-missing", "SELECT * FROM pgmart.metric_values(ARRAY[
      "42704", msg='metric "nope" does not exist')
 case("metric_values-array-as-text", "SELECT * FROM pgmart.metric_values('{existing_metric,other}', '2024-01-01', '2024-02-01')",
      "42704", msg="ARRAY[")
+case("rollup-measures-null", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.plain', 'at', '1 hour')", "22004", msg="measures")
+case("rollup-bucket-zero", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.plain', 'at', '0 seconds', measures => '{\"n\": \"count(*)\"}')",
+     "22023", msg="1 minute and 1 month")
+case("rollup-bucket-negative", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.plain', 'at', '-1 hour', measures => '{\"n\": \"count(*)\"}')",
+     "22023")
+case("rollup-measures-scalar", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.plain', 'at', '1 hour', measures => '\"count(*)\"')",
+     "22023", msg="JSON object")
+case("rollup-missing", "SELECT pgmart.refresh_rollup('bi.no_such_rollup')", "42704")
+case("rollup-drop-missing", "SELECT pgmart.drop_rollup('no such rollup')", "42704")
 case("metric_values-several-empty", "SELECT * FROM pgmart.metric_values('{}'::text[], '2024-01-01', '2024-02-01')", "22023")
 case("deprecate-replaced-by-missing", "SELECT pgmart.deprecate_metric('existing_metric', 'no_such_metric')", "42704")
 
