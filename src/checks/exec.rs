@@ -622,25 +622,8 @@ fn missing_key(job_id: i64) -> String {
 /// `crate::follow`): the run is `skipped`, the job stays scheduled, no check result is written, and
 /// once the table has been missing for two periods of the schedule an alert says so.
 fn table_missing(job: &Job, table: &str) -> Value {
-    #[derive(Deserialize)]
-    struct Since {
-        missing_s: Option<f64>,
-        since: Option<String>,
-    }
-    // Missing since the first skipped run after the last run that was not skipped.
-    let since = sql::as_catalog_owner(|| {
-        sql::row::<Since>(
-            "SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(r.started_at))::double precision AS missing_s, \
-                    min(r.started_at)::pg_catalog.text AS since \
-               FROM pgmart.job_run r \
-              WHERE r.job_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['skipped', 'running']) \
-                AND r.started_at OPERATOR(pg_catalog.>) coalesce((SELECT max(o.started_at) FROM pgmart.job_run o \
-                      WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
-                        AND o.status OPERATOR(pg_catalog.<>) ALL (ARRAY['skipped', 'running'])), '-infinity')",
-            &[job.job_id.into()],
-        )
-    });
-    let missing_s = since.as_ref().and_then(|s| s.missing_s).unwrap_or(0.0);
+    let since = crate::jobs::history::skipped_since(job.job_id);
+    let missing_s = since.as_ref().map_or(0.0, |s| s.seconds);
     let allowance = crate::jobs::engine::approx_period(&job.schedule, &job.timezone).map(|p| 2.0 * p).unwrap_or(f64::INFINITY);
     if missing_s > allowance {
         crate::alerts::raise_health(crate::alerts::Health {

@@ -34,3 +34,28 @@ pub fn prune() -> u64 {
             .sum()
     })
 }
+
+/// How long a job's runs have been `skipped` (its object missing): since the first skipped run
+/// after the last run that was not skipped.
+#[derive(serde::Deserialize)]
+pub struct Skipped {
+    pub seconds: f64,
+    /// When the first of those runs started (text).
+    pub since: Option<String>,
+}
+
+pub fn skipped_since(job_id: i64) -> Option<Skipped> {
+    sql::as_catalog_owner(|| {
+        sql::row::<Skipped>(
+            "SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(r.started_at))::double precision AS seconds, \
+                    min(r.started_at)::pg_catalog.text AS since \
+               FROM pgmart.job_run r \
+              WHERE r.job_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['skipped', 'running']) \
+                AND r.started_at OPERATOR(pg_catalog.>) coalesce((SELECT max(o.started_at) FROM pgmart.job_run o \
+                      WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
+                        AND o.status OPERATOR(pg_catalog.<>) ALL (ARRAY['skipped', 'running'])), '-infinity') \
+             HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
+            &[job_id.into()],
+        )
+    })
+}

@@ -413,25 +413,8 @@ pub fn renamed(id: &str, name: &str) {
 /// created): the run is `skipped`, the job stays scheduled, and once the view has been missing for
 /// longer than it may be stale (its SLO, else two periods) an alert says so.
 fn view_missing(job: &Job, reg: &Registered) -> Value {
-    #[derive(Deserialize)]
-    struct Since {
-        missing_s: Option<f64>,
-        since: Option<String>,
-    }
-    // Missing since the first skipped run after the last run that was not skipped.
-    let since = sql::as_catalog_owner(|| {
-        sql::row::<Since>(
-            "SELECT EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) min(r.started_at))::double precision AS missing_s, \
-                    min(r.started_at)::pg_catalog.text AS since \
-               FROM pgmart.job_run r \
-              WHERE r.job_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) ANY (ARRAY['skipped', 'running']) \
-                AND r.started_at OPERATOR(pg_catalog.>) coalesce((SELECT max(o.started_at) FROM pgmart.job_run o \
-                      WHERE o.job_id OPERATOR(pg_catalog.=) $1 \
-                        AND o.status OPERATOR(pg_catalog.<>) ALL (ARRAY['skipped', 'running'])), '-infinity')",
-            &[job.job_id.into()],
-        )
-    });
-    let missing_s = since.as_ref().and_then(|s| s.missing_s).unwrap_or(0.0);
+    let since = crate::jobs::history::skipped_since(job.job_id);
+    let missing_s = since.as_ref().map_or(0.0, |s| s.seconds);
     let allowance = reg.slo_s.unwrap_or(2.0 * reg.period_s);
     sql::as_catalog_owner(|| {
         sql::exec(

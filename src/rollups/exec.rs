@@ -730,10 +730,28 @@ impl crate::jobs::kinds::JobKind for Rollup {
         let Some(r) = load(job.job_id) else {
             PgMartError::undefined_object(format!("job {} has no rollup", job.job_id)).raise()
         };
+        let missing_key = format!("rollup_source_missing:{}", r.job_id);
         if r.source.is_none() {
+            // Missing longer than two periods (a rebuild that did not come back): an alert.
+            let since = crate::jobs::history::skipped_since(job.job_id);
+            if since.as_ref().is_some_and(|s| s.seconds > 2.0 * r.period_s) {
+                crate::alerts::raise_health(crate::alerts::Health {
+                    source_kind: "rollup",
+                    source_name: &r.name,
+                    severity: "medium",
+                    target: Some(&r.source_name),
+                    payload: json!({"problem": "source missing", "rollup": r.name, "source": r.source_name,
+                                    "missing_since": since.and_then(|s| s.since), "job_id": r.job_id}),
+                    dedup_key: &missing_key,
+                    owner: r.owner_oid(),
+                    job_id: Some(r.job_id),
+                    check_id: None,
+                });
+            }
             return json!({"skipped": true,
                           "message": format!("table {} does not exist; the rollup refreshes again when one of that name is created", r.source_name)});
         }
+        crate::alerts::resolve(&missing_key);
         // Stale (not refreshed for two periods) and failing again: an alert says so; the next
         // refresh that succeeds resolves it.
         let key = format!("rollup_stale:{}", r.job_id);
