@@ -50,36 +50,12 @@ COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that c
 SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 
 -- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched. It runs as pgmart (the log is pgmart's), computes only bucket
--- starts of the time column with built-in functions, and logs nothing from a trigger on any table
--- but the rollup's source or one of its partitions (no role may create a trigger that calls it).
-CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r record;
-BEGIN
-    SELECT x.job_id, x.source, x.capture_new, x.capture_old INTO r
-      FROM pgmart.rollup x WHERE x.job_id OPERATOR(pg_catalog.=) TG_ARGV[0]::pg_catalog.int8;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    IF TG_RELID OPERATOR(pg_catalog.<>) r.source::pg_catalog.oid
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) a
-                        WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) r.source::pg_catalog.oid) THEN
-        RETURN NULL;  -- a table detached from the source (its triggers go at the next refresh)
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
-        INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES (r.job_id, '-infinity', 'infinity');
-        RETURN NULL;
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
-        EXECUTE r.capture_new USING r.job_id;
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
-        EXECUTE r.capture_old USING r.job_id;
-    END IF;
-    RETURN NULL;
-END $$;
+-- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
+-- log is pgmart's) by statements over the transition tables that compute only bucket starts of
+-- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
+-- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
+-- and no role may create a trigger that calls it.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
 
 -- The watermark of a rollup: its real-time view reads materialized buckets below it and the
 -- source at or after it. Readable by whoever reads the view (a timestamp, nothing else).

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod legacy;
 pub mod locks;
 pub mod metrics;
+pub mod names;
 pub mod owners;
 pub mod partitions;
 pub mod refresh;

@@ -332,6 +332,36 @@ pub fn rows_cached<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> V
     decode_rows(value)
 }
 
+thread_local! {
+    /// Saved plans of [`exec_in_trigger`] statements, by text (one or two per rollup).
+    static TRIGGER_PLANS: std::cell::RefCell<std::collections::HashMap<String, pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Run `query`, a statement that reads the transition tables of the trigger being fired (by the
+/// names its `REFERENCING` clause gave them), prepared once per backend as a saved plan.
+///
+/// # Safety
+/// `trigdata` must be the `TriggerData` of the trigger call in progress.
+pub unsafe fn exec_in_trigger(trigdata: *mut pg_sys::TriggerData, query: &str, args: &[DatumWithOid]) {
+    pinned(|| {
+        Spi::connect_mut(|c| {
+            // The transition tables become relations of this SPI connection, as PL/pgSQL does it.
+            pg_sys::SPI_register_trigger_data(trigdata);
+            TRIGGER_PLANS.with(|plans| {
+                let mut plans = plans.borrow_mut();
+                if !plans.contains_key(query) {
+                    let types: Vec<pgrx::PgOid> = args.iter().map(|a| pgrx::PgOid::from(a.oid())).collect();
+                    let stmt = c.prepare(query, &types)?.keep();
+                    plans.insert(query.to_string(), stmt);
+                }
+                c.update(&plans[query], None, args).map(|_| ())
+            })
+        })
+    })
+    .unwrap_or_else(|e| spi_failure(e))
+}
+
 /// Run a one-column query and decode that column of every row into `T`.
 pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
     let wrapped = format!(

@@ -596,7 +596,7 @@ fn prepared(name: &str) -> (Stored, plan::Measures) {
             None => notice!("metric \"{name}\" is deprecated"),
         }
     }
-    (m, plan::Measures { value: e.text, ratio: e.ratio })
+    (m, plan::Measures { value: e.text, ratio: e.ratio, rollup: None })
 }
 
 /// The exact SQL `metric_values` runs for one metric or several over the same buckets, with
@@ -667,11 +667,74 @@ pub fn values_sql(names: &[String], several: bool, ask: Ask) -> String {
             .raise();
     }
     let req = Request { from_ts: b.from_text, to_ts: b.to_text, grain, dimensions, timezone };
-    let sqls: Vec<(String, String)> =
-        metrics.iter().map(|(m, measures)| (m.name.clone(), plan::values_sql(&m.definition(), m.kind(), &req, measures))).collect();
+    let sqls: Vec<(String, String)> = metrics
+        .into_iter()
+        .map(|(m, mut measures)| {
+            measures.rollup = covering_rollup(&m, &measures, &req);
+            (m.name.clone(), plan::values_sql(&m.definition(), m.kind(), &req, &measures))
+        })
+        .collect();
     if several {
         plan::several_sql(&sqls)
     } else {
         sqls.into_iter().next().map(|(_, q)| q).unwrap_or_default()
     }
+}
+
+/// A rollup that answers this request exactly, read as the caller: same source, time column and
+/// filter, the request's zone, its dimensions among the rollup's, buckets that nest in the grain,
+/// `from_ts` and `to_ts` on bucket boundaries, every aggregate of the metric one of the rollup's
+/// measures that re-aggregates (sum, count, min, max, ratios of those), no row-level security on
+/// the source (the caller's own rows could differ), and a relation the caller may read: its
+/// real-time view, or its table when the range is all below the watermark.
+fn covering_rollup(m: &Stored, measures: &plan::Measures, req: &Request) -> Option<plan::RollupRead> {
+    let zone = crate::jobs::tz::resolve(&req.timezone).ok()?.name;
+    let caller = sql::caller();
+    crate::rollups::exec::of_source(m.source_oid).into_iter().find_map(|r| {
+        if r.time_column != m.time_column || r.filter != m.filter || r.timezone != zone || r.source_rls || r.table.is_none() {
+            return None;
+        }
+        if !req.dimensions.iter().all(|d| r.dimensions.contains(d)) {
+            return None;
+        }
+        let bucket = crate::rollups::plan::Bucket::from_interval(r.months, r.days, r.micros).ok()?;
+        if !plan::grain_fits(&req.grain, bucket) {
+            return None;
+        }
+        let own: Vec<(String, String)> = r.measure_names.iter().cloned().zip(r.measures.iter().cloned()).collect();
+        let (value, ratio) = plan::over_measures(&measures.value, measures.ratio.as_ref(), &own)?;
+        #[derive(Deserialize)]
+        struct Fit {
+            aligned: bool,
+            below_watermark: bool,
+        }
+        let shape = r.shape();
+        let (from, to) = (
+            format!("{}::pg_catalog.timestamptz", plan::quote_literal(&req.from_ts)),
+            format!("{}::pg_catalog.timestamptz", plan::quote_literal(&req.to_ts)),
+        );
+        let fit = sql::row::<Fit>(
+            &format!(
+                "SELECT {} OPERATOR(pg_catalog.=) {from} AND {} OPERATOR(pg_catalog.=) {to} AS aligned, \
+                        {to} OPERATOR(pg_catalog.<=) pgmart._rollup_watermark($1) AS below_watermark",
+                crate::rollups::plan::bucket_of(&shape, &from),
+                crate::rollups::plan::bucket_of(&shape, &to)
+            ),
+            &[r.job_id.into()],
+        )?;
+        if !fit.aligned {
+            return None;
+        }
+        let relation = match (&r.rt, fit.below_watermark) {
+            (Some(rt), _) => rt.clone(),
+            (None, true) => r.table.clone()?,
+            (None, false) => return None,
+        };
+        let readable = sql::one::<bool>(
+            "SELECT pg_catalog.has_table_privilege($1::pg_catalog.oid, pg_catalog.to_regclass($2), 'SELECT')",
+            &[caller.into(), relation.as_str().into()],
+        )
+        .unwrap_or(false);
+        readable.then(|| plan::RollupRead { name: r.name.clone(), relation, value, ratio })
+    })
 }

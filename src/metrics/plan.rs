@@ -16,22 +16,7 @@ pub const MAX_BUCKETS: f64 = 1_000_000.0;
 
 pub const GRAINS: [&str; 6] = ["hour", "day", "week", "month", "quarter", "year"];
 
-/// An identifier, always double-quoted (pure Rust, so the planner is testable without PostgreSQL).
-pub fn quote_identifier(s: impl AsRef<str>) -> String {
-    format!("\"{}\"", s.as_ref().replace('"', "\"\""))
-}
-
-/// A string literal the way PostgreSQL's quote_literal writes it (E'' when it holds a backslash).
-pub fn quote_literal(s: impl AsRef<str>) -> String {
-    let s = s.as_ref();
-    let body = s.replace('\'', "''");
-    if s.contains('\\') {
-        format!("E'{}'", body.replace('\\', "\\\\"))
-    } else {
-        format!("'{body}'")
-    }
-}
-
+pub use crate::names::{check_dimensions, quote_identifier, quote_literal};
 pub use crate::timecol::TimeKind;
 
 /// Validate a metric name: a simple lower-case identifier that fits in the view's name.
@@ -126,19 +111,6 @@ pub fn check_fragment(what: &str, text: &str) -> Result<String> {
         return bad("unbalanced parentheses");
     }
     Ok(t.to_string())
-}
-
-/// Dimensions: each named once.
-pub fn check_dimensions(dims: &[String]) -> Result<()> {
-    for (i, d) in dims.iter().enumerate() {
-        if d.trim().is_empty() {
-            return Err(PgMartError::invalid("a dimension name is empty"));
-        }
-        if dims[..i].contains(d) {
-            return Err(PgMartError::invalid(format!("dimension \"{d}\" is listed twice")));
-        }
-    }
-    Ok(())
 }
 
 /// The registered metric as the planner needs it.
@@ -294,6 +266,96 @@ pub struct Measures {
     pub value: String,
     /// Numerator and denominator of a ratio metric (`a / b`, `a / nullif(b, 0)`).
     pub ratio: Option<(String, String)>,
+    /// A rollup that answers it (its buckets fit the request), read instead of the source.
+    pub rollup: Option<RollupRead>,
+}
+
+/// How to read a metric from a rollup: its relation (the real-time view, or the table), and the
+/// metric's value (and ratio parts) over its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRead {
+    pub name: String,
+    pub relation: String,
+    pub value: String,
+    pub ratio: Option<(String, String)>,
+}
+
+/// Which of sum, count, min and max `text` is, when it is exactly one call of it (a FILTER clause
+/// allowed, DISTINCT not): those re-aggregate exactly from a rollup's per-bucket values.
+pub fn single_aggregate(text: &str) -> Option<&'static str> {
+    let t = text.trim();
+    let name = ["sum", "count", "min", "max"].into_iter().find(|n| t.starts_with(&format!("{n}(")))?;
+    if t.contains("DISTINCT") {
+        return None;
+    }
+    // The call's closing parenthesis ends the text, or a FILTER (...) clause follows it.
+    let close = |from: usize| -> Option<usize> {
+        let mut depth = 0i32;
+        let mut quoted = false;
+        for (i, c) in t[from..].char_indices() {
+            match c {
+                '\'' => quoted = !quoted,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(from + i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    let end = close(name.len())?;
+    let rest = t[end + 1..].trim_start();
+    if rest.is_empty() {
+        return Some(name);
+    }
+    let filter = rest.strip_prefix("FILTER")?.trim_start();
+    let at = t.len() - filter.len();
+    (filter.starts_with('(') && close(at)? == t.len() - 1).then_some(name)
+}
+
+/// `agg` (one of [`single_aggregate`]) of a rollup column again: counts and sums add up.
+fn reaggregate(agg: &str, column: &str) -> String {
+    let f = if agg == "count" { "sum" } else { agg };
+    format!("pg_catalog.{f}(m.{})", quote_identifier(column))
+}
+
+/// The metric read from a rollup's measures (output column, analysed expression): its value and
+/// ratio parts over those columns, when every aggregate in it is one of them and re-aggregates.
+pub fn over_measures(value: &str, ratio: Option<&(String, String)>, measures: &[(String, String)]) -> Option<(String, Option<(String, String)>)> {
+    let column_of = |agg: &str| -> Option<String> {
+        let kind = single_aggregate(agg)?;
+        let (col, _) = measures.iter().find(|(_, e)| e.trim() == agg.trim())?;
+        Some(reaggregate(kind, col))
+    };
+    if let Some(v) = column_of(value) {
+        return Some((v, None));
+    }
+    let (a, b) = ratio?;
+    let (ra, rb) = (column_of(a)?, column_of(b)?);
+    let at = value.find(a.as_str())?;
+    let mut v = format!("{}{}{}", &value[..at], ra, &value[at + a.len()..]);
+    let bt = v[at + ra.len()..].find(b.as_str())? + at + ra.len();
+    v = format!("{}{}{}", &v[..bt], rb, &v[bt + b.len()..]);
+    Some((v, Some((ra, rb))))
+}
+
+/// Whether buckets of a rollup (`bucket`) nest in the metric buckets of `grain`, in one zone.
+pub fn grain_fits(grain: &str, bucket: crate::rollups::plan::Bucket) -> bool {
+    use crate::rollups::plan::Bucket;
+    const HOUR: i64 = 3_600_000_000;
+    match (grain, bucket) {
+        ("hour", Bucket::Micros(u)) => HOUR % u == 0,
+        ("hour", _) => false,
+        (_, Bucket::Micros(u)) => (24 * HOUR) % u == 0,
+        (_, Bucket::Days(1)) => true,
+        ("week", Bucket::Days(7)) => true,
+        ("month" | "quarter" | "year", Bucket::Month) => true,
+        _ => false,
+    }
 }
 
 /// The SQL `metric_values` runs for one metric, with every value a quoted literal, so it can be
@@ -307,8 +369,14 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request, measures: &Me
     let from = format!("{}::pg_catalog.timestamptz", quote_literal(&req.from_ts));
     let to = format!("{}::pg_catalog.timestamptz", quote_literal(&req.to_ts));
     let g = quote_literal(&req.grain);
-    let t = format!("m.{}", quote_identifier(&def.time_column));
-    let view = columns_view(&def.name);
+    let own = columns_view(&def.name);
+    // Rows come from the metric's view, or from a rollup that covers the request (its buckets,
+    // already filtered, in a timestamptz column).
+    let (view, kind, time_column, def_filter) = match &measures.rollup {
+        Some(r) => (r.relation.clone(), TimeKind::Timestamptz, "bucket", None),
+        None => (own.clone(), kind, def.time_column.as_str(), def.filter.as_ref()),
+    };
+    let t = format!("m.{}", quote_identifier(time_column));
 
     // Dates: the first day is the one holding from_ts, the last the one before to_ts.
     let from_day = format!("pg_catalog.date_trunc('day', {from} AT TIME ZONE {tz})");
@@ -359,7 +427,7 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request, measures: &Me
              WHERE s AT TIME ZONE {tz} < {to}"
         )
     };
-    let filter = match &def.filter {
+    let filter = match def_filter {
         Some(f) => format!(" AND ({f})"),
         None => String::new(),
     };
@@ -383,25 +451,27 @@ pub fn values_sql(def: &Definition, kind: TimeKind, req: &Request, measures: &Me
         "SELECT DISTINCT dimension_values FROM pgmart_rows".to_string()
     };
     // value, numerator, denominator: computed in the scan and on no rows (for empty buckets).
-    let parts = match &measures.ratio {
+    let parts_of = |value: &str, ratio: &Option<(String, String)>| match ratio {
         Some((a, b)) => format!(
-            "(({}))::pg_catalog.numeric AS value, (({a}))::pg_catalog.numeric AS numerator, (({b}))::pg_catalog.numeric AS denominator",
-            measures.value
+            "(({value}))::pg_catalog.numeric AS value, (({a}))::pg_catalog.numeric AS numerator, (({b}))::pg_catalog.numeric AS denominator"
         ),
-        None => format!(
-            "(({}))::pg_catalog.numeric AS value, NULL::pg_catalog.numeric AS numerator, NULL::pg_catalog.numeric AS denominator",
-            measures.value
-        ),
+        None => format!("(({value}))::pg_catalog.numeric AS value, NULL::pg_catalog.numeric AS numerator, NULL::pg_catalog.numeric AS denominator"),
+    };
+    // The empty bucket's value is always the aggregate's own on no rows (count(*) is 0, not NULL).
+    let empty = parts_of(&measures.value, &measures.ratio);
+    let (parts, origin) = match &measures.rollup {
+        Some(r) => (parts_of(&r.value, &r.ratio), format!("-- pgmart: answered from rollup {}\n", r.name.replace('\n', " "))),
+        None => (empty.clone(), String::new()),
     };
     let pick = |c: &str| format!("pg_catalog.trim_scale(CASE WHEN r.bucket IS NULL THEN e.{c} ELSE r.{c} END) AS {c}");
     format!(
-        "WITH pgmart_rows AS (\n\
+        "{origin}WITH pgmart_rows AS (\n\
          \x20 SELECT {bucket} AS bucket, {dims_json} AS dimension_values, {parts}\n\
          \x20   FROM {view} AS m\n\
          \x20  WHERE {range}{filter}\n\
          \x20  GROUP BY {}\n\
          ), pgmart_empty AS (\n\
-         \x20 SELECT {parts} FROM {view} AS m WHERE false\n\
+         \x20 SELECT {empty} FROM {own} AS m WHERE false\n\
          ), pgmart_buckets AS (\n\
          \x20 {series}\n\
          ), pgmart_groups AS (\n\
@@ -541,7 +611,7 @@ mod tests {
     }
 
     fn plain() -> Measures {
-        Measures { value: "sum(amount)".into(), ratio: None }
+        Measures { value: "sum(amount)".into(), ratio: None, rollup: None }
     }
 
     #[test]
@@ -571,11 +641,51 @@ mod tests {
         assert!(tz.contains("m.\"created_at\"::pg_catalog.timestamp"), "{tz}");
         // Dates are whole days: the range starts at from_ts's day and ends after to_ts's.
         assert!(tz.contains("m.\"created_at\" >= pg_catalog.date_trunc('day', '2024-01-01 00:00:00+00'::pg_catalog.timestamptz AT TIME ZONE 'O''Brien')::pg_catalog.date"), "{tz}");
-        let ratio = Measures { value: "sum(a) / nullif(count(*), 0)".into(), ratio: Some(("sum(a)".into(), "count(*)".into())) };
+        let ratio = Measures { value: "sum(a) / nullif(count(*), 0)".into(), ratio: Some(("sum(a)".into(), "count(*)".into())), rollup: None };
         let r = values_sql(&def(), TimeKind::Timestamptz, &req, &ratio);
         assert!(r.contains("((sum(a)))::pg_catalog.numeric AS numerator, ((count(*)))::pg_catalog.numeric AS denominator"), "{r}");
+        // From a rollup: its buckets and columns, the empty value still the metric's own.
+        let from_rollup = Measures {
+            rollup: Some(RollupRead { name: "mart.h".into(), relation: "\"mart\".\"h_rt\"".into(),
+                                      value: "pg_catalog.sum(m.\"rev\")".into(), ratio: None }),
+            ..plain()
+        };
+        let r = values_sql(&def(), TimeKind::Timestamptz, &req, &from_rollup);
+        assert!(r.starts_with("-- pgmart: answered from rollup mart.h\nWITH"), "{r}");
+        assert!(r.contains("((pg_catalog.sum(m.\"rev\")))::pg_catalog.numeric AS value"), "{r}");
+        assert!(r.contains("FROM \"mart\".\"h_rt\" AS m\n   WHERE m.\"bucket\" >= "), "{r}");
+        assert!(!r.contains("status = 'paid'"), "{r}");
+        assert!(r.contains("SELECT ((sum(amount)))::pg_catalog.numeric AS value, NULL::pg_catalog.numeric AS numerator, NULL::pg_catalog.numeric AS denominator FROM \"pgmart_metric_columns\".\"revenue\" AS m WHERE false"), "{r}");
         let both = several_sql(&[("a".into(), "SELECT 1".into()), ("b'c".into(), "SELECT 2".into())]);
         assert!(both.contains("SELECT 'a' AS metric, q.* FROM (\nSELECT 1\n) AS q\nUNION ALL\nSELECT 'b''c' AS metric"), "{both}");
         assert!(both.ends_with("ORDER BY s.bucket_start, s.metric, s.dimension_values"), "{both}");
+    }
+
+    #[test]
+    fn aggregates_that_re_aggregate() {
+        assert_eq!(single_aggregate("sum(amount)"), Some("sum"));
+        assert_eq!(single_aggregate("count(*)"), Some("count"));
+        assert_eq!(single_aggregate("max(x) FILTER (WHERE (s = 'a)'::text))"), Some("max"));
+        for no in ["count(DISTINCT c)", "sum(a) / count(*)", "avg(a)", "sum(a) + 1", "percentile_cont(0.5) WITHIN GROUP (ORDER BY a)", "summary(a)"] {
+            assert_eq!(single_aggregate(no), None, "{no}");
+        }
+        let m = vec![("rev".to_string(), "sum(amount)".to_string()), ("n".to_string(), "count(*)".to_string())];
+        assert_eq!(over_measures("sum(amount)", None, &m), Some(("pg_catalog.sum(m.\"rev\")".into(), None)));
+        assert_eq!(over_measures("count(*)", None, &m), Some(("pg_catalog.sum(m.\"n\")".into(), None)));
+        assert_eq!(over_measures("max(amount)", None, &m), None);
+        let ratio = ("sum(amount)".to_string(), "count(*)".to_string());
+        assert_eq!(
+            over_measures("(sum(amount) / NULLIF(count(*), 0))", Some(&ratio), &m),
+            Some((
+                "(pg_catalog.sum(m.\"rev\") / NULLIF(pg_catalog.sum(m.\"n\"), 0))".into(),
+                Some(("pg_catalog.sum(m.\"rev\")".into(), "pg_catalog.sum(m.\"n\")".into()))
+            ))
+        );
+        use crate::rollups::plan::Bucket;
+        assert!(grain_fits("hour", Bucket::Micros(900_000_000)));
+        assert!(!grain_fits("hour", Bucket::Micros(5_400_000_000)));
+        assert!(grain_fits("day", Bucket::Micros(3_600_000_000)) && grain_fits("month", Bucket::Days(1)));
+        assert!(grain_fits("week", Bucket::Days(7)) && !grain_fits("month", Bucket::Days(7)));
+        assert!(grain_fits("quarter", Bucket::Month) && !grain_fits("week", Bucket::Month));
     }
 }

@@ -5,6 +5,7 @@ use crate::args::{self, RegClass};
 use crate::error::required;
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use pgrx::PgTriggerOperation;
 
 #[pg_extern(schema = "pgmart", volatile)]
 #[allow(clippy::too_many_arguments)]
@@ -75,4 +76,25 @@ fn refresh_rollup(
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_rollup(name: Option<&str>, keep_data: default!(Option<bool>, false)) {
     exec::drop_rollup(required(name, "name"), keep_data.unwrap_or(false))
+}
+
+/// The capture trigger of every rollup (statement-level, on its source and each partition): logs
+/// the buckets the statement's rows fall in, as pgmart (writers need no privilege on the log).
+#[pg_trigger(sql = false)] // created in sql/rollups.sql, in schema pgmart
+fn _rollup_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+    let job_id: i64 = trigger
+        .extra_args()
+        .ok()
+        .and_then(|a| a.first().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| crate::error::PgMartError::privilege("pgmart._rollup_capture needs its rollup id as its argument").raise());
+    let relid = trigger.relid().unwrap_or_else(|e| crate::error::PgMartError::internal(format!("pgmart: {e}")).raise());
+    let op = match trigger.op() {
+        Ok(PgTriggerOperation::Insert) => exec::Captured::New,
+        Ok(PgTriggerOperation::Delete) => exec::Captured::Old,
+        Ok(PgTriggerOperation::Update) => exec::Captured::Both,
+        _ => exec::Captured::All,
+    };
+    let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    exec::captured(job_id, relid, op, td);
+    Ok(None)
 }

@@ -11,7 +11,7 @@ use crate::error::{OrRaise, PgMartError};
 use crate::fragment::{self, Runs};
 use crate::jobs::engine::Job;
 use crate::locks;
-use crate::metrics::plan::{quote_identifier as qi, quote_literal as ql};
+use crate::names::{quote_identifier as qi, quote_literal as ql};
 use crate::sql;
 use crate::timecol::TimeKind;
 use pgrx::prelude::*;
@@ -63,6 +63,10 @@ pub struct Stored {
     pub period_s: f64,
     /// Seconds since its last refresh (None: never refreshed).
     pub last_refresh_age_s: Option<f64>,
+    /// Its real-time view, quoted and qualified (None without one).
+    pub rt: Option<String>,
+    /// Whether the source has row-level security (then readers may see less than the rollup).
+    pub source_rls: bool,
 }
 
 const STORED: &str = "SELECT r.job_id, r.name, \
@@ -85,9 +89,24 @@ const STORED: &str = "SELECT r.job_id, r.name, \
         r.start_offset::pg_catalog.text AS start_offset, r.end_offset::pg_catalog.text AS end_offset, r.realtime, \
         (EXTRACT(epoch FROM r.watermark) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS watermark_us, \
         coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, r.period_s, \
-        EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refresh_at)::pg_catalog.float8 AS last_refresh_age_s \
+        EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refresh_at)::pg_catalog.float8 AS last_refresh_age_s, \
+        (SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
+                pg_catalog.quote_ident(c.relname::pg_catalog.text) \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) r.rt_view) AS rt, \
+        coalesce((SELECT c.relrowsecurity FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.source), false) AS source_rls \
    FROM pgmart.rollup r JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id \
    LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor";
+
+/// The rollups of a source (to answer a metric from one).
+pub fn of_source(source: u32) -> Vec<Stored> {
+    sql::as_catalog_owner(|| {
+        sql::rows::<Stored>(
+            &format!("{STORED} WHERE r.source::pg_catalog.oid OPERATOR(pg_catalog.=) $1 ORDER BY r.bucket DESC, r.job_id"),
+            &[pg_sys::Oid::from(source).into()],
+        )
+    })
+}
 
 pub fn load(job_id: i64) -> Option<Stored> {
     sql::as_catalog_owner(|| sql::row::<Stored>(&format!("{STORED} WHERE r.job_id OPERATOR(pg_catalog.=) $1"), &[job_id.into()]))
@@ -258,7 +277,7 @@ pub fn create(n: NewRollup) -> i64 {
     if kind == TimeKind::Date && matches!(bucket, Bucket::Micros(_)) {
         PgMartError::invalid("a date time column needs a bucket of whole days or a month").raise();
     }
-    crate::metrics::plan::check_dimensions(&n.dimensions).or_raise();
+    crate::names::check_dimensions(&n.dimensions).or_raise();
     for d in &n.dimensions {
         let builtin = sql::one::<bool>(
             "SELECT a.atttypid OPERATOR(pg_catalog.<) 16384::pg_catalog.oid FROM pg_catalog.pg_attribute a \
@@ -444,6 +463,57 @@ pub fn ensure_capture(r: &Stored, invalidate: bool) -> usize {
             }
         }
         added
+    })
+}
+
+/// What a capture trigger saw: new rows (INSERT), old rows (DELETE), both (UPDATE), or a
+/// TRUNCATE (everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Captured {
+    New,
+    Old,
+    Both,
+    All,
+}
+
+/// A capture trigger fired: log the buckets of the statement's rows, as pgmart. Nothing is logged
+/// from a table that is not the rollup's source or one of its partitions (a table detached since),
+/// or for a rollup that is gone.
+pub fn captured(job_id: i64, relid: pg_sys::Oid, what: Captured, td: *mut pg_sys::TriggerData) {
+    #[derive(Deserialize)]
+    struct Capture {
+        capture_new: String,
+        capture_old: String,
+    }
+    sql::as_catalog_owner(|| {
+        let Some(c) = sql::rows_cached::<Capture>(
+            "SELECT r.capture_new, r.capture_old FROM pgmart.rollup r \
+              WHERE r.job_id OPERATOR(pg_catalog.=) $1 \
+                AND (r.source::pg_catalog.oid OPERATOR(pg_catalog.=) $2 \
+                     OR r.source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ( \
+                          SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($2::pg_catalog.regclass) a))",
+            &[job_id.into(), relid.into()],
+        )
+        .into_iter()
+        .next() else {
+            return;
+        };
+        let statements: Vec<&str> = match what {
+            Captured::New => vec![&c.capture_new],
+            Captured::Old => vec![&c.capture_old],
+            Captured::Both => vec![&c.capture_new, &c.capture_old],
+            Captured::All => vec![],
+        };
+        if what == Captured::All {
+            sql::exec(
+                "INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES ($1, '-infinity', 'infinity')",
+                &[job_id.into()],
+            );
+        }
+        for q in statements {
+            // SAFETY: td is the TriggerData of the trigger call in progress.
+            unsafe { sql::exec_in_trigger(td, q, &[job_id.into()]) };
+        }
     })
 }
 

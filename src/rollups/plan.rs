@@ -4,7 +4,7 @@
 //! (clipping to the refresh window, merging). No PostgreSQL here, so all of it is unit tested.
 
 use crate::error::{PgMartError, Result};
-use crate::metrics::plan::{quote_identifier as qi, quote_literal as ql};
+use crate::names::{quote_identifier as qi, quote_literal as ql};
 use crate::timecol::TimeKind;
 
 /// Most ranges one refresh keeps apart; beyond, the closest are merged.
