@@ -192,8 +192,10 @@ pub fn extension_owner() -> pg_sys::Oid {
         extowner: u32,
         extversion: String,
     }
+    // A saved plan: this runs once in every transaction that touches pgmart (every statement a
+    // capture or alert trigger fires in, in autocommit).
     let ext = pinned(|| {
-        rows::<Ext>(
+        rows_cached::<Ext>(
             "SELECT extowner::pg_catalog.int8 AS extowner, extversion FROM pg_catalog.pg_extension \
              WHERE extname OPERATOR(pg_catalog.=) 'pgmart'",
             &[],
