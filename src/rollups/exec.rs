@@ -876,9 +876,19 @@ pub fn forget(job_id: i64, drop_table: bool) {
     let names: Vec<String> = plan::TRIGGERS.iter().map(|w| plan::trigger_name(job_id, w)).collect();
     let o = sql::as_catalog_owner(|| {
         sql::row::<Objects>(
-            "SELECT (SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rt_view) AS rt, \
-                    (SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS tab \
-               FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1",
+            // Only the objects the rollup made, still under their names (an OID alone could have
+            // been reused by another table since).
+            "SELECT (SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c \
+                      WHERE c.oid OPERATOR(pg_catalog.=) r.rt_view AND c.relkind OPERATOR(pg_catalog.=) 'v' \
+                        AND c.relnamespace OPERATOR(pg_catalog.=) t.relnamespace \
+                        AND c.relname OPERATOR(pg_catalog.=) (t.relname::pg_catalog.text OPERATOR(pg_catalog.||) '_rt')::pg_catalog.name) AS rt, \
+                    (SELECT t.oid::pg_catalog.regclass::pg_catalog.text \
+                      WHERE pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
+                            pg_catalog.quote_ident(t.relname::pg_catalog.text) OPERATOR(pg_catalog.=) r.name) AS tab \
+               FROM pgmart.rollup r \
+               LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) r.rel \
+               LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.relnamespace \
+              WHERE r.job_id OPERATOR(pg_catalog.=) $1",
             &[job_id.into()],
         )
     });
