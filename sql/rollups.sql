@@ -20,6 +20,8 @@ CREATE TABLE pgmart.rollup (
     filter          text,
     start_offset    interval,
     end_offset      interval,
+    -- Buckets older than this go (NULL: kept, however old; history outlives raw data).
+    retention       interval,
     realtime        boolean NOT NULL,
     -- The real-time view (NULL without one).
     rt_view         regclass,
@@ -83,7 +85,7 @@ SELECT r.name, r.job_id,
        CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
             THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
        r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
-       r.start_offset, r.end_offset, r.realtime,
+       r.start_offset, r.end_offset, r.retention, r.realtime,
        CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
        r.watermark,
        (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,

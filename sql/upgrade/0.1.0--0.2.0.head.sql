@@ -285,6 +285,8 @@ CREATE TABLE pgmart.rollup (
     filter          text,
     start_offset    interval,
     end_offset      interval,
+    -- Buckets older than this go (NULL: kept, however old; history outlives raw data).
+    retention       interval,
     realtime        boolean NOT NULL,
     -- The real-time view (NULL without one).
     rt_view         regclass,

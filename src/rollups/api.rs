@@ -22,6 +22,7 @@ fn create_rollup(
     start_offset: default!(Option<Interval>, "NULL"),
     end_offset: default!(Option<Interval>, "NULL"),
     realtime: default!(Option<bool>, true),
+    retention: default!(Option<Interval>, "NULL"),
 ) -> i64 {
     let name = required(name, "name");
     let source = args::relation(source, "source");
@@ -38,6 +39,7 @@ fn create_rollup(
         start_offset,
         end_offset,
         realtime: realtime.unwrap_or(true),
+        retention,
     })
 }
 

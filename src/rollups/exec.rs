@@ -32,6 +32,7 @@ pub struct NewRollup<'a> {
     pub start_offset: Option<pgrx::datum::Interval>,
     pub end_offset: Option<pgrx::datum::Interval>,
     pub realtime: bool,
+    pub retention: Option<pgrx::datum::Interval>,
 }
 
 /// A registered rollup as its refresh needs it.
@@ -57,6 +58,7 @@ pub struct Stored {
     pub filter: Option<String>,
     pub start_offset: Option<String>,
     pub end_offset: Option<String>,
+    pub retention: Option<String>,
     pub realtime: bool,
     pub watermark_us: Option<i64>,
     pub owner: u32,
@@ -86,7 +88,8 @@ const STORED: &str = "SELECT r.job_id, r.name, \
                                                       mins => EXTRACT(minute FROM r.bucket)::pg_catalog.int4)) \
             OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS micros, \
         r.timezone, r.dimensions, r.measure_names, r.measures, r.filter, \
-        r.start_offset::pg_catalog.text AS start_offset, r.end_offset::pg_catalog.text AS end_offset, r.realtime, \
+        r.start_offset::pg_catalog.text AS start_offset, r.end_offset::pg_catalog.text AS end_offset, \
+        r.retention::pg_catalog.text AS retention, r.realtime, \
         (EXTRACT(epoch FROM r.watermark) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS watermark_us, \
         coalesce(a.relowner, 0::pg_catalog.oid)::pg_catalog.int8 AS owner, r.period_s, \
         EXTRACT(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) r.last_refresh_at)::pg_catalog.float8 AS last_refresh_age_s, \
@@ -252,7 +255,7 @@ pub fn create(n: NewRollup) -> i64 {
     }
     let bucket = Bucket::from_interval(n.bucket.months(), n.bucket.days(), n.bucket.micros()).or_raise();
     let zone = crate::jobs::tz::resolve(n.timezone).or_raise();
-    for (what, iv) in [("start_offset", &n.start_offset), ("end_offset", &n.end_offset)] {
+    for (what, iv) in [("start_offset", &n.start_offset), ("end_offset", &n.end_offset), ("retention", &n.retention)] {
         if let Some(iv) = iv {
             if iv.months() < 0 || iv.days() < 0 || iv.micros() < 0 {
                 PgMartError::invalid(format!("{what} must not be negative")).raise();
@@ -366,9 +369,9 @@ pub fn create(n: NewRollup) -> i64 {
         sql::exec(
             "INSERT INTO pgmart.rollup (job_id, rel, name, source, source_name, time_column, time_kind, bucket, timezone, dimensions, \
                                         measure_names, measures, filter, start_offset, end_offset, realtime, rt_view, capture_new, \
-                                        capture_old, period_s) \
+                                        capture_old, period_s, retention) \
              VALUES ($1, $2::pg_catalog.regclass, $3, $4::pg_catalog.oid::pg_catalog.regclass, $5, $6::pg_catalog.name, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17::pg_catalog.regclass, $18, $19, $20)",
+                     $11, $12, $13, $14, $15, $16, $17::pg_catalog.regclass, $18, $19, $20, $21)",
             &[
                 job_id.into(),
                 table.as_str().into(),
@@ -390,6 +393,7 @@ pub fn create(n: NewRollup) -> i64 {
                 plan::capture(&shape, "pgmart_new").as_str().into(),
                 plan::capture(&shape, "pgmart_old").as_str().into(),
                 period.into(),
+                n.retention.into(),
             ],
         )
     });
@@ -582,8 +586,11 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
         wm: i64,
         first_data: Option<i64>,
         first_own: Option<i64>,
+        /// The first bucket the rollup keeps (None: no retention).
+        cut: Option<i64>,
     }
     let start = r.start_offset.clone().unwrap_or_default();
+    let retention = r.retention.clone().unwrap_or_default();
     let end = r.end_offset.clone().unwrap_or_else(|| "0".into());
     let t = format!("s.{}", qi(&r.time_column));
     let instant = match shape.kind {
@@ -595,14 +602,16 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
         sql::row::<Edges>(
             &format!(
                 "SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) '' THEN NULL ELSE {} END AS lo, {} AS wm, \
-                        (SELECT {} FROM {} AS s) AS first_data, (SELECT {} FROM {table}) AS first_own",
+                        (SELECT {} FROM {} AS s) AS first_data, (SELECT {} FROM {table}) AS first_own, \
+                        CASE WHEN $3 OPERATOR(pg_catalog.=) '' THEN NULL ELSE {} END AS cut",
                 us(&plan::bucket_of(&shape, "(pg_catalog.now() OPERATOR(pg_catalog.-) nullif($1, '')::pg_catalog.interval)")),
                 us(&plan::bucket_of(&shape, "(pg_catalog.now() OPERATOR(pg_catalog.-) $2::pg_catalog.interval)")),
                 us(&plan::bucket_of(&shape, &instant)),
                 shape.source,
                 us("pg_catalog.min(bucket)"),
+                us(&plan::bucket_of(&shape, "(pg_catalog.now() OPERATOR(pg_catalog.-) nullif($3, '')::pg_catalog.interval)")),
             ),
-            &[start.as_str().into(), end.as_str().into()],
+            &[start.as_str().into(), end.as_str().into(), retention.as_str().into()],
         )
     })
     .expect("edges");
@@ -612,13 +621,16 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
     let (ranges, kept, watermark) = match backfill {
         None => {
             let window = Window {
-                lo: edges.lo.unwrap_or(plan::NEG_INF),
+                lo: edges.lo.unwrap_or(plan::NEG_INF).max(edges.cut.unwrap_or(plan::NEG_INF)),
                 watermark: r.watermark_us.map_or(edges.wm, |w| w.max(edges.wm)),
                 previous: r.watermark_us,
                 first_bucket: if r.watermark_us.is_some() { first_own } else { first_data },
             };
             let w = plan::work(&window, &invalidated);
-            (w.ranges, w.kept, Some(window.watermark))
+            // Changes to buckets past the rollup's retention are not kept: those buckets go.
+            let cut = edges.cut.unwrap_or(plan::NEG_INF);
+            let kept = w.kept.into_iter().filter(|(_, hi)| *hi > cut).map(|(lo, hi)| (lo.max(cut), hi)).collect();
+            (w.ranges, kept, Some(window.watermark))
         }
         Some(b) => {
             let (lo, hi) = aligned(&shape, b, first_data, r.watermark_us.unwrap_or(edges.wm));
@@ -670,6 +682,13 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
             rows += sql::exec_count(&ins, &[]);
         }
     });
+    // The rollup's own retention: buckets older than it go (without one, history outlives the
+    // source's partitions).
+    if let Some(cut) = edges.cut.filter(|_| backfill.is_none()) {
+        sql::as_role(owner, || {
+            sql::exec(&format!("DELETE FROM {table} WHERE bucket OPERATOR(pg_catalog.<) {}", plan::ts_literal(cut)), &[]);
+        });
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     sql::as_catalog_owner(|| {
         sql::exec(

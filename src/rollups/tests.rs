@@ -281,4 +281,27 @@ mod tests {
         assert!(!text("SELECT pgmart.metric_sql('mx_rev2', '2024-01-01', '2024-01-03', dimensions => '{customer}')").contains("answered from rollup"));
         assert!(text("SELECT pgmart.metric_sql('mx_rev2', '2024-01-01', '2024-01-03')").contains("answered from rollup"));
     }
+
+    #[pg_test]
+    fn history_outlives_dropped_partitions_unless_the_rollup_has_a_retention() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_ret (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at)");
+        run("CREATE TABLE ro_ret_old PARTITION OF ro_ret FOR VALUES FROM (now() - interval '30 days') TO (now() - interval '10 days')");
+        run("CREATE TABLE ro_ret_new PARTITION OF ro_ret FOR VALUES FROM (now() - interval '10 days') TO (now() + interval '1 day')");
+        run("INSERT INTO ro_ret SELECT now() - g * interval '1 day', 1 FROM generate_series(1, 25) g");
+        run("SELECT pgmart.create_rollup('ro_ret_keep', 'ro_ret', 'at', '1 day', measures => '{\"n\": \"count(*)\"}', realtime => false)");
+        run("SELECT pgmart.create_rollup('ro_ret_short', 'ro_ret', 'at', '1 day', measures => '{\"n\": \"count(*)\"}', realtime => false, \
+                    retention => '5 days')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM ro_ret_keep"), Some(25));
+        assert_eq!(one::<bool>("SELECT min(bucket) >= date_trunc('day', now() - interval '5 days') FROM ro_ret_short"), Some(true));
+        // The source's old partition goes (as pgmart's retention does it): the rollup keeps its days.
+        run("ALTER TABLE ro_ret DETACH PARTITION ro_ret_old");
+        run("DROP TABLE ro_ret_old");
+        run("INSERT INTO ro_ret VALUES (now() - interval '2 days', 1)");
+        run("SELECT pgmart.refresh_rollup('ro_ret_keep')");
+        run("SELECT pgmart.refresh_rollup('ro_ret_short')");
+        assert_eq!(one::<i64>("SELECT sum(n)::int8 FROM ro_ret_keep"), Some(26));
+        assert_eq!(one::<bool>("SELECT min(bucket) >= date_trunc('day', now() - interval '5 days') FROM ro_ret_short"), Some(true));
+        assert_eq!(text("SELECT retention::text FROM pgmart.rollups WHERE name = 'public.ro_ret_short'"), "5 days");
+    }
 }
