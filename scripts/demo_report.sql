@@ -34,7 +34,7 @@ SELECT partition_name, lower_bound, upper_bound, is_default FROM pgmart.partitio
 SELECT tableoid::regclass AS partition, count(*) AS rows FROM events GROUP BY 1 ORDER BY 1;
 \echo '== the rollup of events: refreshed by the worker, late rows recomputed, newest hour live in events_hourly_rt =='
 INSERT INTO events (at, kind) VALUES (now() - interval '30 hours', 'late-click');
-SELECT name, bucket, dimensions, measures, watermark IS NOT NULL AS filled, pending_invalidations, last_refresh_ms FROM pgmart.rollups;
+SELECT name, bucket, dimensions, measures, watermark IS NOT NULL AS filled, pending_invalidations, round(last_refresh_ms::numeric, 1) AS last_refresh_ms FROM pgmart.rollups;
 SELECT kind, sum(events) AS events_48h FROM events_hourly_rt WHERE bucket >= now() - interval '48 hours' GROUP BY kind ORDER BY kind;
 SELECT pgmart.refresh_rollup('events_hourly')->>'message' AS refresh;
 \echo '== a job by name, as pg_cron users write it: run it now, then unschedule it =='
