@@ -280,6 +280,13 @@ mod tests {
         run("SELECT pgmart.register_metric('mx_rev2', 'ro_mx', 'sum(amount)', 'at', 't', 'revenue by customer', dimensions => '{customer}', allow_duplicate => true)");
         assert!(!text("SELECT pgmart.metric_sql('mx_rev2', '2024-01-01', '2024-01-03', dimensions => '{customer}')").contains("answered from rollup"));
         assert!(text("SELECT pgmart.metric_sql('mx_rev2', '2024-01-01', '2024-01-03')").contains("answered from rollup"));
+        // A metric may also be registered on the rollup's table itself.
+        run("SELECT pgmart.register_metric('mx_on_rollup', 'ro_mx_hourly', 'sum(revenue)', 'bucket', 't', 'revenue from the rollup', dimensions => '{region}')");
+        run("SELECT pgmart.refresh_rollup('ro_mx_hourly')");
+        assert_eq!(
+            values("'mx_on_rollup', '2024-01-01', '2024-01-06', 'day', '{region}'"),
+            values("'mx_rev', '2024-01-01', '2024-01-06', 'day', '{region}'")
+        );
     }
 
     #[pg_test]
