@@ -403,6 +403,30 @@ pub fn drop_view_if_exists(view: &str) {
     }
 }
 
+/// A relation as a registration looks at it: kind, owner, schema and name (and both quoted).
+#[derive(serde::Deserialize)]
+pub struct Relation {
+    pub relkind: String,
+    pub owner: u32,
+    pub nspname: String,
+    pub relname: String,
+    /// `schema.name`, each quoted only where needed (as `quote_ident` does).
+    pub qualified: String,
+}
+
+/// Relation `oid` (None when there is none).
+pub fn relation(oid: pg_sys::Oid) -> Option<Relation> {
+    row::<Relation>(
+        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
+                n.nspname::pg_catalog.text AS nspname, c.relname::pg_catalog.text AS relname, \
+                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
+                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[oid.into()],
+    )
+}
+
 /// Run a statement and return the number of rows it processed.
 pub fn exec_count(query: &str, args: &[DatumWithOid]) -> u64 {
     pinned(|| Spi::connect_mut(|c| c.update(query, None, args).map(|t| t.len() as u64))).unwrap_or_else(|e| spi_failure(e))

@@ -15,13 +15,6 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::ffi::CString;
 
-#[derive(Deserialize)]
-struct Target {
-    relkind: String,
-    owner: u32,
-    qualified: String,
-}
-
 pub struct NewRule<'a> {
     pub name: &'a str,
     pub target: pg_sys::Oid,
@@ -44,14 +37,7 @@ pub fn add_rule(r: NewRule) -> i64 {
     plan::check_severity(r.severity).or_raise();
     plan::check_channel(r.channel).or_raise();
     let caller = sql::caller();
-    let t: Target = sql::row(
-        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
-                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
-                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-          WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[r.target.into()],
-    )
+    let t = sql::relation(r.target)
     .unwrap_or_else(|| PgMartError::undefined_table("target table does not exist").raise());
     if t.relkind != "r" && t.relkind != "p" {
         PgMartError::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{}\" is not a table", t.qualified))

@@ -27,15 +27,6 @@ pub struct NewMetric<'a> {
     pub allow_duplicate: bool,
 }
 
-#[derive(Deserialize)]
-struct SourceInfo {
-    relkind: String,
-    owner: u32,
-    nspname: String,
-    relname: String,
-    qualified: String,
-}
-
 /// A catalog row.
 #[derive(Deserialize, Debug, Clone)]
 pub struct Stored {
@@ -169,15 +160,7 @@ pub fn register(m: NewMetric) -> i32 {
     plan::check_grain(&grain).or_raise();
     plan::check_dimensions(&dimensions).or_raise();
     let caller = sql::caller();
-    let src = sql::row::<SourceInfo>(
-        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
-                n.nspname::pg_catalog.text AS nspname, c.relname::pg_catalog.text AS relname, \
-                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
-                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-          WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[m.source.into()],
-    )
+    let src = sql::relation(m.source)
     .unwrap_or_else(|| PgMartError::undefined_table("metric source does not exist").raise());
     if !["r", "p", "v", "m", "f"].contains(&src.relkind.as_str()) {
         PgMartError::wrong_object_type(format!("metric source {} is not a table or view", src.qualified))

@@ -165,13 +165,6 @@ pub fn for_caller(name: &str) -> Stored {
 }
 
 #[derive(Deserialize)]
-struct SourceInfo {
-    relkind: String,
-    owner: u32,
-    qualified: String,
-}
-
-#[derive(Deserialize)]
 struct Target {
     schema: String,
     relname: String,
@@ -234,14 +227,7 @@ fn measures(v: &Value, dimensions: &[String]) -> Vec<(String, String)> {
 pub fn create(n: NewRollup) -> i64 {
     crate::jobs::api::require_primary("create a rollup");
     let caller = sql::caller();
-    let src = sql::row::<SourceInfo>(
-        "SELECT c.relkind::pg_catalog.text AS relkind, c.relowner::pg_catalog.int8 AS owner, \
-                pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' \
-                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified \
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-          WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[n.source.into()],
-    )
+    let src = sql::relation(n.source)
     .unwrap_or_else(|| PgMartError::undefined_table("rollup source does not exist").raise());
     if !["r", "p"].contains(&src.relkind.as_str()) {
         PgMartError::wrong_object_type(format!("rollup source {} is not a table", src.qualified))
