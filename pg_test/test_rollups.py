@@ -173,8 +173,14 @@ def test_nobody_can_forge_invalidations_or_run_code_through_a_rollup(cluster):
                     f"EXECUTE FUNCTION pgmart._rollup_capture('{job}')", user="ro_mallory")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         cluster.sql("INSERT INTO pgmart.rollup_invalidation VALUES (%s, '-infinity', 'infinity')", (job,), user="ro_mallory")
-    # ... nor see, refresh or drop another role's rollup.
+    # ... nor see, refresh or drop another role's rollup, or learn when its table changed.
+    cluster.sql("INSERT INTO ro_sales VALUES (now() - interval '3 days', 1)", user="ro_owner")
     assert cluster.one("SELECT count(*) FROM pgmart.rollups", user="ro_mallory") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.rollup_state", user="ro_mallory") == 0
+    assert cluster.one("SELECT count(*) FROM pgmart.rollup_pending", user="ro_mallory") == 0
+    assert cluster.one(f"SELECT pgmart._rollup_watermark({job}) = '-infinity'", user="ro_mallory")
+    assert cluster.one(f"SELECT count(*) FROM pgmart._rollup_pending({job})", user="ro_mallory") == 0
+    assert cluster.one(f"SELECT count(*) FROM pgmart._rollup_pending({job})", user="ro_owner") == 1
     for q in ["SELECT pgmart.refresh_rollup('ro_daily')", "SELECT pgmart.drop_rollup('ro_daily')"]:
         with pytest.raises(psycopg.errors.UndefinedObject):
             cluster.sql(q, user="ro_mallory")
@@ -186,12 +192,12 @@ def test_nobody_can_forge_invalidations_or_run_code_through_a_rollup(cluster):
                     "measures => '{\"s\": \"sum(public.steal(amount))\"}')", user="ro_mallory")
     # A BI role reads the real-time view it is granted, not the raw table.
     cluster.sql("GRANT SELECT ON ro_daily_rt TO ro_bi", user="ro_owner")
-    assert cluster.one("SELECT sum(s) FROM ro_daily_rt", user="ro_bi") == 10
+    assert cluster.one("SELECT sum(s) FROM ro_daily_rt", user="ro_bi") == 11
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         cluster.sql("SELECT * FROM ro_sales", user="ro_bi")
     # A writer with only INSERT on the source is captured (through pgmart, not its own rights).
     cluster.sql("GRANT INSERT ON ro_sales TO ro_mallory", user="ro_owner")
     cluster.sql("INSERT INTO ro_sales VALUES (now() - interval '1 day', 5)", user="ro_mallory")
-    assert cluster.one("SELECT sum(s) FROM ro_daily_rt", user="ro_bi") == 15
+    assert cluster.one("SELECT sum(s) FROM ro_daily_rt", user="ro_bi") == 16
     cluster.sql("SELECT pgmart.refresh_rollup('ro_daily')", user="ro_owner")
-    assert cluster.one("SELECT sum(s) FROM ro_daily", user="ro_owner") == 15
+    assert cluster.one("SELECT sum(s) FROM ro_daily", user="ro_owner") == 16

@@ -382,24 +382,6 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
-
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
@@ -416,25 +398,50 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 -- and no role may create a trigger that calls it.
 CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
 
+-- What a rollup's real-time view needs at each read, shown only to roles that may read the
+-- rollup (its table or its real-time view): the watermark, and the buckets below it with changes
+-- not refreshed yet.
+CREATE VIEW pgmart.rollup_state WITH (security_barrier) AS
+SELECT r.job_id, r.watermark
+  FROM pgmart.rollup r
+ WHERE coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
+    OR coalesce(pg_catalog.has_table_privilege(r.rt_view::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollup_state IS 'The watermark of each rollup you may read (for its real-time view).';
+
+GRANT SELECT ON pgmart.rollup_state TO PUBLIC;
+
+CREATE VIEW pgmart.rollup_pending WITH (security_barrier) AS
+SELECT i.job_id, i.lo, i.hi
+  FROM pgmart.rollup_invalidation i
+ WHERE EXISTS (SELECT 1 FROM pgmart.rollup_state s WHERE s.job_id OPERATOR(pg_catalog.=) i.job_id);
+
+COMMENT ON VIEW pgmart.rollup_pending IS 'The changed buckets not refreshed yet of each rollup you may read (for its real-time view).';
+
+GRANT SELECT ON pgmart.rollup_pending TO PUBLIC;
+
 -- The watermark of a rollup: its real-time view reads materialized buckets below it and the
--- source at or after it. Readable by whoever reads the view (a timestamp, nothing else).
+-- source at or after it. Run as whoever reads the view, through pgmart.rollup_state (a body
+-- bound when created: no name is looked up when it runs, so a reader needs nothing on schema
+-- pgmart); -infinity for a rollup the reader may not read (then the view reads the source).
 CREATE FUNCTION pgmart._rollup_watermark(job_id bigint) RETURNS timestamptz LANGUAGE sql STABLE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((SELECT r.watermark FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1),
-                    '-infinity'::pg_catalog.timestamptz)
-$$;
+BEGIN ATOMIC
+    SELECT coalesce((SELECT s.watermark FROM pgmart.rollup_state s WHERE s.job_id OPERATOR(pg_catalog.=) _rollup_watermark.job_id),
+                    '-infinity'::pg_catalog.timestamptz);
+END;
 
 -- The buckets below the watermark with changes not refreshed yet, as disjoint ranges: the
--- real-time view computes them live. Readable by whoever reads the view (bucket bounds only).
+-- real-time view computes them live.
 CREATE FUNCTION pgmart._rollup_pending(job_id bigint) RETURNS TABLE(pgmart_lo timestamptz, pgmart_hi timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE
+BEGIN ATOMIC
     SELECT pg_catalog.lower(x), pg_catalog.upper(x)
       FROM pg_catalog.unnest(
-             (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(i.lo, i.hi))
-                FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) $1)
+             (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(p.lo, p.hi))
+                FROM pgmart.rollup_pending p WHERE p.job_id OPERATOR(pg_catalog.=) _rollup_pending.job_id)
              OPERATOR(pg_catalog.*)
-             pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, pgmart._rollup_watermark($1)))) AS x
-$$;
+             pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, pgmart._rollup_watermark(_rollup_pending.job_id)))) AS x;
+END;
 
 -- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
 CREATE VIEW pgmart.rollups WITH (security_barrier) AS
@@ -461,6 +468,119 @@ SELECT r.name, r.job_id,
 COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
 
 GRANT SELECT ON pgmart.rollups TO PUBLIC;
+
+COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
+
+-- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
+-- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
+CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN b IS NULL THEN NULL
+            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
+            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'date'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
+            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
+$$;
+
+-- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
+CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
+RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
+               lower_key double precision, upper_key double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT c.oid,
+       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
+                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
+            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
+            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
+       m IS NULL,
+       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
+       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
+ WHERE i.inhparent OPERATOR(pg_catalog.=) parent
+$$;
+
+CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
+            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
+$$;
+
+-- The partitions of a table: for whoever has its owner's rights or may read it.
+CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
+RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
+               size_bytes bigint, rows_estimate bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coltype text;
+BEGIN
+    IF parent IS NULL THEN
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
+                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
+                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
+        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
+    END IF;
+    -- The type of the partition key (a set's control column is its partition key).
+    coltype := coalesce(
+         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
+            FROM pg_catalog.pg_partitioned_table p
+            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
+            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
+    RETURN QUERY
+    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
+           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
+           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
+      FROM pgmart._partition_bounds(parent, coltype) b
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
+     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
+END
+$$;
+
+CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
+SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
+       s.retention_mode, s.timezone, s.job_id,
+       st.partitions_ahead, st.oldest_bound, st.newest_bound,
+       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
+          FROM pgmart._partition_bounds(s.parent, s.column_type) d
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
+          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
+         WHERE d.is_default) AS rows_in_default,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
+            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
+            THEN j.last_status ELSE s.last_status END AS last_status,
+       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
+       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.partition_set s
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
+               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
+               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
+          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
+
+GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
@@ -627,120 +747,169 @@ COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may 
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
-COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
 
--- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
--- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
-CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN b IS NULL THEN NULL
-            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
-            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'date'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
-            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
-$$;
-
--- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
-CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
-RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
-               lower_key double precision, upper_key double precision)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT c.oid,
-       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
-                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
-            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
-            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
-       m IS NULL,
-       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
-       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
-  FROM pg_catalog.pg_inherits i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
- WHERE i.inhparent OPERATOR(pg_catalog.=) parent
-$$;
-
-CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
-            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
-$$;
-
--- The partitions of a table: for whoever has its owner's rights or may read it.
-CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
-RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
-               size_bytes bigint, rows_estimate bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    coltype text;
-BEGIN
-    IF parent IS NULL THEN
-        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
-            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
-        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
-            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
-                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
-                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
-        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
-    END IF;
-    -- The type of the partition key (a set's control column is its partition key).
-    coltype := coalesce(
-         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
-            FROM pg_catalog.pg_partitioned_table p
-            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
-                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
-            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
-    RETURN QUERY
-    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
-           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
-           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
-      FROM pgmart._partition_bounds(parent, coltype) b
-      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
-     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
-END
-$$;
-
-CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
-SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
-       s.retention_mode, s.timezone, s.job_id,
-       st.partitions_ahead, st.oldest_bound, st.newest_bound,
-       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
-          FROM pgmart._partition_bounds(s.parent, s.column_type) d
-          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
-          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
-         WHERE d.is_default) AS rows_in_default,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
-            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
-            THEN j.last_status ELSE s.last_status END AS last_status,
-       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
-       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.partition_set s
-  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN LATERAL (
-        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
-               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
-               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
-          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
-GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 /* pgmart::pgmart */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:10
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:90
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:503
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:454
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:44
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -757,6 +926,74 @@ AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:51
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:177
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:566
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/jobs/api.rs:708
 -- pgmart::jobs::api::drop_job
 CREATE  FUNCTION pgmart."drop_job"(
@@ -769,14 +1006,16 @@ AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:561
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -801,86 +1040,15 @@ AS 'MODULE_PATHNAME', 'run_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:37
--- pgmart::partitions::api::create_partition_set
-CREATE  FUNCTION pgmart."create_partition_set"(
-	"parent" regclass, /* Option < RegClass > */
-	"control_column" TEXT, /* Option < & str > */
-	"partition_interval" interval, /* Option < Interval > */
-	"premake" INT DEFAULT 4, /* Option < i32 > */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"default_partition" bool DEFAULT true, /* Option < bool > */
-	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
+-- src/rollups/api.rs:78
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:605
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:51
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -910,6 +1078,24 @@ AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/partitions/api.rs:215
 -- pgmart::partitions::api::run_partition_maintenance
 CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
@@ -930,109 +1116,58 @@ AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
 	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
 	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:177
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -1075,6 +1210,39 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/jobs/api.rs:441
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:588
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/metrics/api.rs:76
 -- pgmart::metrics::api::metric_sql
 CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
@@ -1092,26 +1260,81 @@ AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:703
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/access.rs:39
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:196
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 
 /* </end connected objects> */
 
@@ -1137,204 +1360,6 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:441
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:90
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:503
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:196
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/access.rs:39
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
-) RETURNS TABLE (
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:461
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:566
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:44
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/refresh/api.rs:41
 -- pgmart::refresh::api::schedule_refresh
 CREATE  FUNCTION pgmart."schedule_refresh"(
@@ -1355,92 +1380,24 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:588
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:454
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
+-- src/partitions/api.rs:37
+-- pgmart::partitions::api::create_partition_set
+CREATE  FUNCTION pgmart."create_partition_set"(
+	"parent" regclass, /* Option < RegClass > */
+	"control_column" TEXT, /* Option < & str > */
+	"partition_interval" interval, /* Option < Interval > */
+	"premake" INT DEFAULT 4, /* Option < i32 > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"default_partition" bool DEFAULT true, /* Option < bool > */
+	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
 ) RETURNS bigint /* i64 */
-VOLATILE 
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -1453,6 +1410,74 @@ CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:561
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:461
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
 
 /* </end connected objects> */
 
