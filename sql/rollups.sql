@@ -59,46 +59,9 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 -- and no role may create a trigger that calls it.
 CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
 
--- What a rollup's real-time view needs at each read, shown only to roles that may read the
--- rollup (its table or its real-time view): the watermark, and the buckets below it with changes
--- not refreshed yet.
-CREATE VIEW pgmart.rollup_state WITH (security_barrier) AS
-SELECT r.job_id, r.watermark
-  FROM pgmart.rollup r
- WHERE coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
-    OR coalesce(pg_catalog.has_table_privilege(r.rt_view::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-COMMENT ON VIEW pgmart.rollup_state IS 'The watermark of each rollup you may read (for its real-time view).';
-GRANT SELECT ON pgmart.rollup_state TO PUBLIC;
-
-CREATE VIEW pgmart.rollup_pending WITH (security_barrier) AS
-SELECT i.job_id, i.lo, i.hi
-  FROM pgmart.rollup_invalidation i
- WHERE EXISTS (SELECT 1 FROM pgmart.rollup_state s WHERE s.job_id OPERATOR(pg_catalog.=) i.job_id);
-COMMENT ON VIEW pgmart.rollup_pending IS 'The changed buckets not refreshed yet of each rollup you may read (for its real-time view).';
-GRANT SELECT ON pgmart.rollup_pending TO PUBLIC;
-
--- The watermark of a rollup: its real-time view reads materialized buckets below it and the
--- source at or after it. Run as whoever reads the view, through pgmart.rollup_state (a body
--- bound when created: no name is looked up when it runs, so a reader needs nothing on schema
--- pgmart); -infinity for a rollup the reader may not read (then the view reads the source).
-CREATE FUNCTION pgmart._rollup_watermark(job_id bigint) RETURNS timestamptz LANGUAGE sql STABLE
-BEGIN ATOMIC
-    SELECT coalesce((SELECT s.watermark FROM pgmart.rollup_state s WHERE s.job_id OPERATOR(pg_catalog.=) _rollup_watermark.job_id),
-                    '-infinity'::pg_catalog.timestamptz);
-END;
-
--- The buckets below the watermark with changes not refreshed yet, as disjoint ranges: the
--- real-time view computes them live.
-CREATE FUNCTION pgmart._rollup_pending(job_id bigint) RETURNS TABLE(pgmart_lo timestamptz, pgmart_hi timestamptz)
-LANGUAGE sql STABLE
-BEGIN ATOMIC
-    SELECT pg_catalog.lower(x), pg_catalog.upper(x)
-      FROM pg_catalog.unnest(
-             (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(p.lo, p.hi))
-                FROM pgmart.rollup_pending p WHERE p.job_id OPERATOR(pg_catalog.=) _rollup_pending.job_id)
-             OPERATOR(pg_catalog.*)
-             pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, pgmart._rollup_watermark(_rollup_pending.job_id)))) AS x;
-END;
+-- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
+-- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
+-- may read the rollup.
 
 -- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
 CREATE VIEW pgmart.rollups WITH (security_barrier) AS

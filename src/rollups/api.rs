@@ -100,3 +100,27 @@ fn _rollup_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
     exec::captured(job_id, relid, op, td);
     Ok(None)
 }
+
+/// The watermark of a rollup, for its real-time view: materialized buckets below it, the source at
+/// or after it. `-infinity` for a reader who may not read the rollup (its table or its view):
+/// nobody learns when another role's table changed.
+#[pg_extern(schema = "pgmart", stable)]
+fn _rollup_watermark(job_id: i64) -> TimestampWithTimeZone {
+    let us = exec::watermark_for_reader(job_id);
+    us.and_then(|us| TimestampWithTimeZone::try_from(us - crate::metrics::exec::PG_EPOCH_MICROS).ok())
+        .unwrap_or_else(TimestampWithTimeZone::negative_infinity)
+}
+
+/// The buckets below the watermark with changes not refreshed yet, as disjoint ranges (the
+/// real-time view computes them live); none for a reader who may not read the rollup.
+#[pg_extern(schema = "pgmart", stable)]
+fn _rollup_pending(
+    job_id: i64,
+) -> TableIterator<'static, (name!(pgmart_lo, TimestampWithTimeZone), name!(pgmart_hi, TimestampWithTimeZone))> {
+    let ts = |us: i64| match us {
+        super::plan::NEG_INF => TimestampWithTimeZone::negative_infinity(),
+        super::plan::POS_INF => TimestampWithTimeZone::positive_infinity(),
+        _ => TimestampWithTimeZone::try_from(us - crate::metrics::exec::PG_EPOCH_MICROS).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity()),
+    };
+    TableIterator::new(exec::pending_for_reader(job_id).into_iter().map(move |(lo, hi)| (ts(lo), ts(hi))))
+}

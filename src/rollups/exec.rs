@@ -507,6 +507,76 @@ pub fn captured(job_id: i64, relid: pg_sys::Oid, what: Captured, td: *mut pg_sys
     })
 }
 
+/// Whether the current user (who reads a real-time view) may read rollup `job_id`: its table or
+/// its real-time view.
+fn reader_may_read(job_id: i64) -> bool {
+    #[derive(Deserialize)]
+    struct May {
+        may: bool,
+    }
+    let reader = sql::caller();
+    sql::as_catalog_owner(|| {
+        sql::rows_cached::<May>(
+            "SELECT coalesce(pg_catalog.has_table_privilege($2, r.rel::pg_catalog.oid, 'SELECT'), false) \
+                 OR coalesce(pg_catalog.has_table_privilege($2, r.rt_view::pg_catalog.oid, 'SELECT'), false) AS may \
+               FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1",
+            &[job_id.into(), reader.into()],
+        )
+    })
+    .first()
+    .is_some_and(|m| m.may)
+}
+
+/// The watermark of rollup `job_id` in epoch microseconds, for a reader who may read it.
+pub fn watermark_for_reader(job_id: i64) -> Option<i64> {
+    if !reader_may_read(job_id) {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Watermark {
+        us: Option<i64>,
+    }
+    sql::as_catalog_owner(|| {
+        sql::rows_cached::<Watermark>(
+            &format!("SELECT {} AS us FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1", us("r.watermark")),
+            &[job_id.into()],
+        )
+    })
+    .into_iter()
+    .next()
+    .and_then(|w| w.us)
+}
+
+/// The changed buckets of rollup `job_id` below its watermark, not refreshed yet, as disjoint
+/// ranges (epoch microseconds), for a reader who may read it.
+pub fn pending_for_reader(job_id: i64) -> Vec<(i64, i64)> {
+    if !reader_may_read(job_id) {
+        return vec![];
+    }
+    #[derive(Deserialize)]
+    struct Range {
+        lo: i64,
+        hi: i64,
+    }
+    sql::as_catalog_owner(|| {
+        sql::rows_cached::<Range>(
+            &format!(
+                "SELECT {} AS lo, {} AS hi FROM pg_catalog.unnest( \
+                   (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(i.lo, i.hi)) FROM pgmart.rollup_invalidation i \
+                     WHERE i.job_id OPERATOR(pg_catalog.=) $1) \
+                   OPERATOR(pg_catalog.*) pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, \
+                     (SELECT r.watermark FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1)))) AS x",
+                us("pg_catalog.lower(x)"),
+                us("pg_catalog.upper(x)")
+            ),
+            &[job_id.into()],
+        )
+    })
+    .into_iter()
+    .map(|r| (r.lo, r.hi))
+    .collect()
+}
+
 /// A trigger and the relation it is on (quoted, qualified).
 #[derive(Deserialize)]
 struct Trig {
@@ -528,10 +598,12 @@ struct Logged {
     logged: String,
 }
 
-/// An epoch-microseconds expression of timestamptz expression `x` (NULL for infinities).
+/// An epoch-microseconds expression of timestamptz expression `x` (the sentinels for the
+/// infinities, NULL for NULL).
 fn us(x: &str) -> String {
     format!(
-        "CASE WHEN pg_catalog.isfinite({x}) THEN (EXTRACT(epoch FROM {x}) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
+        "CASE WHEN {x} IS NULL THEN NULL::pg_catalog.int8 \
+              WHEN pg_catalog.isfinite({x}) THEN (EXTRACT(epoch FROM {x}) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
               WHEN {x} OPERATOR(pg_catalog.<) 'epoch'::pg_catalog.timestamptz THEN {} ELSE {} END",
         plan::NEG_INF,
         plan::POS_INF
