@@ -130,7 +130,7 @@ pub static FOLLOWERS: &[follow::Follower] = &[
                 WHERE j.job_id OPERATOR(pg_catalog.=) t.job_id",
         relkinds: "rp",
         moved: rollups::exec::moved,
-        renamed: rollups::exec::renamed,
+        renamed: follow::nothing_renamed,
     },
 ];
 

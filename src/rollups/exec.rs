@@ -1062,6 +1062,3 @@ pub fn moved(id: &str, _old: u32, _new: u32, _qualified: &str) -> std::result::R
     }
     Ok(())
 }
-
-/// Its source was renamed: the job shows the rollup's own name, nothing to do.
-pub fn renamed(_id: &str, _name: &str) {}

@@ -180,11 +180,18 @@ pub fn create_index(s: &Shape, index_name: &str) -> String {
     format!("CREATE UNIQUE INDEX {} ON {} ({}) NULLS NOT DISTINCT", qi(index_name), s.table, cols.join(", "))
 }
 
+/// The rollup table's columns, in order (bucket, dimensions, measures), quoted, each after `prefix`.
+fn columns(s: &Shape, prefix: &str) -> Vec<String> {
+    std::iter::once("bucket".to_string())
+        .chain(s.dimensions.iter().map(qi))
+        .chain(s.measures.iter().map(|(n, _)| qi(n)))
+        .map(|c| format!("{prefix}{c}"))
+        .collect()
+}
+
 /// Recompute the buckets in `[lo, hi)` (timestamptz literals): delete them, insert them again.
 pub fn recompute(s: &Shape, lo: &str, hi: &str) -> [String; 2] {
-    let mut cols = vec!["bucket".to_string()];
-    cols.extend(s.dimensions.iter().map(qi));
-    cols.extend(s.measures.iter().map(|(n, _)| qi(n)));
+    let cols = columns(s, "");
     [
         format!("DELETE FROM {} WHERE bucket OPERATOR(pg_catalog.>=) {lo} AND bucket OPERATOR(pg_catalog.<) {hi}", s.table),
         format!("INSERT INTO {} ({}) {}", s.table, cols.join(", "), aggregate(s, &in_range(s, "s", lo, hi))),
@@ -197,9 +204,7 @@ pub fn recompute(s: &Shape, lo: &str, hi: &str) -> [String; 2] {
 pub fn recompute_many(s: &Shape, ranges: &[(String, String)]) -> [String; 2] {
     let values: Vec<String> = ranges.iter().map(|(lo, hi)| format!("({lo}, {hi})")).collect();
     let r = format!("(VALUES {}) AS p(pgmart_lo, pgmart_hi)", values.join(", "));
-    let mut cols = vec!["bucket".to_string()];
-    cols.extend(s.dimensions.iter().map(qi));
-    cols.extend(s.measures.iter().map(|(n, _)| qi(n)));
+    let cols = columns(s, "");
     [
         format!(
             "DELETE FROM {} AS d USING {r} WHERE d.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo AND d.bucket OPERATOR(pg_catalog.<) p.pgmart_hi",
@@ -222,9 +227,7 @@ pub fn create_realtime_view(s: &Shape, view: &str, job_id: i64) -> String {
     // Each read once per query (an init plan, a materialized CTE), not once per row.
     let wm = format!("(SELECT pgmart._rollup_watermark({job_id}::pg_catalog.int8))");
     let pending = "pgmart_pending";
-    let mut cols = vec!["r.bucket".to_string()];
-    cols.extend(s.dimensions.iter().map(|d| format!("r.{}", qi(d))));
-    cols.extend(s.measures.iter().map(|(n, _)| format!("r.{}", qi(n))));
+    let cols = columns(s, "r.");
     format!(
         "CREATE VIEW {view} AS WITH pgmart_pending AS MATERIALIZED (SELECT * FROM pgmart._rollup_pending({job_id}::pg_catalog.int8)) \
          SELECT {} FROM {} AS r WHERE r.bucket OPERATOR(pg_catalog.<) {wm} \
