@@ -49,8 +49,9 @@ $$;
 -- views below say 'rollup').
 CREATE FUNCTION pgmart._node_kind(rel oid) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
-                      WHEN 'm' THEN 'materialized_view' WHEN 'f' THEN 'foreign_table' ELSE 'relation' END
+SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[]) THEN 'table'
+            WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN 'view' WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view'
+            WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'foreign_table' ELSE 'relation' END
   FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel
 $$;
 
@@ -88,7 +89,7 @@ SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key, pgmart._rela
  WHERE e.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
    AND u.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
    AND v.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
-   AND u.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::"char"[])
+   AND u.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
 UNION ALL
 -- A view calling a function outside pg_catalog and pgmart: lineage goes through the function.
 SELECT 'f' OPERATOR(pg_catalog.||) e.up::pg_catalog.text,
@@ -207,7 +208,7 @@ SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text AS ke
        OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s))
 UNION ALL
 SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text, 'fail',
-       CASE r.last_status WHEN 'dropped' THEN 'dropped' ELSE 'last refresh failed' END
+       CASE WHEN r.last_status OPERATOR(pg_catalog.=) 'dropped' THEN 'dropped' ELSE 'last refresh failed' END
   FROM pgmart.refresh_view r
  WHERE r.last_status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'dropped']::pg_catalog.text[])
 UNION ALL
@@ -223,7 +224,7 @@ SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, 'fai
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ro.source)
 UNION ALL
 SELECT pgmart._node_key(c.target::pg_catalog.oid),
-       CASE lr.status WHEN 'warn' THEN 'warn' ELSE 'fail' END,
+       CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN 'warn' ELSE 'fail' END,
        'check ' OPERATOR(pg_catalog.||) c.name OPERATOR(pg_catalog.||) CASE
            WHEN lr.status OPERATOR(pg_catalog.=) 'error' THEN ' could not run'
            WHEN c.kind OPERATOR(pg_catalog.=) 'freshness' THEN
@@ -231,9 +232,9 @@ SELECT pgmart._node_key(c.target::pg_catalog.oid),
                     ELSE ': newest row is ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-)
                          (lr.sample OPERATOR(pg_catalog.->>) 'newest')::pg_catalog.timestamptz) OPERATOR(pg_catalog.||) ' old' END
            WHEN lr.failing_rows IS NOT NULL THEN
-               CASE lr.status WHEN 'warn' THEN ' warns: ' ELSE ' failed: ' END OPERATOR(pg_catalog.||) lr.failing_rows::pg_catalog.text
+               CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN ' warns: ' ELSE ' failed: ' END OPERATOR(pg_catalog.||) lr.failing_rows::pg_catalog.text
                OPERATOR(pg_catalog.||) CASE WHEN lr.failing_rows OPERATOR(pg_catalog.=) 1 THEN ' row' ELSE ' rows' END
-           ELSE CASE lr.status WHEN 'warn' THEN ' warns' ELSE ' failed' END END
+           ELSE CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN ' warns' ELSE ' failed' END END
   FROM pgmart."check" c
   JOIN LATERAL (SELECT r.status, r.failing_rows, r.sample FROM pgmart.check_result r
                  WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id ORDER BY r.run_at DESC LIMIT 1) lr ON true
@@ -337,8 +338,8 @@ SELECT n.name AS object, n.kind,
            CASE WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0
                 THEN v.warnings::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN v.warnings OPERATOR(pg_catalog.=) 1 THEN ' warning' ELSE ' warnings' END END)
        OPERATOR(pg_catalog.||) coalesce(': ' OPERATOR(pg_catalog.||) v.reasons[1], '') AS summary,
-       CASE n.kind WHEN 'metric' THEN (SELECT m.owner FROM pgmart.metric m WHERE ('m:' OPERATOR(pg_catalog.||) m.name) OPERATOR(pg_catalog.=) n.key)
-                   WHEN 'dashboard' THEN (SELECT d.owner FROM pgmart.dashboard d WHERE ('d:' OPERATOR(pg_catalog.||) d.name) OPERATOR(pg_catalog.=) n.key)
+       CASE WHEN n.kind OPERATOR(pg_catalog.=) 'metric' THEN (SELECT m.owner FROM pgmart.metric m WHERE ('m:' OPERATOR(pg_catalog.||) m.name) OPERATOR(pg_catalog.=) n.key)
+                   WHEN n.kind OPERATOR(pg_catalog.=) 'dashboard' THEN (SELECT d.owner FROM pgmart.dashboard d WHERE ('d:' OPERATOR(pg_catalog.||) d.name) OPERATOR(pg_catalog.=) n.key)
                    ELSE (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
                           WHERE n.key OPERATOR(pg_catalog.=) ('r' OPERATOR(pg_catalog.||) c.oid::pg_catalog.text)) END AS owner
   FROM nodes n
