@@ -77,15 +77,22 @@ WITH own AS (
        AND d.deptype OPERATOR(pg_catalog.=) 'n'
        AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
 ), rollup_key AS (
-    SELECT pg_catalog.array_agg('r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text) AS keys FROM pgmart.rollup ro
+    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key FROM pgmart.rollup ro
 ), edge AS (
-SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key, pgmart._relation_name(e.up::pg_catalog.regclass) AS up_name,
-       pgmart._node_kind(e.up) AS up_kind,
-       'r' OPERATOR(pg_catalog.||) e.down::pg_catalog.text AS down_key, pgmart._relation_name(e.down::pg_catalog.regclass) AS down_name,
-       pgmart._node_kind(e.down) AS down_kind, 'reads'::pg_catalog.text AS via
+SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key,
+       pg_catalog.quote_ident(un.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.relname::pg_catalog.text) AS up_name,
+       CASE WHEN u.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[]) THEN 'table'
+            WHEN u.relkind OPERATOR(pg_catalog.=) 'v' THEN 'view' WHEN u.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view'
+            ELSE 'foreign_table' END AS up_kind,
+       'r' OPERATOR(pg_catalog.||) e.down::pg_catalog.text AS down_key,
+       pg_catalog.quote_ident(vn.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(v.relname::pg_catalog.text) AS down_name,
+       CASE WHEN v.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view' ELSE 'view' END AS down_kind,
+       'reads'::pg_catalog.text AS via
   FROM rule_dep e
   JOIN pg_catalog.pg_class u ON u.oid OPERATOR(pg_catalog.=) e.up
+  JOIN pg_catalog.pg_namespace un ON un.oid OPERATOR(pg_catalog.=) u.relnamespace
   JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) e.down
+  JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace
  WHERE e.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
    AND u.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
    AND v.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
@@ -166,11 +173,13 @@ SELECT 'm:' OPERATOR(pg_catalog.||) mn.name, mn.name,
   CROSS JOIN LATERAL pg_catalog.unnest(d.metrics) mn(name)
 )
 SELECT e.up_key, e.up_name,
-       CASE WHEN e.up_key OPERATOR(pg_catalog.=) ANY (rk.keys) THEN 'rollup' ELSE e.up_kind END AS up_kind,
+       CASE WHEN ru.key IS NOT NULL THEN 'rollup' ELSE e.up_kind END AS up_kind,
        e.down_key, e.down_name,
-       CASE WHEN e.down_key OPERATOR(pg_catalog.=) ANY (rk.keys) THEN 'rollup' ELSE e.down_kind END AS down_kind,
+       CASE WHEN rd.key IS NOT NULL THEN 'rollup' ELSE e.down_kind END AS down_kind,
        e.via
-  FROM edge e CROSS JOIN rollup_key rk;
+  FROM edge e
+  LEFT JOIN rollup_key ru ON ru.key OPERATOR(pg_catalog.=) e.up_key
+  LEFT JOIN rollup_key rd ON rd.key OPERATOR(pg_catalog.=) e.down_key;
 COMMENT ON VIEW pgmart._lineage_edge IS 'Internal: every edge of the lineage graph you may see (read it through pgmart.lineage()).';
 GRANT SELECT ON pgmart._lineage_edge TO PUBLIC;
 
@@ -308,9 +317,11 @@ WITH RECURSIVE e AS MATERIALIZED (
 ), named AS (
     SELECT u.root, i.severity,
            CASE WHEN u.key OPERATOR(pg_catalog.=) u.root THEN i.reason
-                ELSE (SELECT n.name FROM nodes n WHERE n.key OPERATOR(pg_catalog.=) u.key LIMIT 1) OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) i.reason END AS reason,
+                ELSE coalesce(un.name, u.key) OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) i.reason END AS reason,
            u.key OPERATOR(pg_catalog.=) u.root AS own
-      FROM up u JOIN issue i ON i.key OPERATOR(pg_catalog.=) u.key
+      FROM up u
+      JOIN issue i ON i.key OPERATOR(pg_catalog.=) u.key
+      LEFT JOIN (SELECT DISTINCT ON (n.key) n.key, n.name FROM nodes n ORDER BY n.key, n.name) un ON un.key OPERATOR(pg_catalog.=) u.key
 ), verdict AS (
     SELECT nm.root,
            pg_catalog.array_agg(nm.reason ORDER BY nm.severity OPERATOR(pg_catalog.=) 'fail' DESC, nm.own DESC, nm.reason) AS reasons,
@@ -341,7 +352,7 @@ SELECT n.name AS object, n.kind,
        CASE WHEN n.kind OPERATOR(pg_catalog.=) 'metric' THEN (SELECT m.owner FROM pgmart.metric m WHERE ('m:' OPERATOR(pg_catalog.||) m.name) OPERATOR(pg_catalog.=) n.key)
                    WHEN n.kind OPERATOR(pg_catalog.=) 'dashboard' THEN (SELECT d.owner FROM pgmart.dashboard d WHERE ('d:' OPERATOR(pg_catalog.||) d.name) OPERATOR(pg_catalog.=) n.key)
                    ELSE (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
-                          WHERE n.key OPERATOR(pg_catalog.=) ('r' OPERATOR(pg_catalog.||) c.oid::pg_catalog.text)) END AS owner
+                          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.substr(n.key, 2)::pg_catalog.oid) END AS owner
   FROM nodes n
   LEFT JOIN verdict v ON v.root OPERATOR(pg_catalog.=) n.key
   LEFT JOIN refreshed rf ON rf.root OPERATOR(pg_catalog.=) n.key

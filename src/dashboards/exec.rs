@@ -235,7 +235,7 @@ pub fn impact(object: pg_sys::Oid) -> Vec<Impacted> {
                     CASE n.kind WHEN 'metric' THEN (SELECT m.owner FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) n.name) \
                                 WHEN 'dashboard' THEN (SELECT x.owner FROM pgmart.dashboards x WHERE x.name OPERATOR(pg_catalog.=) n.name) \
                                 ELSE (SELECT pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text FROM pg_catalog.pg_class c \
-                                       WHERE ('r' OPERATOR(pg_catalog.||) c.oid::pg_catalog.text) OPERATOR(pg_catalog.=) n.key) END AS owner, \
+                                       WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.substr(n.key, 2)::pg_catalog.oid) END AS owner, \
                     CASE n.kind WHEN 'metric' THEN (SELECT m.registered_by::pg_catalog.text FROM pgmart.metrics m WHERE m.name OPERATOR(pg_catalog.=) n.name) \
                                 WHEN 'dashboard' THEN (SELECT x.registered_by::pg_catalog.text FROM pgmart.dashboards x WHERE x.name OPERATOR(pg_catalog.=) n.name) END AS registered_by, \
                     CASE n.kind WHEN 'dashboard' THEN (SELECT x.url FROM pgmart.dashboards x WHERE x.name OPERATOR(pg_catalog.=) n.name) END AS url \
