@@ -125,6 +125,17 @@ def test_trust_says_when_a_view_is_stale(stack):
     assert stack.one("SELECT status FROM pgmart.trust WHERE object = 'Sales overview'") == "ok"
 
 
+def test_alert_rules_warn_once_per_rule(stack):
+    stack.sql("SELECT pgmart.add_alert_rule('huge_order', 'raw.orders', 'amount > 10000')")
+    stack.sql("INSERT INTO raw.orders VALUES (9001, now(), 'paid', 20000), (9002, now(), 'paid', 30000)")
+    row = stack.sql("SELECT status, reasons FROM pgmart.trust WHERE object = 'Sales overview'")[0]
+    assert row == ("warn", ["raw.orders: 2 open alerts huge_order (high)"]), row
+    stack.sql("SELECT pgmart.ack_alert(alert_id) FROM pgmart.open_alerts WHERE source_name = 'huge_order'")
+    assert stack.one("SELECT status FROM pgmart.trust WHERE object = 'Sales overview'") == "ok"
+    stack.sql("SELECT pgmart.drop_alert_rule('huge_order')")
+    stack.sql("DELETE FROM raw.orders WHERE id > 9000")
+
+
 def test_hostile_names_stay_labels(cluster):
     name = 'end "x" #1 <b>&`o'
     cluster.sql("CREATE TABLE \"we\"\"ird end\" (at timestamptz, v int)")

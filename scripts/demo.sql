@@ -98,6 +98,12 @@ SELECT pgmart.schedule_sql('weekly_vacuum', 'VACUUM (ANALYZE) orders', '0 4 * * 
 SELECT pgmart.schedule_sql('runaway_report', 'SELECT pg_sleep(60)', '1 hour', start_at => now(),
                            timeout => '2 seconds', max_retries => 0) AS job_id;
 
+-- A dashboard: who owns it, what it shows, what it reads; pgmart.trust then answers for it, and
+-- alerts about anything upstream name it.
+SELECT pgmart.register_dashboard('Sales overview', 'ana@shop.example', 'Revenue per day and week, by order status',
+                                 metrics => ARRAY['revenue'], sources => ARRAY['mart_daily_sales', 'mart_weekly_sales']::regclass[],
+                                 url => 'https://bi.shop.example/d/sales');
+
 -- A team role that is not a superuser: the administrator gives it access once, it owns its own
 -- table and job, sees only its own, and PostgreSQL keeps the role while it owns registrations.
 \o

@@ -249,16 +249,24 @@ SELECT pgmart._node_key(c.target::pg_catalog.oid),
                  WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id ORDER BY r.run_at DESC LIMIT 1) lr ON true
  WHERE lr.status OPERATOR(pg_catalog.<>) 'pass'
 UNION ALL
-SELECT coalesce(pgmart._node_key(ru.relation::pg_catalog.oid),
-                'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel)::pg_catalog.oid::pg_catalog.text),
-       CASE WHEN al.severity OPERATOR(pg_catalog.=) ANY (ARRAY['high', 'critical']::pg_catalog.text[]) THEN 'fail' ELSE 'warn' END,
-       'open alert ' OPERATOR(pg_catalog.||) al.source_name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) al.severity OPERATOR(pg_catalog.||) ')'
-  FROM pgmart.alert al
-  LEFT JOIN pgmart.alert_rules ru ON ru.rule_id OPERATOR(pg_catalog.=) al.rule_id
-  LEFT JOIN pgmart.refresh_view rv ON rv.job_id OPERATOR(pg_catalog.=) al.job_id
-  LEFT JOIN pgmart.rollup ro ON ro.job_id OPERATOR(pg_catalog.=) al.job_id
- WHERE al.acked_at IS NULL AND al.resolved_at IS NULL AND al.check_id IS NULL
-   AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
+SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
+       x.n::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN x.n OPERATOR(pg_catalog.=) 1 THEN ' open alert ' ELSE ' open alerts ' END
+           OPERATOR(pg_catalog.||) x.source_name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) x.top OPERATOR(pg_catalog.||) ')'
+  FROM (SELECT coalesce(pgmart._node_key(ru.relation::pg_catalog.oid),
+                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel)::pg_catalog.oid::pg_catalog.text) AS key,
+               al.source_name, pg_catalog.count(*) AS n,
+               -- An alert rule reports business events (a big refund): a warning. A refresh or
+               -- rollup alerting high or critical is a failure of the pipeline.
+               pg_catalog.bool_or(al.rule_id IS NULL AND al.severity OPERATOR(pg_catalog.=) ANY (ARRAY['high', 'critical']::pg_catalog.text[])) AS health_high,
+               (ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[])[pg_catalog.max(pg_catalog.array_position(
+                    ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[], al.severity))] AS top
+          FROM pgmart.alert al
+          LEFT JOIN pgmart.alert_rules ru ON ru.rule_id OPERATOR(pg_catalog.=) al.rule_id
+          LEFT JOIN pgmart.refresh_view rv ON rv.job_id OPERATOR(pg_catalog.=) al.job_id
+          LEFT JOIN pgmart.rollup ro ON ro.job_id OPERATOR(pg_catalog.=) al.job_id
+         WHERE al.acked_at IS NULL AND al.resolved_at IS NULL AND al.check_id IS NULL
+           AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
+         GROUP BY 1, 2) x
 UNION ALL
 SELECT 'm:' OPERATOR(pg_catalog.||) m.name, 'warn',
        'deprecated' OPERATOR(pg_catalog.||) coalesce(', replaced by ' OPERATOR(pg_catalog.||) m.replaced_by, '')
