@@ -336,6 +336,13 @@ WITH RECURSIVE e AS MATERIALIZED (
            pg_catalog.count(*) FILTER (WHERE nm.severity OPERATOR(pg_catalog.=) 'fail') AS failures,
            pg_catalog.count(*) FILTER (WHERE nm.severity OPERATOR(pg_catalog.=) 'warn') AS warnings
       FROM named nm GROUP BY nm.root
+), lag AS (
+    -- On a standby past pgmart.replica_lag_slo: the replica, not the pipeline, is behind.
+    SELECT pg_catalog.array_agg('this replica is ' OPERATOR(pg_catalog.||) pgmart._age_text(l.age) OPERATOR(pg_catalog.||)
+               ' behind the primary (SLO ' OPERATOR(pg_catalog.||) pgmart._age_text(l.slo) OPERATOR(pg_catalog.||) ')'
+               OPERATOR(pg_catalog.||) CASE WHEN l.paused THEN ', replay paused' ELSE '' END) AS reasons
+      FROM pgmart._replica_lag() l
+     WHERE l.age OPERATOR(pg_catalog.>) l.slo
 ), refreshed AS (
     SELECT u.root, pg_catalog.min(r.refreshed_at) AS refreshed_at, pg_catalog.bool_or(r.refreshed_at IS NULL) AS never
       FROM up u JOIN pgmart._node_refreshed r ON r.key OPERATOR(pg_catalog.=) u.key
@@ -343,10 +350,10 @@ WITH RECURSIVE e AS MATERIALIZED (
 )
 SELECT n.name AS object, n.kind,
        CASE WHEN coalesce(v.failures, 0) OPERATOR(pg_catalog.>) 0 THEN 'fail'
-            WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0 THEN 'warn' ELSE 'ok' END AS status,
-       coalesce(v.reasons, '{}'::pg_catalog.text[]) AS reasons,
+            WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0 OR lag.reasons IS NOT NULL THEN 'warn' ELSE 'ok' END AS status,
+       coalesce(lag.reasons, '{}'::pg_catalog.text[]) OPERATOR(pg_catalog.||) coalesce(v.reasons, '{}'::pg_catalog.text[]) AS reasons,
        coalesce(v.failures, 0)::pg_catalog.int4 AS failures,
-       coalesce(v.warnings, 0)::pg_catalog.int4 AS warnings,
+       (coalesce(v.warnings, 0) OPERATOR(pg_catalog.+) coalesce(pg_catalog.cardinality(lag.reasons), 0))::pg_catalog.int4 AS warnings,
        CASE WHEN rf.never THEN NULL ELSE rf.refreshed_at END AS last_refreshed_at,
        pg_catalog.concat_ws(', ',
            CASE WHEN rf.never THEN 'never refreshed'
@@ -354,14 +361,17 @@ SELECT n.name AS object, n.kind,
                      pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) rf.refreshed_at) OPERATOR(pg_catalog.||) ' ago' END,
            CASE WHEN coalesce(v.failures, 0) OPERATOR(pg_catalog.>) 0
                 THEN v.failures::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN v.failures OPERATOR(pg_catalog.=) 1 THEN ' failure' ELSE ' failures' END END,
-           CASE WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0
-                THEN v.warnings::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN v.warnings OPERATOR(pg_catalog.=) 1 THEN ' warning' ELSE ' warnings' END END)
-       OPERATOR(pg_catalog.||) coalesce(': ' OPERATOR(pg_catalog.||) v.reasons[1], '') AS summary,
+           CASE WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.+) coalesce(pg_catalog.cardinality(lag.reasons), 0) OPERATOR(pg_catalog.>) 0
+                THEN (coalesce(v.warnings, 0) OPERATOR(pg_catalog.+) coalesce(pg_catalog.cardinality(lag.reasons), 0))::pg_catalog.text
+                     OPERATOR(pg_catalog.||) CASE WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.+) coalesce(pg_catalog.cardinality(lag.reasons), 0)
+                                                       OPERATOR(pg_catalog.=) 1 THEN ' warning' ELSE ' warnings' END END)
+       OPERATOR(pg_catalog.||) coalesce(': ' OPERATOR(pg_catalog.||) coalesce(lag.reasons[1], v.reasons[1]), '') AS summary,
        CASE WHEN n.kind OPERATOR(pg_catalog.=) 'metric' THEN (SELECT m.owner FROM pgmart.metric m WHERE ('m:' OPERATOR(pg_catalog.||) m.name) OPERATOR(pg_catalog.=) n.key)
                    WHEN n.kind OPERATOR(pg_catalog.=) 'dashboard' THEN (SELECT d.owner FROM pgmart.dashboard d WHERE ('d:' OPERATOR(pg_catalog.||) d.name) OPERATOR(pg_catalog.=) n.key)
                    ELSE (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
                           WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.substr(n.key, 2)::pg_catalog.oid) END AS owner
   FROM nodes n
+  CROSS JOIN lag
   LEFT JOIN verdict v ON v.root OPERATOR(pg_catalog.=) n.key
   LEFT JOIN refreshed rf ON rf.root OPERATOR(pg_catalog.=) n.key
  WHERE n.kind OPERATOR(pg_catalog.<>) ALL (ARRAY['function', 'dropped']::pg_catalog.text[]);

@@ -266,7 +266,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;
@@ -283,6 +283,7 @@ COMMENT ON FUNCTION pgmart.impact IS
   'Everything downstream of an object (views, rollups, metrics, dashboards), nearest first, with owners and dashboard URLs: who a change to it would affect.';
 COMMENT ON FUNCTION pgmart.lineage_mermaid IS
   'The lineage of an object (or all of it) as a Mermaid flowchart, each node coloured and labelled with its status in pgmart.trust.';
+COMMENT ON FUNCTION pgmart._replica_lag IS 'Internal: on a standby, how far replay is behind, its SLO and whether replay is paused.';
 COMMENT ON FUNCTION pgmart._root IS 'Internal: a relation, or the root of its partition tree.';
 COMMENT ON FUNCTION pgmart._node_kind IS 'Internal: a relation''s kind in the lineage graph.';
 COMMENT ON FUNCTION pgmart._node_key IS 'Internal: a relation''s node in the lineage graph (a partition is its root).';

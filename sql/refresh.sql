@@ -39,6 +39,20 @@ CREATE INDEX refresh_history_view_idx ON pgmart.refresh_history (view_oid, start
 CREATE INDEX refresh_history_started_idx ON pgmart.refresh_history (started_at);
 COMMENT ON TABLE pgmart.refresh_history IS 'One row per materialized-view refresh pgmart ran (pruned after pgmart.history_retention).';
 
+-- On a hot standby: how far replay is behind the primary (zero once it has replayed all the WAL it
+-- received), its SLO (pgmart.replica_lag_slo) and whether replay is paused. No row on a primary.
+CREATE FUNCTION pgmart._replica_lag(OUT age interval, OUT slo interval, OUT paused boolean, OUT replayed_at timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_catalog.pg_last_wal_replay_lsn()
+            THEN '0'::pg_catalog.interval
+            ELSE GREATEST(pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.pg_last_xact_replay_timestamp(), '0'::pg_catalog.interval) END,
+       coalesce(pg_catalog.current_setting('pgmart.replica_lag_slo', true)::pg_catalog.interval, '5 min'::pg_catalog.interval),
+       pg_catalog.pg_is_wal_replay_paused(),
+       pg_catalog.pg_last_xact_replay_timestamp()
+ WHERE pg_catalog.pg_is_in_recovery()
+$$;
+
 -- Freshness of everything pgmart tracks. Reads only pgmart's catalog and pg_class; not granted to
 -- PUBLIC: an administrator grants SELECT on it (and USAGE on schema pgmart) to BI roles, for example
 -- with pgmart.grant_access(role, 'reader').
@@ -100,8 +114,22 @@ SELECT ck.target_name, 'source'::pg_catalog.text,
  WHERE ck.kind OPERATOR(pg_catalog.=) 'freshness'
    AND (pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
         OR (EXISTS (SELECT 1 FROM pg_catalog.pg_class t WHERE t.oid OPERATOR(pg_catalog.=) ck.target)
-            AND pg_catalog.has_table_privilege(ck.target::pg_catalog.oid, 'SELECT'::pg_catalog.text)));
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups (last refresh, stale after two periods) and sources with a freshness check (newest value, age, error_after, stale, last status).';
+            AND pg_catalog.has_table_privilege(ck.target::pg_catalog.oid, 'SELECT'::pg_catalog.text)))
+UNION ALL
+-- On a standby, every age above is measured from replicated refresh times against this server's
+-- clock, so replay lag is already inside them; this row shows the lag itself, so whoever looks
+-- knows when the replica, not the pipeline, is the reason.
+SELECT 'replication lag', 'replication',
+       l.replayed_at,
+       l.age,
+       l.slo,
+       l.age OPERATOR(pg_catalog.>) l.slo,
+       CASE WHEN l.paused THEN 'replay paused' ELSE 'replaying' END,
+       NULL::pg_catalog.name,
+       NULL::pg_catalog.text,
+       NULL::pg_catalog.timestamptz
+  FROM pgmart._replica_lag() l;
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups (last refresh, stale after two periods), sources with a freshness check (newest value, age, error_after, stale, last status), and on a standby its replication lag.';
 
 -- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
 CREATE VIEW pgmart.refresh_runs WITH (security_barrier) AS

@@ -13,6 +13,7 @@ pub static ALERT_NOTIFY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static MAX_JOBS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static MAX_PARALLEL_JOBS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static JOB_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(3_600_000);
+pub static REPLICA_LAG_SLO_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -90,6 +91,16 @@ pub fn register() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgmart.replica_lag_slo",
+        c"On a standby, how far replay may fall behind before pgmart.freshness and pgmart.trust say the replica is the reason.",
+        c"Read by pgmart.freshness (its replication lag row) and pgmart.trust on a hot standby.",
+        &REPLICA_LAG_SLO_S,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"pgmart.alert_notify_limit",

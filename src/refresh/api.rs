@@ -211,13 +211,7 @@ fn refresh_now(
     ),
 > {
     let view = Some(required(view, "view"));
-    if sql::in_recovery() {
-        PgMartError::new(
-            pgrx::PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
-            "cannot refresh a materialized view on a standby",
-        )
-        .raise();
-    }
+    crate::jobs::api::require_primary("refresh a materialized view");
     let info = checked_view(view, "refresh_now");
     let out: Vec<Outcome> = exec::refresh_now(info.oid);
     for o in out.iter().filter(|o| o.status != "succeeded") {
