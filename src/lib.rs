@@ -16,6 +16,7 @@ pub mod error;
 pub mod follow;
 pub mod fragment;
 pub mod guc;
+pub mod health;
 pub mod jobs;
 pub mod legacy;
 pub mod locks;
@@ -48,6 +49,11 @@ extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["j
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health_catalog",
+    requires = ["jobs_catalog", "alerts_catalog", health::api::_health_settings, health::api::_query_health]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Every job kind: the engine runs a job through the one whose name matches its `kind`.
@@ -57,6 +63,7 @@ pub static JOB_KINDS: &[&dyn jobs::kinds::JobKind] = &[
     &checks::exec::CheckSuite,
     &partitions::exec::PartitionMaintenance,
     &rollups::exec::Rollup,
+    &health::exec::Health,
 ];
 
 /// Every registration kind with an owner anchor (see `owners`), and how each is removed when
