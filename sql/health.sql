@@ -62,7 +62,7 @@ s AS (
            pg_catalog.current_setting('server_version_num')::integer OPERATOR(pg_catalog.>=) 180000 AS has_analyze_only,
            pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS see_all,
            pg_catalog.pg_stat_get_db_stat_reset_time(d.oid) AS stats_reset
-      FROM pgmart._health_settings() h
+      FROM (SELECT h0.* FROM pgmart._health_settings() h0 LIMIT 1) h
       CROSS JOIN pg_catalog.pg_database d
      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
 ),
