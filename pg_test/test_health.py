@@ -208,6 +208,7 @@ def test_query_health_without_and_with_pg_stat_statements(setup):
     c.sql("CREATE FUNCTION qh_work(i int) RETURNS int LANGUAGE sql AS "
           "'SELECT i FROM (SELECT pg_sleep((SELECT d FROM qh_delay))) s'")
     job = c.one("SELECT job_id FROM pgmart.jobs WHERE name = 'table health'")
+    c.sql("SELECT pgmart.register_dashboard('Tiles', 'ana@example.com', 'The tile board', query_pattern => 'dashboard_tile')")
 
     def calls(n):
         with c.connect() as conn:
@@ -227,6 +228,10 @@ def test_query_health_without_and_with_pg_stat_statements(setup):
     regressed, recent_calls, recent, baseline, reason = rows[0]
     assert regressed and recent_calls == 20 and recent > 15 and baseline < 5, rows
     assert "slower" in reason
+    # It is the dashboard's statement: the job raised an alert naming the dashboard.
+    assert c.one("SELECT dashboard FROM pgmart.query_health WHERE query LIKE '%%dashboard_tile%%'") == "Tiles"
+    assert c.one("SELECT count(*) FROM pgmart.open_alerts WHERE source_kind = 'dashboard' AND source_name = 'Tiles' "
+                 "AND payload->>'problem' = 'query regressed'") == 1
     # The slowest statements by total time are listed, with their means.
     assert c.one("SELECT count(*) FROM pgmart.query_health WHERE dashboard IS NULL AND mean_ms >= 0") >= 1
     # Another role sees only its own statements.

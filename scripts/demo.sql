@@ -108,6 +108,11 @@ UPDATE stock SET qty = qty + 1;
 ANALYZE stock;
 SELECT pgmart.maintain_table('stock');
 SELECT pgmart.schedule_health('5 seconds') AS job_id;
+-- A dashboard: who owns it, what it shows, what it reads; pgmart.trust then answers for it, and
+-- alerts about anything upstream name it.
+SELECT pgmart.register_dashboard('Sales overview', 'ana@shop.example', 'Revenue per day and week, by order status',
+                                 metrics => ARRAY['revenue'], sources => ARRAY['mart_daily_sales', 'mart_weekly_sales']::regclass[],
+                                 url => 'https://bi.shop.example/d/sales');
 
 -- A team role that is not a superuser: the administrator gives it access once, it owns its own
 -- table and job, sees only its own, and PostgreSQL keeps the role while it owns registrations.

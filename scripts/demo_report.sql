@@ -60,3 +60,10 @@ SELECT bucket_date, status, value FROM pgmart_metrics.revenue WHERE bucket >= no
 \set ON_ERROR_STOP 0
 ALTER TABLE orders DROP COLUMN amount;
 \set ON_ERROR_STOP 1
+\echo '== the lineage from orders to the Sales overview dashboard (pgmart.lineage) =='
+SELECT upstream, downstream, downstream_kind, depth FROM pgmart.lineage('orders') WHERE direction = 'downstream' ORDER BY depth, downstream;
+\echo '== can I trust it right now? one verdict per dashboard and metric, reasons upstream included (pgmart.trust) =='
+SELECT object, kind, status, summary FROM pgmart.trust WHERE kind IN ('dashboard', 'metric') ORDER BY kind, object;
+\echo '== who a change to orders would affect (pgmart.impact), and the lineage as a Mermaid diagram =='
+SELECT object, kind, depth, owner FROM pgmart.impact('orders');
+SELECT pgmart.lineage_mermaid('mart_daily_sales');

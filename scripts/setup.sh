@@ -29,6 +29,17 @@ if ! .venv/bin/python -c 'import psycopg, pytest, asyncpg' 2>/dev/null || [ ! -x
     .venv/bin/pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' 'pgspot==0.9.4' 'asyncpg>=0.29'
 fi
 
+# Mermaid's own parser (npm) for the lineage diagrams' test, under Node.
+if ! command -v npm >/dev/null; then
+    echo "setup: installing nodejs and npm"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -f pg_test/mermaid/node_modules/mermaid/package.json ] || [ ! -f pg_test/mermaid/node_modules/jsdom/package.json ]; then
+    echo "setup: installing mermaid and jsdom (npm) for the lineage tests"
+    (cd pg_test/mermaid && npm ci --no-audit --no-fund --silent)
+fi
+
 # PostgreSQL 16, 17 and 18 (Debian 12 has only 15), cached outside the work tree.
 bash scripts/pgversions.sh ensure
 

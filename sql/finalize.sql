@@ -275,12 +275,28 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_health_settings,_query_health}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_health_settings,_query_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;
 END $$;
 REVOKE ALL ON SCHEMA pgmart_owners FROM PUBLIC;
+
+-- dashboards, lineage and trust
+COMMENT ON FUNCTION pgmart.register_dashboard IS
+  'Register (or change) a dashboard: its owner, what it shows, the metrics and sources it reads, caveats, URL and a pattern that finds its statements in pg_stat_statements; pgmart.trust and pgmart.impact then know it.';
+COMMENT ON FUNCTION pgmart.drop_dashboard IS 'Forget a dashboard (only the role that registered it, or one that may act as it).';
+COMMENT ON FUNCTION pgmart.lineage IS
+  'The lineage graph you may see, as edges (upstream, downstream, kinds, via): all of it, or everything upstream and downstream of one object with its distance; through views, materialized views, functions, rollups, metrics and dashboards.';
+COMMENT ON FUNCTION pgmart.impact IS
+  'Everything downstream of an object (views, rollups, metrics, dashboards), nearest first, with owners and dashboard URLs: who a change to it would affect.';
+COMMENT ON FUNCTION pgmart.lineage_mermaid IS
+  'The lineage of an object (or all of it) as a Mermaid flowchart, each node coloured and labelled with its status in pgmart.trust.';
+COMMENT ON FUNCTION pgmart._root IS 'Internal: a relation, or the root of its partition tree.';
+COMMENT ON FUNCTION pgmart._node_kind IS 'Internal: a relation''s kind in the lineage graph.';
+COMMENT ON FUNCTION pgmart._node_key IS 'Internal: a relation''s node in the lineage graph (a partition is its root).';
+COMMENT ON FUNCTION pgmart._age_text IS 'Internal: an age as people say it (12 min).';
+COMMENT ON FUNCTION pgmart._dashboards_downstream IS 'Internal: the dashboards downstream of a relation, for alert payloads.';
 
 SELECT pgmart._wake_launcher();
 COMMENT ON FUNCTION pgmart.grant_access IS

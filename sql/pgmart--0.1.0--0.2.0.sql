@@ -314,6 +314,7 @@ CREATE TABLE pgmart.rollup_invalidation (
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
 
+<<<<<<< HEAD
 -- Health (new in 0.2.0): the health job kind, tables registered for maintenance and the
 -- pg_stat_statements samples, as sql/jobs.sql and sql/health.sql make them.
 ALTER TABLE pgmart.job DROP CONSTRAINT job_kind_check,
@@ -345,6 +346,26 @@ CREATE TABLE pgmart.query_sample (
 );
 CREATE INDEX query_sample_key_idx ON pgmart.query_sample (userid, queryid, toplevel, sampled_at);
 COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
+=======
+-- Dashboards (new in 0.2.0): their catalog, as sql/dashboards.sql makes it.
+CREATE TABLE pgmart.dashboard (
+    dashboard_id  bigserial UNIQUE,
+    name          text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.<>) ''),
+    owner         text NOT NULL,
+    description   text NOT NULL,
+    metrics       text[] NOT NULL DEFAULT '{}',
+    sources       regclass[] NOT NULL DEFAULT '{}',
+    caveats       text,
+    url           text,
+    -- A case-insensitive POSIX regular expression that finds the dashboard's statements in
+    -- pg_stat_statements (pgmart.query_health).
+    query_pattern text,
+    anchor        regclass NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
+>>>>>>> main
 
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
@@ -414,6 +435,73 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
+<<<<<<< HEAD
+=======
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
+
+COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+
+-- The capture trigger of every rollup (on its source and each partition): one row per distinct
+-- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
+-- log is pgmart's) by statements over the transition tables that compute only bucket starts of
+-- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
+-- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
+-- and no role may create a trigger that calls it.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+
+-- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
+-- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
+-- may read the rollup.
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.retention, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+
+GRANT SELECT ON pgmart.rollups TO PUBLIC;
+
+>>>>>>> main
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
@@ -527,51 +615,42 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
+<<<<<<< HEAD
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+=======
+COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
 
-COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
 
--- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
--- log is pgmart's) by statements over the transition tables that compute only bucket starts of
--- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
--- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
--- and no role may create a trigger that calls it.
-CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+-- The checks, and their results, of the roles whose rights you have. A result whose check is gone
+-- belongs to the role that owned the check when it ran.
+CREATE VIEW pgmart.checks WITH (security_barrier) AS
+SELECT c.check_id, c.name,
+       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
+            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
+  FROM pgmart."check" c
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
--- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
--- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
--- may read the rollup.
+COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
 
--- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
-CREATE VIEW pgmart.rollups WITH (security_barrier) AS
-SELECT r.name, r.job_id,
-       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
-            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
-       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
-       r.start_offset, r.end_offset, r.retention, r.realtime,
-       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
-       r.watermark,
-       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
-       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
-                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
-       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
-       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
-       j.schedule, j.next_run_at, j.enabled,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.rollup r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+CREATE VIEW pgmart.check_results WITH (security_barrier) AS
+SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
+       r.sample, r.duration_ms, r.message, r.run_by
+  FROM pgmart.check_result r
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
+>>>>>>> main
 
-GRANT SELECT ON pgmart.rollups TO PUBLIC;
+GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
@@ -738,6 +817,7 @@ COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may 
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
+<<<<<<< HEAD
 COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
@@ -755,11 +835,381 @@ SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payloa
 COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
 GRANT SELECT ON pgmart.rules TO PUBLIC;
+=======
+COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.dashboard', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.dashboard_dashboard_id_seq', '');
+
+-- The dashboards you may see: those of roles whose rights you have, and those whose every source you
+-- may read and every metric you may use (a dashboard shows nothing you could not read yourself).
+CREATE VIEW pgmart.dashboards WITH (security_barrier) AS
+SELECT d.name, d.owner, d.description, d.metrics,
+       ARRAY(SELECT pgmart._relation_name(s) FROM pg_catalog.unnest(d.sources) WITH ORDINALITY u(s, i) ORDER BY u.i) AS sources,
+       d.caveats, d.url, d.query_pattern,
+       pg_catalog.pg_get_userbyid(a.relowner) AS registered_by, d.created_at, d.changed_at
+  FROM pgmart.dashboard d
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) d.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR (NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(d.sources) s(rel)
+                     WHERE NOT coalesce(pg_catalog.has_table_privilege(s.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false))
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(d.metrics) m(name)
+                         WHERE NOT EXISTS (SELECT 1 FROM pgmart.metrics v WHERE v.name OPERATOR(pg_catalog.=) m.name)));
+
+COMMENT ON VIEW pgmart.dashboards IS 'Every dashboard you may see: owner, description, metrics, sources, caveats, URL, query pattern, who registered it.';
+
+GRANT SELECT ON pgmart.dashboards TO PUBLIC;
+
+-- A relation, or the root of the partition tree it is a partition of.
+CREATE FUNCTION pgmart._root(rel oid) RETURNS oid
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce(pg_catalog.pg_partition_root(rel)::pg_catalog.oid, rel)
+$$;
+
+-- A relation's kind in the lineage graph, from the catalog (a rollup's table is a table here; the
+-- views below say 'rollup').
+CREATE FUNCTION pgmart._node_kind(rel oid) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[]) THEN 'table'
+            WHEN c.relkind OPERATOR(pg_catalog.=) 'v' THEN 'view' WHEN c.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view'
+            WHEN c.relkind OPERATOR(pg_catalog.=) 'f' THEN 'foreign_table' ELSE 'relation' END
+  FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel
+$$;
+
+-- Every edge of the lineage graph you may see. A node is `r<oid>` (a relation; partitions are their
+-- root), `f<oid>` (a function: lineage is unknown beyond it unless its body is SQL-standard),
+-- `m:<name>` (a metric) or `d:<name>` (a dashboard). Edges from the catalog: a view or materialized
+-- view reads what its rewrite rule depends on; a SQL-standard function body reads its tables.
+-- Edges from pgmart: a rollup reads its source, a metric its source, a dashboard its sources and
+-- metrics. pgmart's own views (owners, metric views) are not nodes.
+CREATE VIEW pgmart._lineage_edge WITH (security_barrier) AS
+WITH own AS (
+    SELECT n.oid FROM pg_catalog.pg_namespace n
+     WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog', 'information_schema', 'pg_toast', 'pgmart',
+                                                       'pgmart_owners', 'pgmart_metrics', 'pgmart_metric_columns']::pg_catalog.name[])
+), rule_dep AS (
+    SELECT DISTINCT CASE WHEN d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                         THEN pgmart._root(d.refobjid) ELSE d.refobjid END AS up,
+           d.refclassid, r.ev_class AS down
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+       AND d.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass]::pg_catalog.oid[])
+       AND d.deptype OPERATOR(pg_catalog.=) 'n'
+       AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
+), rollup_key AS (
+    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key FROM pgmart.rollup ro
+), edge AS (
+SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key,
+       pg_catalog.quote_ident(un.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.relname::pg_catalog.text) AS up_name,
+       CASE WHEN u.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[]) THEN 'table'
+            WHEN u.relkind OPERATOR(pg_catalog.=) 'v' THEN 'view' WHEN u.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view'
+            ELSE 'foreign_table' END AS up_kind,
+       'r' OPERATOR(pg_catalog.||) e.down::pg_catalog.text AS down_key,
+       pg_catalog.quote_ident(vn.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(v.relname::pg_catalog.text) AS down_name,
+       CASE WHEN v.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized_view' ELSE 'view' END AS down_kind,
+       'reads'::pg_catalog.text AS via
+  FROM rule_dep e
+  JOIN pg_catalog.pg_class u ON u.oid OPERATOR(pg_catalog.=) e.up
+  JOIN pg_catalog.pg_namespace un ON un.oid OPERATOR(pg_catalog.=) u.relnamespace
+  JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) e.down
+  JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace
+ WHERE e.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND u.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+   AND v.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+   AND u.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog."char"[])
+UNION ALL
+-- A view calling a function outside pg_catalog and pgmart: lineage goes through the function.
+SELECT 'f' OPERATOR(pg_catalog.||) e.up::pg_catalog.text,
+       pg_catalog.quote_ident(pn.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)
+           pg_catalog.quote_ident(p.proname::pg_catalog.text) OPERATOR(pg_catalog.||) '()',
+       'function',
+       'r' OPERATOR(pg_catalog.||) e.down::pg_catalog.text, pgmart._relation_name(e.down::pg_catalog.regclass),
+       pgmart._node_kind(e.down), 'calls'
+  FROM rule_dep e
+  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) e.up
+  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace
+  JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) e.down
+ WHERE e.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+   AND v.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                      AND x.objid OPERATOR(pg_catalog.=) p.oid AND x.deptype OPERATOR(pg_catalog.=) 'e')
+UNION ALL
+-- A function with a SQL-standard body reads the tables it names.
+SELECT DISTINCT 'r' OPERATOR(pg_catalog.||) pgmart._root(d.refobjid)::pg_catalog.text,
+       pgmart._relation_name(pgmart._root(d.refobjid)::pg_catalog.regclass),
+       pgmart._node_kind(pgmart._root(d.refobjid)),
+       'f' OPERATOR(pg_catalog.||) p.oid::pg_catalog.text,
+       pg_catalog.quote_ident(pn.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||)
+           pg_catalog.quote_ident(p.proname::pg_catalog.text) OPERATOR(pg_catalog.||) '()',
+       'function', 'reads'
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace
+  JOIN pg_catalog.pg_class u ON u.oid OPERATOR(pg_catalog.=) d.refobjid
+ WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+   AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND d.deptype OPERATOR(pg_catalog.=) 'n'
+   AND p.pronamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+   AND u.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY(SELECT oid FROM own))
+UNION ALL
+-- Rollups read their source (the ones you may see in pgmart.rollups).
+SELECT 'r' OPERATOR(pg_catalog.||) ro.source::pg_catalog.oid::pg_catalog.text,
+       CASE WHEN s.oid IS NULL THEN ro.source_name ELSE pgmart._relation_name(ro.source) END,
+       coalesce(pgmart._node_kind(ro.source), 'dropped'),
+       'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, pgmart._relation_name(ro.rel), 'rollup', 'rollup'
+  FROM pgmart.rollup ro
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ro.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) ro.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(ro.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
+UNION ALL
+-- Metrics read their source (the ones you may use, as in pgmart.metrics).
+SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(m.source)::pg_catalog.text,
+       CASE WHEN s.oid IS NULL THEN coalesce(m.source_name, m.source::pg_catalog.oid::pg_catalog.text)
+            ELSE pgmart._relation_name(pgmart._root(m.source)::pg_catalog.regclass) END,
+       coalesce(pgmart._node_kind(m.source), 'dropped'),
+       'm:' OPERATOR(pg_catalog.||) m.name, m.name, 'metric', 'metric'
+  FROM pgmart.metric m
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) m.anchor
+  LEFT JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) m.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(m.source::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
+UNION ALL
+-- Dashboards read their sources and metrics (the ones you may see in pgmart.dashboards).
+SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(s.rel)::pg_catalog.text,
+       pgmart._relation_name(pgmart._root(s.rel)::pg_catalog.regclass),
+       coalesce(pgmart._node_kind(s.rel), 'dropped'),
+       'd:' OPERATOR(pg_catalog.||) d.name, d.name, 'dashboard', 'dashboard'
+  FROM pgmart.dashboards d
+  JOIN pgmart.dashboard dd ON dd.name OPERATOR(pg_catalog.=) d.name
+  CROSS JOIN LATERAL pg_catalog.unnest(dd.sources) s(rel)
+UNION ALL
+SELECT 'm:' OPERATOR(pg_catalog.||) mn.name, mn.name,
+       CASE WHEN EXISTS (SELECT 1 FROM pgmart.metric m WHERE m.name OPERATOR(pg_catalog.=) mn.name) THEN 'metric' ELSE 'dropped' END,
+       'd:' OPERATOR(pg_catalog.||) d.name, d.name, 'dashboard', 'dashboard'
+  FROM pgmart.dashboards d
+  CROSS JOIN LATERAL pg_catalog.unnest(d.metrics) mn(name)
+)
+SELECT e.up_key, e.up_name,
+       CASE WHEN ru.key IS NOT NULL THEN 'rollup' ELSE e.up_kind END AS up_kind,
+       e.down_key, e.down_name,
+       CASE WHEN rd.key IS NOT NULL THEN 'rollup' ELSE e.down_kind END AS down_kind,
+       e.via
+  FROM edge e
+  LEFT JOIN rollup_key ru ON ru.key OPERATOR(pg_catalog.=) e.up_key
+  LEFT JOIN rollup_key rd ON rd.key OPERATOR(pg_catalog.=) e.down_key;
+
+COMMENT ON VIEW pgmart._lineage_edge IS 'Internal: every edge of the lineage graph you may see (read it through pgmart.lineage()).';
+
+GRANT SELECT ON pgmart._lineage_edge TO PUBLIC;
+
+-- The graph node of a relation (a partition is its root).
+CREATE FUNCTION pgmart._node_key(rel oid) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(rel)::pg_catalog.text
+$$;
+
+-- An age as people say it: 40 s, 12 min, 5 h, 3 days.
+CREATE FUNCTION pgmart._age_text(age interval) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN age IS NULL THEN NULL
+            WHEN pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog.<) 60
+                 THEN pg_catalog.round(pg_catalog.date_part('epoch', age))::pg_catalog.int8::pg_catalog.text OPERATOR(pg_catalog.||) ' s'
+            WHEN pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog.<) 3600
+                 THEN pg_catalog.floor(pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog./) 60)::pg_catalog.int8::pg_catalog.text OPERATOR(pg_catalog.||) ' min'
+            WHEN pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog.<) 172800
+                 THEN pg_catalog.floor(pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog./) 3600)::pg_catalog.int8::pg_catalog.text OPERATOR(pg_catalog.||) ' h'
+            ELSE pg_catalog.floor(pg_catalog.date_part('epoch', age) OPERATOR(pg_catalog./) 86400)::pg_catalog.int8::pg_catalog.text OPERATOR(pg_catalog.||) ' days' END
+$$;
+
+-- What is wrong with each node right now, from pgmart's catalog: a stale or failing refresh or
+-- rollup, a failing, warning or erroring check (its counts, never its sample), an open alert
+-- (but a check's: the check says it), a deprecated or orphaned metric, a dashboard whose source
+-- is gone. Statuses only; no data.
+CREATE VIEW pgmart._node_issue WITH (security_barrier) AS
+SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text AS key, 'fail'::pg_catalog.text AS severity,
+       'not refreshed for ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
+           OPERATOR(pg_catalog.||) ' (SLO ' OPERATOR(pg_catalog.||)
+           pgmart._age_text(coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s))) OPERATOR(pg_catalog.||) ')' AS reason
+  FROM pgmart.refresh_view r
+ WHERE (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(r.last_refreshed_at, r.registered_at))
+       OPERATOR(pg_catalog.>) coalesce(r.freshness_slo, pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) r.period_s))
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text, 'fail',
+       CASE WHEN r.last_status OPERATOR(pg_catalog.=) 'dropped' THEN 'dropped' ELSE 'last refresh failed' END
+  FROM pgmart.refresh_view r
+ WHERE r.last_status OPERATOR(pg_catalog.=) ANY (ARRAY['failed', 'dropped']::pg_catalog.text[])
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, 'fail',
+       'not refreshed for ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(ro.last_refresh_at, ro.created_at))
+           OPERATOR(pg_catalog.||) ' (due every ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.make_interval(secs => ro.period_s)) OPERATOR(pg_catalog.||) ')'
+  FROM pgmart.rollup ro
+ WHERE (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(ro.last_refresh_at, ro.created_at))
+       OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) ro.period_s)
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, 'fail', 'its source ' OPERATOR(pg_catalog.||) ro.source_name OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.rollup ro
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ro.source)
+UNION ALL
+SELECT pgmart._node_key(c.target::pg_catalog.oid),
+       CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN 'warn' ELSE 'fail' END,
+       'check ' OPERATOR(pg_catalog.||) c.name OPERATOR(pg_catalog.||) CASE
+           WHEN lr.status OPERATOR(pg_catalog.=) 'error' THEN ' could not run'
+           WHEN c.kind OPERATOR(pg_catalog.=) 'freshness' THEN
+               CASE WHEN lr.sample OPERATOR(pg_catalog.->>) 'newest' IS NULL THEN ' found no rows'
+                    ELSE ': newest row is ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-)
+                         (lr.sample OPERATOR(pg_catalog.->>) 'newest')::pg_catalog.timestamptz) OPERATOR(pg_catalog.||) ' old' END
+           WHEN lr.failing_rows IS NOT NULL THEN
+               CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN ' warns: ' ELSE ' failed: ' END OPERATOR(pg_catalog.||) lr.failing_rows::pg_catalog.text
+               OPERATOR(pg_catalog.||) CASE WHEN lr.failing_rows OPERATOR(pg_catalog.=) 1 THEN ' row' ELSE ' rows' END
+           ELSE CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN ' warns' ELSE ' failed' END END
+  FROM pgmart."check" c
+  JOIN LATERAL (SELECT r.status, r.failing_rows, r.sample FROM pgmart.check_result r
+                 WHERE r.check_id OPERATOR(pg_catalog.=) c.check_id ORDER BY r.run_at DESC LIMIT 1) lr ON true
+ WHERE lr.status OPERATOR(pg_catalog.<>) 'pass'
+UNION ALL
+SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
+       x.n::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN x.n OPERATOR(pg_catalog.=) 1 THEN ' open alert ' ELSE ' open alerts ' END
+           OPERATOR(pg_catalog.||) x.source_name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) x.top OPERATOR(pg_catalog.||) ')'
+  FROM (SELECT coalesce(pgmart._node_key(ru.relation::pg_catalog.oid),
+                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel)::pg_catalog.oid::pg_catalog.text) AS key,
+               al.source_name, pg_catalog.count(*) AS n,
+               -- An alert rule reports business events (a big refund): a warning. A refresh or
+               -- rollup alerting high or critical is a failure of the pipeline.
+               pg_catalog.bool_or(al.rule_id IS NULL AND al.severity OPERATOR(pg_catalog.=) ANY (ARRAY['high', 'critical']::pg_catalog.text[])) AS health_high,
+               (ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[])[pg_catalog.max(pg_catalog.array_position(
+                    ARRAY['info', 'low', 'medium', 'high', 'critical']::pg_catalog.text[], al.severity))] AS top
+          FROM pgmart.alert al
+          LEFT JOIN pgmart.alert_rules ru ON ru.rule_id OPERATOR(pg_catalog.=) al.rule_id
+          LEFT JOIN pgmart.refresh_view rv ON rv.job_id OPERATOR(pg_catalog.=) al.job_id
+          LEFT JOIN pgmart.rollup ro ON ro.job_id OPERATOR(pg_catalog.=) al.job_id
+         WHERE al.acked_at IS NULL AND al.resolved_at IS NULL AND al.check_id IS NULL
+           AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
+         GROUP BY 1, 2) x
+UNION ALL
+SELECT 'm:' OPERATOR(pg_catalog.||) m.name, 'warn',
+       'deprecated' OPERATOR(pg_catalog.||) coalesce(', replaced by ' OPERATOR(pg_catalog.||) m.replaced_by, '')
+  FROM pgmart.metric m
+ WHERE m.deprecated_at IS NOT NULL
+UNION ALL
+SELECT 'm:' OPERATOR(pg_catalog.||) m.name, 'fail', 'its source ' OPERATOR(pg_catalog.||) coalesce(m.source_name, m.source::pg_catalog.oid::pg_catalog.text) OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.metric m
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) m.source)
+UNION ALL
+SELECT 'd:' OPERATOR(pg_catalog.||) d.name, 'fail', 'source ' OPERATOR(pg_catalog.||) s.rel::pg_catalog.oid::pg_catalog.text OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.dashboard d CROSS JOIN LATERAL pg_catalog.unnest(d.sources) s(rel)
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.rel)
+UNION ALL
+SELECT 'd:' OPERATOR(pg_catalog.||) d.name, 'fail', 'metric ' OPERATOR(pg_catalog.||) mn.name OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.dashboard d CROSS JOIN LATERAL pg_catalog.unnest(d.metrics) mn(name)
+ WHERE NOT EXISTS (SELECT 1 FROM pgmart.metric m WHERE m.name OPERATOR(pg_catalog.=) mn.name);
+
+COMMENT ON VIEW pgmart._node_issue IS 'Internal: what is wrong with each lineage node right now (read it through pgmart.trust).';
+
+-- When each node was last refreshed (materialized views pgmart refreshes, rollups).
+CREATE VIEW pgmart._node_refreshed WITH (security_barrier) AS
+SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text AS key, r.last_refreshed_at AS refreshed_at FROM pgmart.refresh_view r
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, ro.last_refresh_at FROM pgmart.rollup ro;
+
+COMMENT ON VIEW pgmart._node_refreshed IS 'Internal: when each lineage node was last refreshed (read it through pgmart.trust).';
+
+-- One row per dashboard, metric and object in your lineage graph (and every object pgmart keeps
+-- fresh or checks that you may read): ok, warn or fail, with the reasons, its own and those of
+-- everything upstream (each named), and when the least recently refreshed thing upstream was
+-- refreshed. Not granted to PUBLIC: like pgmart.freshness, it names upstream objects and their
+-- statuses; pgmart.grant_access(role, 'reader') grants it to a BI role.
+CREATE VIEW pgmart.trust WITH (security_barrier) AS
+WITH RECURSIVE e AS MATERIALIZED (
+    SELECT up_key, up_name, up_kind, down_key, down_name, down_kind FROM pgmart._lineage_edge
+), registered AS (
+    SELECT r.view::pg_catalog.oid AS rel FROM pgmart.refresh_view r
+    UNION SELECT ro.rel::pg_catalog.oid FROM pgmart.rollup ro
+    UNION SELECT c.target::pg_catalog.oid FROM pgmart."check" c
+), nodes AS MATERIALIZED (
+    SELECT e.down_key AS key, e.down_name AS name, e.down_kind AS kind FROM e
+    UNION SELECT e.up_key, e.up_name, e.up_kind FROM e
+    UNION SELECT pgmart._node_key(g.rel), pgmart._relation_name(pgmart._root(g.rel)::pg_catalog.regclass),
+                 CASE WHEN EXISTS (SELECT 1 FROM pgmart.rollup ro WHERE ro.rel OPERATOR(pg_catalog.=) g.rel) THEN 'rollup'
+                      ELSE pgmart._node_kind(pgmart._root(g.rel)) END
+            FROM registered g JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.rel
+           WHERE coalesce(pg_catalog.has_table_privilege(g.rel, 'SELECT'::pg_catalog.text), false)
+              OR pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
+    UNION SELECT 'm:' OPERATOR(pg_catalog.||) m.name, m.name, 'metric' FROM pgmart.metrics m
+    UNION SELECT 'd:' OPERATOR(pg_catalog.||) d.name, d.name, 'dashboard' FROM pgmart.dashboards d
+), up(root, key) AS (
+    SELECT n.key, n.key FROM nodes n
+    UNION
+    SELECT u.root, e.up_key FROM up u JOIN e ON e.down_key OPERATOR(pg_catalog.=) u.key
+), issue AS MATERIALIZED (
+    SELECT i.key, i.severity, i.reason FROM pgmart._node_issue i
+), named AS (
+    SELECT u.root, i.severity,
+           CASE WHEN u.key OPERATOR(pg_catalog.=) u.root THEN i.reason
+                ELSE coalesce(un.name, u.key) OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) i.reason END AS reason,
+           u.key OPERATOR(pg_catalog.=) u.root AS own
+      FROM up u
+      JOIN issue i ON i.key OPERATOR(pg_catalog.=) u.key
+      LEFT JOIN (SELECT DISTINCT ON (n.key) n.key, n.name FROM nodes n ORDER BY n.key, n.name) un ON un.key OPERATOR(pg_catalog.=) u.key
+), verdict AS (
+    SELECT nm.root,
+           pg_catalog.array_agg(nm.reason ORDER BY nm.severity OPERATOR(pg_catalog.=) 'fail' DESC, nm.own DESC, nm.reason) AS reasons,
+           pg_catalog.count(*) FILTER (WHERE nm.severity OPERATOR(pg_catalog.=) 'fail') AS failures,
+           pg_catalog.count(*) FILTER (WHERE nm.severity OPERATOR(pg_catalog.=) 'warn') AS warnings
+      FROM named nm GROUP BY nm.root
+), refreshed AS (
+    SELECT u.root, pg_catalog.min(r.refreshed_at) AS refreshed_at, pg_catalog.bool_or(r.refreshed_at IS NULL) AS never
+      FROM up u JOIN pgmart._node_refreshed r ON r.key OPERATOR(pg_catalog.=) u.key
+     GROUP BY u.root
+)
+SELECT n.name AS object, n.kind,
+       CASE WHEN coalesce(v.failures, 0) OPERATOR(pg_catalog.>) 0 THEN 'fail'
+            WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0 THEN 'warn' ELSE 'ok' END AS status,
+       coalesce(v.reasons, '{}'::pg_catalog.text[]) AS reasons,
+       coalesce(v.failures, 0)::pg_catalog.int4 AS failures,
+       coalesce(v.warnings, 0)::pg_catalog.int4 AS warnings,
+       CASE WHEN rf.never THEN NULL ELSE rf.refreshed_at END AS last_refreshed_at,
+       pg_catalog.concat_ws(', ',
+           CASE WHEN rf.never THEN 'never refreshed'
+                WHEN rf.refreshed_at IS NOT NULL THEN 'last refreshed ' OPERATOR(pg_catalog.||)
+                     pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) rf.refreshed_at) OPERATOR(pg_catalog.||) ' ago' END,
+           CASE WHEN coalesce(v.failures, 0) OPERATOR(pg_catalog.>) 0
+                THEN v.failures::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN v.failures OPERATOR(pg_catalog.=) 1 THEN ' failure' ELSE ' failures' END END,
+           CASE WHEN coalesce(v.warnings, 0) OPERATOR(pg_catalog.>) 0
+                THEN v.warnings::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN v.warnings OPERATOR(pg_catalog.=) 1 THEN ' warning' ELSE ' warnings' END END)
+       OPERATOR(pg_catalog.||) coalesce(': ' OPERATOR(pg_catalog.||) v.reasons[1], '') AS summary,
+       CASE WHEN n.kind OPERATOR(pg_catalog.=) 'metric' THEN (SELECT m.owner FROM pgmart.metric m WHERE ('m:' OPERATOR(pg_catalog.||) m.name) OPERATOR(pg_catalog.=) n.key)
+                   WHEN n.kind OPERATOR(pg_catalog.=) 'dashboard' THEN (SELECT d.owner FROM pgmart.dashboard d WHERE ('d:' OPERATOR(pg_catalog.||) d.name) OPERATOR(pg_catalog.=) n.key)
+                   ELSE (SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
+                          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.substr(n.key, 2)::pg_catalog.oid) END AS owner
+  FROM nodes n
+  LEFT JOIN verdict v ON v.root OPERATOR(pg_catalog.=) n.key
+  LEFT JOIN refreshed rf ON rf.root OPERATOR(pg_catalog.=) n.key
+ WHERE n.kind OPERATOR(pg_catalog.<>) ALL (ARRAY['function', 'dropped']::pg_catalog.text[]);
+
+COMMENT ON VIEW pgmart.trust IS 'Can I trust this right now? One row per dashboard, metric and object in your lineage graph: ok, warn or fail, with the reasons (its own and everything upstream, each named), the oldest refresh upstream, a one-line summary, and its owner.';
+
+-- The dashboards downstream of a relation, with their owners (for alert payloads; runs as the
+-- caller, and alerts are raised as pgmart's owner, which sees every dashboard).
+CREATE FUNCTION pgmart._dashboards_downstream(rel oid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+WITH RECURSIVE e AS MATERIALIZED (SELECT up_key, down_key, down_kind FROM pgmart._lineage_edge),
+down(key) AS (SELECT pgmart._node_key(rel) UNION SELECT e.down_key FROM down d JOIN e ON e.up_key OPERATOR(pg_catalog.=) d.key)
+SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', db.name, 'owner', db.owner, 'url', db.url) ORDER BY db.name)
+  FROM pgmart.dashboard db
+ WHERE ('d:' OPERATOR(pg_catalog.||) db.name) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.key FROM down d))
+$$;
+>>>>>>> main
 
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/jobs/api.rs:605
 -- pgmart::jobs::api::alter_job
 CREATE  FUNCTION pgmart."alter_job"(
@@ -776,10 +1226,29 @@ CREATE  FUNCTION pgmart."alter_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+=======
+-- src/jobs/api.rs:503
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+>>>>>>> main
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/health/api.rs:42
 -- pgmart::health::api::unmaintain_table
 CREATE  FUNCTION pgmart."unmaintain_table"(
@@ -829,13 +1298,28 @@ CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
 ) RETURNS TEXT /* String */
+=======
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+>>>>>>> main
 STABLE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+AS 'MODULE_PATHNAME', 'impact_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/jobs/api.rs:545
 -- pgmart::jobs::api::pause_job
 CREATE OR REPLACE FUNCTION pgmart."pause_job"(
@@ -967,6 +1451,8 @@ AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+=======
+>>>>>>> main
 -- src/refresh/api.rs:196
 -- pgmart::refresh::api::refresh_now
 CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
@@ -987,6 +1473,7 @@ AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/checks/api.rs:44
 -- pgmart::checks::api::run_checks
 CREATE OR REPLACE FUNCTION pgmart."run_checks"(
@@ -1045,10 +1532,21 @@ CREATE  FUNCTION pgmart."run_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+=======
+-- src/jobs/api.rs:566
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+>>>>>>> main
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/alerts/api.rs:40
 -- pgmart::alerts::api::drop_alert_rule
 CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
@@ -1325,6 +1823,9 @@ AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
 
 /* <begin connected objects> */
 -- src/jobs/api.rs:461
+=======
+-- src/jobs/api.rs:454
+>>>>>>> main
 -- pgmart::jobs::api::unschedule
 CREATE  FUNCTION pgmart."unschedule"(
 	"job_id" bigint /* Option < i64 > */
@@ -1358,6 +1859,7 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/refresh/api.rs:177
 -- pgmart::refresh::api::unschedule_refresh
 CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
@@ -1366,10 +1868,98 @@ CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+=======
+-- src/jobs/api.rs:561
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/access.rs:45
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:703
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+>>>>>>> main
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+<<<<<<< HEAD
 -- src/worker/wake.rs:35
 -- pgmart::worker::wake::_wake_scheduler
 CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
@@ -1449,10 +2039,30 @@ CREATE  FUNCTION pgmart."metric_values"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'metric_values_wrapper';
+=======
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
+>>>>>>> main
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
+<<<<<<< HEAD
 -- src/refresh/api.rs:41
 -- pgmart::refresh::api::schedule_refresh
 CREATE  FUNCTION pgmart."schedule_refresh"(
@@ -1924,6 +2534,20 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 -- pgmart::worker::wake::_wake_launcher
 CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
 STRICT VOLATILE 
+=======
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+>>>>>>> main
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
 
@@ -1942,6 +2566,548 @@ AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/refresh/api.rs:177
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:708
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:51
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:44
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:137
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:162
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"metric" TEXT,  /* Option < String > */
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+<<<<<<< HEAD
+-- src/lib.rs:57
+=======
+-- src/jobs/api.rs:461
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:78
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:588
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:487
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:76
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:10
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:90
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/rollups/api.rs:107
 -- pgmart::rollups::api::_rollup_watermark
 CREATE  FUNCTION pgmart."_rollup_watermark"(
@@ -1954,21 +3120,33 @@ AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:57
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:53
+>>>>>>> main
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -2367,13 +3545,42 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
+<<<<<<< HEAD
                      OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_health_settings,_query_health}'::pg_catalog.name[]))
+=======
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root}'::pg_catalog.name[]))
+>>>>>>> main
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;
 END $$;
 
 REVOKE ALL ON SCHEMA pgmart_owners FROM PUBLIC;
+
+-- dashboards, lineage and trust
+COMMENT ON FUNCTION pgmart.register_dashboard IS
+  'Register (or change) a dashboard: its owner, what it shows, the metrics and sources it reads, caveats, URL and a pattern that finds its statements in pg_stat_statements; pgmart.trust and pgmart.impact then know it.';
+
+COMMENT ON FUNCTION pgmart.drop_dashboard IS 'Forget a dashboard (only the role that registered it, or one that may act as it).';
+
+COMMENT ON FUNCTION pgmart.lineage IS
+  'The lineage graph you may see, as edges (upstream, downstream, kinds, via): all of it, or everything upstream and downstream of one object with its distance; through views, materialized views, functions, rollups, metrics and dashboards.';
+
+COMMENT ON FUNCTION pgmart.impact IS
+  'Everything downstream of an object (views, rollups, metrics, dashboards), nearest first, with owners and dashboard URLs: who a change to it would affect.';
+
+COMMENT ON FUNCTION pgmart.lineage_mermaid IS
+  'The lineage of an object (or all of it) as a Mermaid flowchart, each node coloured and labelled with its status in pgmart.trust.';
+
+COMMENT ON FUNCTION pgmart._root IS 'Internal: a relation, or the root of its partition tree.';
+
+COMMENT ON FUNCTION pgmart._node_kind IS 'Internal: a relation''s kind in the lineage graph.';
+
+COMMENT ON FUNCTION pgmart._node_key IS 'Internal: a relation''s node in the lineage graph (a partition is its root).';
+
+COMMENT ON FUNCTION pgmart._age_text IS 'Internal: an age as people say it (12 min).';
+
+COMMENT ON FUNCTION pgmart._dashboards_downstream IS 'Internal: the dashboards downstream of a relation, for alert payloads.';
 
 SELECT pgmart._wake_launcher();
 

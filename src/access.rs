@@ -16,15 +16,21 @@ fn statements(role: &str, access: &str) -> Result<Vec<String>, PgMartError> {
     ];
     Ok(match access {
         // A team role: registers and manages its own jobs, sets, checks, metrics and rules.
-        "user" => usage,
+        "user" => {
+            let mut v = usage;
+            v.push(format!("GRANT SELECT ON pgmart.trust TO {r}"));
+            v
+        }
         // A BI role: reads freshness, metrics (their views and metric_values) and its checks' status.
         "reader" => {
             let mut v = usage;
             v.push(format!("GRANT SELECT ON pgmart.freshness TO {r}"));
+            v.push(format!("GRANT SELECT ON pgmart.trust TO {r}"));
             v
         }
         "none" => vec![
             format!("REVOKE SELECT ON pgmart.freshness FROM {r}"),
+            format!("REVOKE SELECT ON pgmart.trust FROM {r}"),
             format!("REVOKE USAGE ON SCHEMA pgmart_metric_columns FROM {r}"),
             format!("REVOKE USAGE ON SCHEMA pgmart_metrics FROM {r}"),
             format!("REVOKE USAGE ON SCHEMA pgmart FROM {r}"),

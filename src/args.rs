@@ -38,6 +38,50 @@ unsafe impl<'fcx> ArgAbi<'fcx> for RegClass {
 
 pgrx::impl_sql_translatable!(RegClass, arg_only = "regclass");
 
+/// A `regclass[]` argument: just the OIDs (NULL elements kept as None), each checked by
+/// [`relations`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegClassArray(pub Vec<Option<pg_sys::Oid>>);
+
+impl FromDatum for RegClassArray {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _typoid: pg_sys::Oid) -> Option<Self> {
+        unsafe { Vec::<Option<pg_sys::Oid>>::from_polymorphic_datum(datum, is_null, pg_sys::OIDOID) }.map(RegClassArray)
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RegClassArray {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum::<RegClassArray>() }
+            .unwrap_or_else(|| PgMartError::null_argument(&format!("${}", index + 1)).raise())
+    }
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum::<RegClassArray>() }.into()
+    }
+}
+
+pgrx::impl_sql_translatable!(RegClassArray, arg_only = "regclass[]");
+
+/// The OIDs of a `regclass[]` argument (NULL: none), each as [`relation`] checks it; 22004 for a
+/// NULL element.
+pub fn relations(arg: Option<RegClassArray>, name: &str) -> Vec<pg_sys::Oid> {
+    arg.map(|a| a.0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| {
+            let o = o.unwrap_or_else(|| {
+                PgMartError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                    format!("argument \"{name}\" must not contain NULL elements"),
+                )
+                .hint(format!("List the relations in {name} without NULLs."))
+                .raise()
+            });
+            relation(Some(RegClass(o)), name)
+        })
+        .collect()
+}
+
 /// The OID of a required `regclass` argument: 22004 when NULL, 42P01 when no relation has that
 /// OID (any more). The relation is locked (ACCESS SHARE, until the transaction ends) before it is
 /// looked at, as PostgreSQL locks the relations a statement names, so it cannot be dropped

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod args;
 pub mod checks;
 pub mod compat;
+pub mod dashboards;
 pub mod error;
 pub mod follow;
 pub mod fragment;
@@ -54,6 +55,7 @@ extension_sql_file!(
     name = "health_catalog",
     requires = ["jobs_catalog", "alerts_catalog", health::api::_health_settings, health::api::_query_health]
 );
+extension_sql_file!("../sql/dashboards.sql", name = "dashboards_catalog", requires = ["jobs_catalog", "refresh_catalog", "rollups_catalog", "alerts_catalog", "checks_catalog", "metrics_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Every job kind: the engine runs a job through the one whose name matches its `kind`.
@@ -73,6 +75,7 @@ pub static REGISTRATIONS: &[owners::Registration] = &[
     owners::Registration { prefix: "check", forget: checks::exec::forget },
     owners::Registration { prefix: "rule", forget: alerts::exec::forget_anchor },
     owners::Registration { prefix: "metric", forget: metrics::exec::forget },
+    owners::Registration { prefix: "dashboard", forget: dashboards::exec::forget },
 ];
 
 /// Every registration on a relation, and how it follows that relation by name (see `follow`).

@@ -303,7 +303,7 @@ fn decode_rows<T: DeserializeOwned>(value: Option<pgrx::JsonB>) -> Vec<T> {
 
 /// Run a query (a SELECT, or DML with RETURNING) and decode every row (as `to_jsonb(row)`) into `T`.
 pub fn rows<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T> {
-    decode_rows(pinned(|| Spi::get_one_with_args(&rows_as_json(query), args).unwrap_or_else(|e| spi_failure(e))))
+    decode_rows(pinned(|| first_value::<pgrx::JsonB>(&rows_as_json(query), args, 0, true).1))
 }
 
 thread_local! {
@@ -369,9 +369,8 @@ pub fn column<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Vec<T>
     let wrapped = format!(
         "WITH q(x) AS ({query}) SELECT coalesce(pg_catalog.jsonb_agg(x), '[]'::pg_catalog.jsonb) FROM q"
     );
-    let value: pgrx::JsonB = pinned(|| Spi::get_one_with_args(&wrapped, args))
-        .unwrap_or_else(|e| spi_failure(e))
-        .unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
+    let value: pgrx::JsonB =
+        pinned(|| first_value::<pgrx::JsonB>(&wrapped, args, 0, true).1).unwrap_or_else(|| pgrx::JsonB(serde_json::json!([])));
     serde_json::from_value(value.0)
         .unwrap_or_else(|e| PgMartError::catalog(format!("pgmart: cannot read a catalog column: {e}")).raise())
 }
@@ -383,16 +382,69 @@ pub fn row<T: DeserializeOwned>(query: &str, args: &[DatumWithOid]) -> Option<T>
 
 /// First column of the first row.
 pub fn one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid]) -> Option<T> {
-    match pinned(|| Spi::get_one_with_args::<T>(query, args)) {
-        Ok(v) => v,
-        Err(pgrx::spi::Error::InvalidPosition) => None,
-        Err(e) => spi_failure(e),
-    }
+    pinned(|| first_value::<T>(query, args, 1, true).1)
 }
 
 /// Run a statement for its effect.
 pub fn exec(query: &str, args: &[DatumWithOid]) {
-    pinned(|| Spi::run_with_args(query, args)).unwrap_or_else(|e| spi_failure(e))
+    pinned(|| first_value::<bool>(query, args, 0, false));
+}
+
+/// Run `query` through SPI in read-write mode (it sees this transaction's earlier changes and may
+/// write) without asking for a transaction id first: PostgreSQL assigns one only if something is
+/// written. (pgrx's `Spi::get_one_with_args` and `Spi::run` assign one up front: on a standby that
+/// is XX000 "cannot assign TransactionIds during recovery", and on a primary every read would burn
+/// an xid.) Returns the rows processed and the first column of the first row, when the statement
+/// returns rows and `read` asks for it (copied out of SPI's memory before it is freed). `limit` 0
+/// means no limit.
+fn first_value<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid], limit: i64, read: bool) -> (u64, Option<T>) {
+    let cquery = std::ffi::CString::new(query)
+        .unwrap_or_else(|_| PgMartError::catalog("pgmart: a query text holds a NUL byte").raise());
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let mut values: Vec<pg_sys::Datum> =
+        args.iter().map(|a| a.datum().map(|d| d.sans_lifetime()).unwrap_or(pg_sys::Datum::from(0))).collect();
+    let nulls: Vec<std::os::raw::c_char> =
+        args.iter().map(|a| if a.datum().is_some() { b' ' as std::os::raw::c_char } else { b'n' as std::os::raw::c_char }).collect();
+    unsafe {
+        let outer = pg_sys::CurrentMemoryContext;
+        if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+            PgMartError::catalog("pgmart: SPI_connect failed").raise();
+        }
+        pg_sys::SPI_tuptable = std::ptr::null_mut();
+        let rc = pg_sys::SPI_execute_with_args(
+            cquery.as_ptr(),
+            args.len() as i32,
+            if args.is_empty() { std::ptr::null_mut() } else { types.as_mut_ptr() },
+            if args.is_empty() { std::ptr::null_mut() } else { values.as_mut_ptr() },
+            if args.is_empty() { std::ptr::null() } else { nulls.as_ptr() },
+            false,
+            limit,
+        );
+        if rc < 0 {
+            pg_sys::SPI_finish();
+            PgMartError::catalog(format!("pgmart: a catalog query failed (SPI status {rc})")).raise();
+        }
+        let processed = pg_sys::SPI_processed;
+        let table = pg_sys::SPI_tuptable;
+        let mut value = None;
+        if read && !table.is_null() && processed > 0 && (*(*table).tupdesc).natts >= 1 {
+            let typoid = pg_sys::SPI_gettypeid((*table).tupdesc, 1);
+            if !T::is_compatible_with(typoid) {
+                pg_sys::SPI_finish();
+                PgMartError::catalog(format!(
+                    "pgmart: a catalog query returned type {} where {} was expected",
+                    u32::from(typoid),
+                    u32::from(T::type_oid())
+                ))
+                .raise();
+            }
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut isnull);
+            value = T::from_datum_in_memory_context(pgrx::PgMemoryContexts::For(outer), datum, isnull, typoid);
+        }
+        pg_sys::SPI_finish();
+        (processed, value)
+    }
 }
 
 /// `DROP VIEW` of a qualified, quoted name when it exists, without `IF EXISTS`'s NOTICE ("view
@@ -429,7 +481,7 @@ pub fn relation(oid: pg_sys::Oid) -> Option<Relation> {
 
 /// Run a statement and return the number of rows it processed.
 pub fn exec_count(query: &str, args: &[DatumWithOid]) -> u64 {
-    pinned(|| Spi::connect_mut(|c| c.update(query, None, args).map(|t| t.len() as u64))).unwrap_or_else(|e| spi_failure(e))
+    pinned(|| first_value::<bool>(query, args, 0, false).0)
 }
 
 /// Run a statement without a row limit (PostgreSQL disables parallel query for any executor run

@@ -340,3 +340,21 @@ CREATE TABLE pgmart.query_sample (
 );
 CREATE INDEX query_sample_key_idx ON pgmart.query_sample (userid, queryid, toplevel, sampled_at);
 COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
+-- Dashboards (new in 0.2.0): their catalog, as sql/dashboards.sql makes it.
+CREATE TABLE pgmart.dashboard (
+    dashboard_id  bigserial UNIQUE,
+    name          text PRIMARY KEY CHECK (name OPERATOR(pg_catalog.<>) ''),
+    owner         text NOT NULL,
+    description   text NOT NULL,
+    metrics       text[] NOT NULL DEFAULT '{}',
+    sources       regclass[] NOT NULL DEFAULT '{}',
+    caveats       text,
+    url           text,
+    -- A case-insensitive POSIX regular expression that finds the dashboard's statements in
+    -- pg_stat_statements (pgmart.query_health).
+    query_pattern text,
+    anchor        regclass NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';

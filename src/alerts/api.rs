@@ -24,6 +24,7 @@ fn add_alert_rule(
     payload_columns: default!(Option<Vec<Option<String>>>, "NULL"),
     on_update: default!(Option<bool>, false),
 ) -> i64 {
+    crate::jobs::api::require_primary("add an alert rule");
     let name = required(name, "name");
     let target = args::relation(target, "target");
     exec::add_rule(exec::NewRule {
@@ -39,11 +40,13 @@ fn add_alert_rule(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_alert_rule(name: Option<&str>) {
+    crate::jobs::api::require_primary("drop an alert rule");
     exec::drop_rule(required(name, "name"))
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn ack_alert(alert_id: Option<i64>, note: default!(Option<&str>, "NULL")) -> bool {
+    crate::jobs::api::require_primary("acknowledge an alert");
     exec::ack(required(alert_id, "alert_id"), note)
 }
 

@@ -55,6 +55,24 @@ pub fn raise_health(h: Health) -> Option<i64> {
         alert_id: i64,
         updated: bool,
     }
+    // Whom it affects: the dashboards downstream of the check's table, the refreshed view or the
+    // rollup (with their owners), so the alert names the people to tell.
+    let mut h = h;
+    if h.check_id.is_some() || h.job_id.is_some() {
+        let dashboards = sql::as_catalog_owner(|| {
+            sql::one::<pgrx::JsonB>(
+                "SELECT pgmart._dashboards_downstream(x.rel) FROM (SELECT coalesce( \
+                        (SELECT c.target::pg_catalog.oid FROM pgmart.\"check\" c WHERE c.check_id OPERATOR(pg_catalog.=) $1), \
+                        (SELECT v.view::pg_catalog.oid FROM pgmart.refresh_view v WHERE v.job_id OPERATOR(pg_catalog.=) $2), \
+                        (SELECT r.rel::pg_catalog.oid FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $2)) AS rel) x \
+                  WHERE x.rel IS NOT NULL",
+                &[h.check_id.into(), h.job_id.into()],
+            )
+        });
+        if let (Some(d), Value::Object(map)) = (dashboards, &mut h.payload) {
+            map.insert("dashboards".into(), d.0);
+        }
+    }
     let Raised { alert_id: id, updated } = sql::as_catalog_owner(|| {
         sql::row::<Raised>(
             &format!(

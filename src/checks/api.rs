@@ -19,6 +19,7 @@ fn add_check_0_2(
     where_clause: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) -> i64 {
+    crate::jobs::api::require_primary("add a check");
     let target = args::relation(target, "target");
     let kind = required(kind, "kind");
     let columns = args::names(columns, "columns").unwrap_or_default();
@@ -38,6 +39,7 @@ fn add_check_0_2(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_check(name: Option<&str>) {
+    crate::jobs::api::require_primary("drop a check");
     exec::drop(required(name, "name"))
 }
 
@@ -58,6 +60,7 @@ fn run_checks(
         name!(duration_ms, f64),
     ),
 > {
+    crate::jobs::api::require_primary("run checks");
     let oid = args::optional_relation(target, "target").map(|t| u32::from(t) as i64);
     let caller = crate::sql::role_name(crate::sql::caller());
     let results = exec::run(oid, &format!("run_checks by {caller}"));

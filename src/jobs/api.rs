@@ -399,6 +399,7 @@ fn schedule_sql_0_2(
 /// schedule and command (a NOTICE says what changed). Returns the job id.
 #[pg_extern(schema = "pgmart", name = "schedule", volatile)]
 fn schedule_named(job_name: Option<&str>, schedule: Option<&str>, command: Option<&str>) -> i64 {
+    require_primary("schedule a pgmart job");
     let (name, schedule, command) =
         (required(job_name, "job_name"), required(schedule, "schedule"), required(command, "command"));
     require_primary("schedule a pgmart job");
@@ -440,6 +441,7 @@ fn schedule_named(job_name: Option<&str>, schedule: Option<&str>, command: Optio
 /// pg_cron's `cron.schedule(schedule, command)`: a sql job named after its command.
 #[pg_extern(schema = "pgmart", name = "schedule", volatile)]
 fn schedule_unnamed(schedule: Option<&str>, command: Option<&str>) -> i64 {
+    require_primary("schedule a pgmart job");
     let (schedule, command) = (required(schedule, "schedule"), required(command, "command"));
     let words: Vec<&str> = command.split_whitespace().collect();
     let mut base = words.join(" ");
@@ -453,6 +455,7 @@ fn schedule_unnamed(schedule: Option<&str>, command: Option<&str>) -> i64 {
 /// pg_cron's `cron.unschedule(job_name)`: drops the caller's job of that name (as `drop_job`).
 #[pg_extern(schema = "pgmart", name = "unschedule", volatile)]
 fn unschedule_named(job_name: Option<&str>) -> bool {
+    require_primary("unschedule a pgmart job");
     drop_one(job_id_named(required(job_name, "job_name")));
     true
 }
@@ -460,6 +463,7 @@ fn unschedule_named(job_name: Option<&str>) -> bool {
 /// pg_cron's `cron.unschedule(job_id)`.
 #[pg_extern(schema = "pgmart", name = "unschedule", volatile)]
 fn unschedule_id(job_id: Option<i64>) -> bool {
+    require_primary("unschedule a pgmart job");
     drop_one(required(job_id, "job_id"));
     true
 }
@@ -513,6 +517,7 @@ fn run_job_named(job_name: Option<&str>) -> TableIterator<
         name!(message, Option<String>),
     ),
 > {
+    require_primary("run a pgmart job");
     run_one(job_id_named(required(job_name, "job_name")))
 }
 
@@ -549,6 +554,7 @@ fn pause_job(job_id: Option<i64>) {
 
 #[pg_extern(schema = "pgmart", name = "pause_job", volatile)]
 fn pause_job_named(job_name: Option<&str>) {
+    require_primary("pause a pgmart job");
     pause(job_id_named(required(job_name, "job_name")));
 }
 
@@ -565,6 +571,7 @@ fn resume_job(job_id: Option<i64>) {
 
 #[pg_extern(schema = "pgmart", name = "resume_job", volatile)]
 fn resume_job_named(job_name: Option<&str>) {
+    require_primary("resume a pgmart job");
     resume(job_id_named(required(job_name, "job_name")));
 }
 
@@ -615,6 +622,7 @@ fn alter_job_named(
     name: default!(Option<&str>, "NULL"),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
 ) {
+    require_primary("alter a pgmart job");
     let change = Alter { schedule, timezone, max_retries, retry_backoff, enabled, command, name, timeout };
     alter(job_id_named(required(job_name, "job_name")), change);
 }
@@ -707,6 +715,7 @@ fn drop_job(job_id: Option<i64>) {
 
 #[pg_extern(schema = "pgmart", name = "drop_job", volatile)]
 fn drop_job_named(job_name: Option<&str>) {
+    require_primary("drop a pgmart job");
     drop_one(job_id_named(required(job_name, "job_name")));
 }
 

@@ -21,6 +21,7 @@ fn register_metric(
     grain: default!(Option<&str>, "NULL"),
     allow_duplicate: default!(Option<bool>, false),
 ) -> i32 {
+    crate::jobs::api::require_primary("register a metric");
     let name = required(name, "name");
     let source = args::relation(source, "source");
     exec::register(exec::NewMetric {
@@ -39,11 +40,13 @@ fn register_metric(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn deprecate_metric(name: Option<&str>, replaced_by: default!(Option<&str>, "NULL")) {
+    crate::jobs::api::require_primary("deprecate a metric");
     exec::deprecate(required(name, "name"), replaced_by)
 }
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn drop_metric(name: Option<&str>) {
+    crate::jobs::api::require_primary("drop a metric");
     exec::drop_metric(required(name, "name"))
 }
 

@@ -51,6 +51,7 @@ fn schedule_refresh_0_2(
     timeout: default!(Option<Interval>, "NULL"),
     cascade: default!(Option<bool>, "NULL"),
 ) -> i64 {
+    crate::jobs::api::require_primary("schedule a refresh");
     let schedule = required(schedule, "schedule");
     let info = checked_view(view, "schedule_refresh");
     crate::jobs::api::check_timeout(timeout);
@@ -176,6 +177,7 @@ fn schedule_refresh_0_2(
 
 #[pg_extern(schema = "pgmart", volatile)]
 fn unschedule_refresh(view: Option<RegClass>) {
+    crate::jobs::api::require_primary("unschedule a refresh");
     let oid = args::relation(view, "view");
     let name = args::relation_text(oid);
     let oid = i64::from(u32::from(oid));
