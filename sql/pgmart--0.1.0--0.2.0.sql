@@ -314,7 +314,6 @@ CREATE TABLE pgmart.rollup_invalidation (
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
 
-<<<<<<< HEAD
 -- Health (new in 0.2.0): the health job kind, tables registered for maintenance and the
 -- pg_stat_statements samples, as sql/jobs.sql and sql/health.sql make them.
 ALTER TABLE pgmart.job DROP CONSTRAINT job_kind_check,
@@ -346,7 +345,6 @@ CREATE TABLE pgmart.query_sample (
 );
 CREATE INDEX query_sample_key_idx ON pgmart.query_sample (userid, queryid, toplevel, sampled_at);
 COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
-=======
 -- Dashboards (new in 0.2.0): their catalog, as sql/dashboards.sql makes it.
 CREATE TABLE pgmart.dashboard (
     dashboard_id  bigserial UNIQUE,
@@ -365,7 +363,6 @@ CREATE TABLE pgmart.dashboard (
     changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
->>>>>>> main
 
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
@@ -435,73 +432,6 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
-<<<<<<< HEAD
-=======
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
-
-COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
-
-COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
-
--- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
--- log is pgmart's) by statements over the transition tables that compute only bucket starts of
--- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
--- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
--- and no role may create a trigger that calls it.
-CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
-
--- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
--- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
--- may read the rollup.
-
--- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
-CREATE VIEW pgmart.rollups WITH (security_barrier) AS
-SELECT r.name, r.job_id,
-       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
-            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
-       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
-       r.start_offset, r.end_offset, r.retention, r.realtime,
-       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
-       r.watermark,
-       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
-       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
-                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
-       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
-       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
-       j.schedule, j.next_run_at, j.enabled,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.rollup r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
-
-GRANT SELECT ON pgmart.rollups TO PUBLIC;
-
->>>>>>> main
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
@@ -615,42 +545,69 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
-<<<<<<< HEAD
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
-=======
-COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
-COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 
--- The checks, and their results, of the roles whose rights you have. A result whose check is gone
--- belongs to the role that owned the check when it ran.
-CREATE VIEW pgmart.checks WITH (security_barrier) AS
-SELECT c.check_id, c.name,
-       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
-            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
-       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
-  FROM pgmart."check" c
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+-- The capture trigger of every rollup (on its source and each partition): one row per distinct
+-- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
+-- log is pgmart's) by statements over the transition tables that compute only bucket starts of
+-- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
+-- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
+-- and no role may create a trigger that calls it.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+
+-- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
+-- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
+-- may read the rollup.
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.retention, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+
+GRANT SELECT ON pgmart.rollups TO PUBLIC;
+
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
-CREATE VIEW pgmart.check_results WITH (security_barrier) AS
-SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
-       r.sample, r.duration_ms, r.message, r.run_by
-  FROM pgmart.check_result r
-  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
->>>>>>> main
-
-GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
@@ -817,25 +774,6 @@ COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may 
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
-<<<<<<< HEAD
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
-=======
 COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.dashboard', '');
@@ -1203,17 +1141,15 @@ SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', db.name, 'owne
   FROM pgmart.dashboard db
  WHERE ('d:' OPERATOR(pg_catalog.||) db.name) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.key FROM down d))
 $$;
->>>>>>> main
 
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
-<<<<<<< HEAD
--- src/jobs/api.rs:605
+-- src/jobs/api.rs:595
 -- pgmart::jobs::api::alter_job
 CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
+	"job_id" bigint, /* Option < i64 > */
 	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
 	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
 	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
@@ -1225,171 +1161,71 @@ CREATE  FUNCTION pgmart."alter_job"(
 ) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-=======
--- src/jobs/api.rs:503
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:37
+-- pgmart::partitions::api::create_partition_set
+CREATE  FUNCTION pgmart."create_partition_set"(
+	"parent" regclass, /* Option < RegClass > */
+	"control_column" TEXT, /* Option < & str > */
+	"partition_interval" interval, /* Option < Interval > */
+	"premake" INT DEFAULT 4, /* Option < i32 > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"default_partition" bool DEFAULT true, /* Option < bool > */
+	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
->>>>>>> main
+AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
-<<<<<<< HEAD
--- src/health/api.rs:42
--- pgmart::health::api::unmaintain_table
-CREATE  FUNCTION pgmart."unmaintain_table"(
-	"table" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:708
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:76
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+-- src/metrics/api.rs:140
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
 	"name" TEXT, /* Option < & str > */
 	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"grain" TEXT DEFAULT NULL, /* Option < & str > */
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-=======
--- src/dashboards/api.rs:59
--- pgmart::dashboards::api::impact
-CREATE  FUNCTION pgmart."impact"(
-	"object" regclass /* Option < RegClass > */
 ) RETURNS TABLE (
-	"object" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"depth" INT,  /* i32 */
-	"owner" TEXT,  /* Option < String > */
-	"registered_by" TEXT,  /* Option < String > */
-	"url" TEXT  /* Option < String > */
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
 )
->>>>>>> main
-STABLE PARALLEL UNSAFE 
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'impact_wrapper';
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
-<<<<<<< HEAD
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
 ) RETURNS void
-VOLATILE 
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:162
+-- src/metrics/api.rs:165
 -- pgmart::metrics::api::metric_values
 CREATE  FUNCTION pgmart."metric_values"(
 	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
@@ -1415,88 +1251,118 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
-=======
->>>>>>> main
--- src/refresh/api.rs:196
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
 )
-VOLATILE 
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
-<<<<<<< HEAD
--- src/checks/api.rs:44
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:487
+-- src/jobs/api.rs:491
 -- pgmart::jobs::api::run_job
 CREATE OR REPLACE FUNCTION pgmart."run_job"(
 	"job_id" bigint /* Option < i64 > */
@@ -1516,7 +1382,99 @@ AS 'MODULE_PATHNAME', 'run_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:503
+-- src/jobs/api.rs:711
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:507
 -- pgmart::jobs::api::run_job
 CREATE  FUNCTION pgmart."run_job"(
 	"job_name" TEXT /* Option < & str > */
@@ -1532,22 +1490,23 @@ CREATE  FUNCTION pgmart."run_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
-=======
--- src/jobs/api.rs:566
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
->>>>>>> main
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
-<<<<<<< HEAD
--- src/alerts/api.rs:40
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:41
 -- pgmart::alerts::api::drop_alert_rule
 CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
 	"name" TEXT /* Option < & str > */
@@ -1559,31 +1518,14 @@ AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/health/api.rs:10
--- pgmart::health::api::schedule_health
-CREATE  FUNCTION pgmart."schedule_health"(
-	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
-	"name" TEXT DEFAULT 'table health', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
 
 /* </end connected objects> */
 
@@ -1597,46 +1539,6 @@ CREATE  FUNCTION pgmart."drop_rollup"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:51
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
 
 /* </end connected objects> */
 
@@ -1665,202 +1567,24 @@ AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:90
+-- src/metrics/api.rs:79
 -- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
 	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"grain" TEXT DEFAULT NULL, /* Option < & str > */
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
 ) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
+STABLE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:39
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
-) RETURNS TABLE (
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:49
--- pgmart::health::api::_health_settings
-CREATE  FUNCTION pgmart."_health_settings"() RETURNS TABLE (
-	"min_pages" INT,  /* i32 */
-	"dead_ratio" double precision,  /* f64 */
-	"dead_ratio_fail" double precision,  /* f64 */
-	"bloat_ratio" double precision,  /* f64 */
-	"bloat_ratio_fail" double precision,  /* f64 */
-	"stale_factor" double precision,  /* f64 */
-	"unused_index_min_bytes" bigint,  /* i64 */
-	"tuning_min_rows" double precision  /* f64 */
-)
-STRICT STABLE PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_health_settings_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:441
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:461
-=======
--- src/jobs/api.rs:454
->>>>>>> main
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:37
--- pgmart::partitions::api::create_partition_set
-CREATE  FUNCTION pgmart."create_partition_set"(
-	"parent" regclass, /* Option < RegClass > */
-	"control_column" TEXT, /* Option < & str > */
-	"partition_interval" interval, /* Option < Interval > */
-	"premake" INT DEFAULT 4, /* Option < i32 > */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"default_partition" bool DEFAULT true, /* Option < bool > */
-	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
-<<<<<<< HEAD
--- src/refresh/api.rs:177
+-- src/refresh/api.rs:178
 -- pgmart::refresh::api::unschedule_refresh
 CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
 	"view" regclass /* Option < RegClass > */
@@ -1868,252 +1592,11 @@ CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-=======
--- src/jobs/api.rs:561
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/access.rs:45
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
-) RETURNS TABLE (
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
->>>>>>> main
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
-<<<<<<< HEAD
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:30
--- pgmart::health::api::maintain_table
-CREATE  FUNCTION pgmart."maintain_table"(
-	"table" regclass, /* Option < RegClass > */
-	"vacuum" bool DEFAULT true, /* Option < bool > */
-	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
-	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:588
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:137
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
-=======
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
->>>>>>> main
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
-<<<<<<< HEAD
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:454
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:566
+-- src/jobs/api.rs:572
 -- pgmart::jobs::api::resume_job
 CREATE  FUNCTION pgmart."resume_job"(
 	"job_name" TEXT /* Option < & str > */
@@ -2145,6 +1628,71 @@ CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
 STRICT STABLE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_query_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:93
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:49
+-- pgmart::health::api::_health_settings
+CREATE  FUNCTION pgmart."_health_settings"() RETURNS TABLE (
+	"min_pages" INT,  /* i32 */
+	"dead_ratio" double precision,  /* f64 */
+	"dead_ratio_fail" double precision,  /* f64 */
+	"bloat_ratio" double precision,  /* f64 */
+	"bloat_ratio_fail" double precision,  /* f64 */
+	"stale_factor" double precision,  /* f64 */
+	"unused_index_min_bytes" bigint,  /* i64 */
+	"tuning_min_rows" double precision  /* f64 */
+)
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_health_settings_wrapper';
 
 COMMENT ON TABLE pgmart.maintained_table IS 'Tables the health job maintains (read them through pgmart.maintained_tables; change them through pgmart.maintain_table/unmaintain_table).';
 
@@ -2530,31 +2078,7 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-=======
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
->>>>>>> main
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:561
+-- src/jobs/api.rs:567
 -- pgmart::jobs::api::resume_job
 CREATE OR REPLACE FUNCTION pgmart."resume_job"(
 	"job_id" bigint /* Option < i64 > */
@@ -2566,61 +2090,171 @@ AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:177
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
 	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+	"command" TEXT /* Option < & str > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:708
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:456
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
 	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:10
+-- pgmart::health::api::schedule_health
+CREATE  FUNCTION pgmart."schedule_health"(
+	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
+	"name" TEXT DEFAULT 'table health', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:51
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:39
+-- src/access.rs:45
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
 -- pgmart::checks::api::drop_check
 CREATE OR REPLACE FUNCTION pgmart."drop_check"(
 	"name" TEXT /* Option < & str > */
@@ -2632,7 +2266,115 @@ AS 'MODULE_PATHNAME', 'drop_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:44
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:716
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:46
 -- pgmart::checks::api::run_checks
 CREATE OR REPLACE FUNCTION pgmart."run_checks"(
 	"target" regclass DEFAULT NULL /* Option < RegClass > */
@@ -2650,38 +2392,6 @@ CREATE OR REPLACE FUNCTION pgmart."run_checks"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
 
 /* </end connected objects> */
 
@@ -2706,447 +2416,27 @@ AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:137
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:162
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"metric" TEXT,  /* Option < String > */
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
-<<<<<<< HEAD
--- src/lib.rs:57
-=======
--- src/jobs/api.rs:461
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:605
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
 	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
 	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
 	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
-	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:588
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:487
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:76
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:90
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:53
->>>>>>> main
+-- src/lib.rs:59
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -3545,11 +2835,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-<<<<<<< HEAD
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_health_settings,_query_health}'::pg_catalog.name[]))
-=======
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root}'::pg_catalog.name[]))
->>>>>>> main
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_health_settings,_query_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;
