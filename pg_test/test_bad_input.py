@@ -119,6 +119,7 @@ SELECT pgmart.add_alert_rule('existing_rule', 'bi.watched', 'v < 0');
 INSERT INTO bi.watched VALUES (1, -1);
 SELECT pgmart.create_partition_set('bi.ev', 'at', '1 day');
 SELECT pgmart.schedule_refresh('bi.mv', '1 hour');
+SELECT pgmart.register_dashboard('existing dashboard', 'team', 'Reads bi.plain', metrics => ARRAY['existing_metric'], sources => ARRAY['bi.plain'::regclass]);
 """
 
 IDS = {
@@ -232,6 +233,11 @@ REQUIRED = {
     "create_rollup": {"name": "'bi.n_rollup'", "source": "'bi.plain'", "time_column": "'at'", "bucket": "'1 hour'"},
     "refresh_rollup": {"name": "'bi.n_rollup'"},
     "drop_rollup": {"name": "'bi.n_rollup'"},
+    "maintain_table": {"table": "'bi.plain'"},
+    "unmaintain_table": {"table": "'bi.plain'"},
+    "register_dashboard": {"name": "'n dashboard'", "owner": "'team'", "description": "'d'"},
+    "drop_dashboard": {"name": "'existing dashboard'"},
+    "impact": {"object": "'bi.plain'"},
 }
 # Overloads: the same function under another signature (by job name as well as id; pg_cron's).
 OVERLOADS = {
@@ -248,7 +254,7 @@ OVERLOADS = {
 }
 # Public functions without required arguments (and the aggregates, for which NULL is data).
 NO_REQUIRED = {"refresh_due", "worker_status", "run_checks", "run_partition_maintenance",
-               "run_partition_maintenance_proc"}
+               "run_partition_maintenance_proc", "schedule_health", "lineage", "lineage_mermaid"}
 AGGREGATES = {"duplicate_keys", "orphan_keys", "smallest_keys", "smallest_values"}
 PROCEDURES = {"run_partition_maintenance_proc"}
 
@@ -261,18 +267,18 @@ def typed_null(fn, arg, req):
 for fn, req in [(f, r) for f, r in REQUIRED.items()] + [(f, r) for f, rs in OVERLOADS.items() for r in rs]:
     sig = "-".join(req)
     for arg in req:
-        args = ", ".join(f"{a} => {typed_null(fn, a, req) if a == arg else v}" for a, v in req.items())
+        args = ", ".join(f"\"{a}\" => {typed_null(fn, a, req) if a == arg else v}" for a, v in req.items())
         case(f"null-{fn}-{sig}-{arg}", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg=f'argument "{arg}"')
     # Every required argument NULL at once: the first one is named.
     if len(req) > 1:
-        args = ", ".join(f"{a} => {typed_null(fn, a, req)}" for a in req)
+        args = ", ".join(f"\"{a}\" => {typed_null(fn, a, req)}" for a in req)
         case(f"null-{fn}-{sig}-all", f"SELECT * FROM pgmart.{fn}({args})", "22004", msg="must not be NULL")
 # ... and as a non-superuser (the rule holds before any privilege check).
 for fn in ["schedule_sql", "drop_job", "create_partition_set", "add_check", "register_metric", "add_alert_rule",
            "ack_alert", "grant_access", "unschedule_refresh", "drop_partition_set"]:
     req = REQUIRED[fn]
     arg = next(iter(req))
-    args = ", ".join(f"{a} => {'NULL' if a == arg else v}" for a, v in req.items())
+    args = ", ".join(f"\"{a}\" => {'NULL' if a == arg else v}" for a, v in req.items())
     case(f"null-as-user-{fn}", f"SELECT * FROM pgmart.{fn}({args})", "22004", user="bi_user", msg=arg)
 
 # NULL for an argument that has a default means that default.
@@ -392,6 +398,29 @@ case("rollup-measures-scalar", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.p
      "22023", msg="JSON object")
 case("rollup-missing", "SELECT pgmart.refresh_rollup('bi.no_such_rollup')", "42704")
 case("rollup-drop-missing", "SELECT pgmart.drop_rollup('no such rollup')", "42704")
+case("health-level-bad", "SELECT pgmart.schedule_health(alert_level => 'loud')", "22023", msg="alert_level")
+case("health-schedule-bad", "SELECT pgmart.schedule_health('every now and then')", "22023")
+case("maintain-view", "SELECT pgmart.maintain_table('bi.v')", "42809")
+case("maintain-missing-oid", "SELECT pgmart.maintain_table(999999::regclass)", "42P01")
+case("unmaintain-not-registered", "SELECT pgmart.unmaintain_table('bi.plain')", "42704")
+case("dashboard-name-empty", "SELECT pgmart.register_dashboard('', 'o', 'd')", "22023", msg="dashboard name")
+case("dashboard-name-control", "SELECT pgmart.register_dashboard(E'a\\nb', 'o', 'd')", "22023", msg="dashboard name")
+case("dashboard-owner-blank", "SELECT pgmart.register_dashboard('x', '  ', 'd')", "22023", msg="owner")
+case("dashboard-metric-missing", "SELECT pgmart.register_dashboard('x', 'o', 'd', metrics => '{no_such_metric}')", "42704")
+case("dashboard-metric-null", "SELECT pgmart.register_dashboard('x', 'o', 'd', metrics => ARRAY[NULL]::text[])", "22004")
+case("dashboard-source-null", "SELECT pgmart.register_dashboard('x', 'o', 'd', sources => ARRAY[NULL]::regclass[])", "22004")
+case("dashboard-source-missing-oid", "SELECT pgmart.register_dashboard('x', 'o', 'd', sources => ARRAY[999999::oid::regclass])", "42P01")
+case("dashboard-source-index", "SELECT pgmart.register_dashboard('x', 'o', 'd', sources => ARRAY['pg_class_oid_index'::regclass])", "42809")
+case("dashboard-url-javascript", "SELECT pgmart.register_dashboard('x', 'o', 'd', url => 'javascript:alert(1)')", "22023", msg="url")
+case("dashboard-pattern-bad", "SELECT pgmart.register_dashboard('x', 'o', 'd', query_pattern => '(')", "2201B")
+case("dashboard-drop-missing", "SELECT pgmart.drop_dashboard('no such dashboard')", "42704")
+case("dashboard-name-leading-space", "SELECT pgmart.register_dashboard(' odd; DROP TABLE bi.plain --x'::text || '\"', 'o', 'd')", "22023")
+case("dashboard-odd-quotes-ok", "SELECT pgmart.register_dashboard('Ünïcode \"dash\"; DROP TABLE bi.plain; --', 'o', 'd', sources => ARRAY['bi.plain'::regclass])",
+     "ok", check="SELECT count(*) = 1 FROM pgmart.dashboards WHERE name LIKE 'Ünïcode%'")
+case("lineage-missing-oid", "SELECT * FROM pgmart.lineage(999999::oid::regclass)", "42P01")
+case("impact-missing-oid", "SELECT * FROM pgmart.impact(999999::oid::regclass)", "42P01")
+case("mermaid-missing-oid", "SELECT pgmart.lineage_mermaid(999999::oid::regclass)", "42P01")
+case("lineage-odd-table-ok", f"SELECT count(*) >= 0 FROM pgmart.lineage('{ODD}')", "ok", check="SELECT true")
 case("metric_values-several-empty", "SELECT * FROM pgmart.metric_values('{}'::text[], '2024-01-01', '2024-02-01')", "22023")
 case("deprecate-replaced-by-missing", "SELECT pgmart.deprecate_metric('existing_metric', 'no_such_metric')", "42704")
 

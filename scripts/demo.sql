@@ -98,6 +98,16 @@ SELECT pgmart.schedule_sql('weekly_vacuum', 'VACUUM (ANALYZE) orders', '0 4 * * 
 SELECT pgmart.schedule_sql('runaway_report', 'SELECT pg_sleep(60)', '1 hour', start_at => now(),
                            timeout => '2 seconds', max_retries => 0) AS job_id;
 
+-- Table health: a mass update without vacuum leaves half the rows dead; the health job (in a
+-- runner, as the table's owner) vacuums it and rebuilds its bloated index, since its owner asked.
+CREATE TABLE stock (sku int PRIMARY KEY, qty int);
+INSERT INTO stock SELECT g, 0 FROM generate_series(1, 50000) g;
+CREATE INDEX stock_qty ON stock (qty);
+ANALYZE stock;
+UPDATE stock SET qty = qty + 1;
+ANALYZE stock;
+SELECT pgmart.maintain_table('stock');
+SELECT pgmart.schedule_health('5 seconds') AS job_id;
 -- A dashboard: who owns it, what it shows, what it reads; pgmart.trust then answers for it, and
 -- alerts about anything upstream name it.
 SELECT pgmart.register_dashboard('Sales overview', 'ana@shop.example', 'Revenue per day and week, by order status',

@@ -40,6 +40,9 @@ SELECT pgmart.refresh_rollup('events_hourly')->>'message' AS refresh;
 \echo '== a job by name, as pg_cron users write it: run it now, then unschedule it =='
 SELECT status, duration_ms > 0 AS ran FROM pgmart.run_job('refresh-customers-stats');
 SELECT pgmart.unschedule('refresh-customers-stats');
+\echo '== table health: what needs attention, and what the health job did to the table its owner registered =='
+SELECT relid, index, status, problems, suggestion FROM pgmart.table_health WHERE status <> 'ok' ORDER BY relid::text, index::text;
+SELECT relid, last_maintained_at IS NOT NULL AS maintained, last_actions->'commands' AS commands FROM pgmart.maintained_tables;
 \echo '== pgmart.freshness: what BI tools read =='
 SELECT object, last_refreshed_at IS NOT NULL AS refreshed, round(extract(epoch FROM age)::numeric, 1) AS age_s, slo, stale, last_status
   FROM pgmart.freshness ORDER BY object;

@@ -268,6 +268,23 @@ SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
            AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
          GROUP BY 1, 2) x
 UNION ALL
+-- The health job's verdicts (pgmart.schedule_health): a table with stale statistics, never analyzed,
+-- bloated or full of dead rows, and a dashboard whose statements regressed.
+SELECT pgmart._node_key(pg_catalog.to_regclass(al.target)::pg_catalog.oid), 'warn',
+       'table health: ' OPERATOR(pg_catalog.||) coalesce(al.payload OPERATOR(pg_catalog.->>) 'reason', al.source_name)
+  FROM pgmart.alert al
+ WHERE al.source_kind OPERATOR(pg_catalog.=) 'table_health' AND al.acked_at IS NULL AND al.resolved_at IS NULL
+   AND al.payload OPERATOR(pg_catalog.->>) 'kind' IS DISTINCT FROM 'index'
+   AND (al.payload OPERATOR(pg_catalog.->) 'problems') OPERATOR(pg_catalog.?|)
+       ARRAY['stale_statistics', 'never_analyzed', 'bloat', 'dead_tuples']::pg_catalog.text[]
+   AND pg_catalog.to_regclass(al.target) IS NOT NULL
+UNION ALL
+SELECT 'd:' OPERATOR(pg_catalog.||) al.source_name, 'warn',
+       'its statements got slower: ' OPERATOR(pg_catalog.||) coalesce(al.payload OPERATOR(pg_catalog.->>) 'reason', 'query regressed')
+  FROM pgmart.alert al
+ WHERE al.source_kind OPERATOR(pg_catalog.=) 'dashboard' AND al.acked_at IS NULL AND al.resolved_at IS NULL
+   AND al.payload OPERATOR(pg_catalog.->>) 'problem' OPERATOR(pg_catalog.=) 'query regressed'
+UNION ALL
 SELECT 'm:' OPERATOR(pg_catalog.||) m.name, 'warn',
        'deprecated' OPERATOR(pg_catalog.||) coalesce(', replaced by ' OPERATOR(pg_catalog.||) m.replaced_by, '')
   FROM pgmart.metric m

@@ -204,6 +204,15 @@ COMMENT ON FUNCTION pgmart._bound_epoch IS 'Internal: a range partition bound as
 COMMENT ON FUNCTION pgmart._partition_bounds IS 'Internal: every partition of a table with its catalog bounds.';
 COMMENT ON FUNCTION pgmart._now_epoch IS 'Internal: now as epoch seconds of the column type in a time zone.';
 
+-- health
+COMMENT ON FUNCTION pgmart.schedule_health IS
+  'Schedule the health job (one per name; again with the same name changes it): alerts on tables and indexes at alert_level (fail or warn), ANALYZE of partitioned tables whose partitions changed, maintenance of the tables registered with pgmart.maintain_table, and pg_stat_statements samples for pgmart.query_health. Returns the job id.';
+COMMENT ON FUNCTION pgmart.maintain_table IS
+  'Ask the health job to maintain a table you own: VACUUM (ANALYZE) it when its dead rows pass pgmart.health_dead_ratio, REINDEX INDEX CONCURRENTLY its bloated B-tree indexes, and (autovacuum_tuning) apply the autovacuum settings pgmart.table_health suggests, recording the previous values. Calling it again changes the choices.';
+COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the storage parameters the health job set on it are put back (unless changed since).';
+COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
+COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
+
 -- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
 CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -266,7 +275,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;

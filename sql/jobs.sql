@@ -30,7 +30,7 @@ CREATE TABLE pgmart.job (
     job_id               bigserial PRIMARY KEY,
     name                 text NOT NULL UNIQUE,
     kind                 text NOT NULL
-                         CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot']::pg_catalog.text[])),
+                         CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot', 'health']::pg_catalog.text[])),
     target               text,
     schedule             text NOT NULL,
     timezone             text NOT NULL DEFAULT 'UTC',

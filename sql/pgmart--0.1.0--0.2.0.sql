@@ -314,6 +314,37 @@ CREATE TABLE pgmart.rollup_invalidation (
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
 
+-- Health (new in 0.2.0): the health job kind, tables registered for maintenance and the
+-- pg_stat_statements samples, as sql/jobs.sql and sql/health.sql make them.
+ALTER TABLE pgmart.job DROP CONSTRAINT job_kind_check,
+    ADD CONSTRAINT job_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot', 'health']::pg_catalog.text[]));
+CREATE TABLE pgmart.maintained_table (
+    relid             regclass PRIMARY KEY,
+    vacuum            boolean NOT NULL,
+    reindex_bloated   boolean NOT NULL,
+    autovacuum_tuning boolean NOT NULL,
+    tuned             jsonb NOT NULL DEFAULT '{}'::pg_catalog.jsonb,
+    registered_by     oid NOT NULL,
+    registered_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_maintained_at timestamptz,
+    last_actions      jsonb
+);
+COMMENT ON TABLE pgmart.maintained_table IS 'Tables the health job maintains (read them through pgmart.maintained_tables; change them through pgmart.maintain_table/unmaintain_table).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.maintained_table', '');
+CREATE TABLE pgmart.query_sample (
+    sampled_at  timestamptz NOT NULL,
+    userid      oid NOT NULL,
+    queryid     bigint NOT NULL,
+    toplevel    boolean NOT NULL,
+    calls       bigint NOT NULL,
+    total_ms    double precision NOT NULL,
+    rows        bigint NOT NULL,
+    blks_read   bigint NOT NULL,
+    dashboard   text
+);
+CREATE INDEX query_sample_key_idx ON pgmart.query_sample (userid, queryid, toplevel, sampled_at);
+COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
 -- Dashboards (new in 0.2.0): their catalog, as sql/dashboards.sql makes it.
 CREATE TABLE pgmart.dashboard (
     dashboard_id  bigserial UNIQUE,
@@ -401,6 +432,165 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
+COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+
+-- The capture trigger of every rollup (on its source and each partition): one row per distinct
+-- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
+-- log is pgmart's) by statements over the transition tables that compute only bucket starts of
+-- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
+-- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
+-- and no role may create a trigger that calls it.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+
+-- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
+-- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
+-- may read the rollup.
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.retention, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+
+GRANT SELECT ON pgmart.rollups TO PUBLIC;
+
+COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
+
+-- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
+-- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
+CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN b IS NULL THEN NULL
+            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
+            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'date'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
+            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
+$$;
+
+-- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
+CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
+RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
+               lower_key double precision, upper_key double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT c.oid,
+       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
+                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
+            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
+            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
+       m IS NULL,
+       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
+       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
+ WHERE i.inhparent OPERATOR(pg_catalog.=) parent
+$$;
+
+CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
+            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
+$$;
+
+-- The partitions of a table: for whoever has its owner's rights or may read it.
+CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
+RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
+               size_bytes bigint, rows_estimate bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coltype text;
+BEGIN
+    IF parent IS NULL THEN
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
+                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
+                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
+        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
+    END IF;
+    -- The type of the partition key (a set's control column is its partition key).
+    coltype := coalesce(
+         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
+            FROM pg_catalog.pg_partitioned_table p
+            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
+            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
+    RETURN QUERY
+    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
+           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
+           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
+      FROM pgmart._partition_bounds(parent, coltype) b
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
+     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
+END
+$$;
+
+CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
+SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
+       s.retention_mode, s.timezone, s.job_id,
+       st.partitions_ahead, st.oldest_bound, st.newest_bound,
+       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
+          FROM pgmart._partition_bounds(s.parent, s.column_type) d
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
+          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
+         WHERE d.is_default) AS rows_in_default,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
+            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
+            THEN j.last_status ELSE s.last_status END AS last_status,
+       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
+       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.partition_set s
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
+               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
+               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
+          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
+
+GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
+
 COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
@@ -451,52 +641,6 @@ SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.
 COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
 
 GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
-
-COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
-
-COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
-
--- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
--- log is pgmart's) by statements over the transition tables that compute only bucket starts of
--- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
--- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
--- and no role may create a trigger that calls it.
-CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
-
--- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
--- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
--- may read the rollup.
-
--- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
-CREATE VIEW pgmart.rollups WITH (security_barrier) AS
-SELECT r.name, r.job_id,
-       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
-            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
-       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
-       r.start_offset, r.end_offset, r.retention, r.realtime,
-       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
-       r.watermark,
-       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
-       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
-                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
-       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
-       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
-       j.schedule, j.next_run_at, j.enabled,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.rollup r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
-
-GRANT SELECT ON pgmart.rollups TO PUBLIC;
 
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
@@ -657,119 +801,6 @@ SELECT v.name, v.version, v.definition, v.changed_by, v.changed_at, v.change_sum
 COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may see: the definition, who changed it, when, and what changed.';
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
-
-COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
-
--- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
--- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
-CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN b IS NULL THEN NULL
-            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
-            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'date'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
-            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
-$$;
-
--- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
-CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
-RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
-               lower_key double precision, upper_key double precision)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT c.oid,
-       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
-                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
-            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
-            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
-       m IS NULL,
-       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
-       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
-  FROM pg_catalog.pg_inherits i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
- WHERE i.inhparent OPERATOR(pg_catalog.=) parent
-$$;
-
-CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
-            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
-$$;
-
--- The partitions of a table: for whoever has its owner's rights or may read it.
-CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
-RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
-               size_bytes bigint, rows_estimate bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    coltype text;
-BEGIN
-    IF parent IS NULL THEN
-        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
-            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
-        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
-            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
-                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
-                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
-        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
-    END IF;
-    -- The type of the partition key (a set's control column is its partition key).
-    coltype := coalesce(
-         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
-            FROM pg_catalog.pg_partitioned_table p
-            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
-                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
-            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
-    RETURN QUERY
-    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
-           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
-           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
-      FROM pgmart._partition_bounds(parent, coltype) b
-      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
-     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
-END
-$$;
-
-CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
-SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
-       s.retention_mode, s.timezone, s.job_id,
-       st.partitions_ahead, st.oldest_bound, st.newest_bound,
-       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
-          FROM pgmart._partition_bounds(s.parent, s.column_type) d
-          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
-          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
-         WHERE d.is_default) AS rows_in_default,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
-            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
-            THEN j.last_status ELSE s.last_status END AS last_status,
-       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
-       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.partition_set s
-  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN LATERAL (
-        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
-               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
-               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
-          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
-
-GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
 COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
 
@@ -1153,249 +1184,128 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:45
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
-) RETURNS TABLE (
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:555
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:711
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
 	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:178
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:198
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
 ) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
+	"parent" TEXT,  /* String */
 	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
 )
 STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:595
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:79
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+-- src/metrics/api.rs:140
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
 	"name" TEXT, /* Option < & str > */
 	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"grain" TEXT DEFAULT NULL, /* Option < & str > */
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+-- src/health/api.rs:10
+-- pgmart::health::api::schedule_health
+CREATE  FUNCTION pgmart."schedule_health"(
+	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
+	"name" TEXT DEFAULT 'table health', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
 	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
-VOLATILE  
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:471
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+-- src/rollups/api.rs:10
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:491
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
 	"job_id" bigint,  /* i64 */
 	"name" TEXT,  /* String */
 	"kind" TEXT,  /* String */
@@ -1404,9 +1314,84 @@ CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
 	"duration_ms" double precision,  /* f64 */
 	"message" TEXT  /* Option < String > */
 )
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:49
+-- pgmart::health::api::_health_settings
+CREATE  FUNCTION pgmart."_health_settings"() RETURNS TABLE (
+	"min_pages" INT,  /* i32 */
+	"dead_ratio" double precision,  /* f64 */
+	"dead_ratio_fail" double precision,  /* f64 */
+	"bloat_ratio" double precision,  /* f64 */
+	"bloat_ratio_fail" double precision,  /* f64 */
+	"stale_factor" double precision,  /* f64 */
+	"unused_index_min_bytes" bigint,  /* i64 */
+	"tuning_min_rows" double precision  /* f64 */
+)
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_health_settings_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
 
 /* </end connected objects> */
 
@@ -1419,63 +1404,6 @@ CREATE  FUNCTION pgmart."drop_job"(
 VOLATILE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:59
--- pgmart::dashboards::api::impact
-CREATE  FUNCTION pgmart."impact"(
-	"object" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"object" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"depth" INT,  /* i32 */
-	"owner" TEXT,  /* Option < String > */
-	"registered_by" TEXT,  /* Option < String > */
-	"url" TEXT  /* Option < String > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'impact_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:47
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:567
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:442
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
 
 /* </end connected objects> */
 
@@ -1506,80 +1434,586 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
 	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+	"command" TEXT /* Option < & str > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:76
+-- pgmart::health::api::_query_health
+CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
+	"dashboard" TEXT,  /* Option < String > */
+	"queryid" bigint,  /* i64 */
+	"role" TEXT,  /* Option < String > */
+	"query" TEXT,  /* Option < String > */
+	"calls" bigint,  /* i64 */
+	"total_ms" double precision,  /* f64 */
+	"mean_ms" double precision,  /* f64 */
+	"rows_per_call" double precision,  /* Option < f64 > */
+	"recent_calls" bigint,  /* Option < i64 > */
+	"recent_mean_ms" double precision,  /* Option < f64 > */
+	"baseline_mean_ms" double precision,  /* Option < f64 > */
+	"regressed" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_query_health_wrapper';
+
+COMMENT ON TABLE pgmart.maintained_table IS 'Tables the health job maintains (read them through pgmart.maintained_tables; change them through pgmart.maintain_table/unmaintain_table).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.maintained_table', '');
+
+COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
+
+CREATE VIEW pgmart.maintained_tables WITH (security_barrier) AS
+SELECT m.relid, pg_catalog.pg_get_userbyid(c.relowner) AS owner, m.vacuum, m.reindex_bloated, m.autovacuum_tuning,
+       m.tuned, m.registered_at, m.last_maintained_at, m.last_actions
+  FROM pgmart.maintained_table m
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.relid
+ WHERE pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.maintained_tables IS 'The tables you own that the health job maintains, what it may do to each, the storage parameters it set (with their previous values) and what it last did.';
+
+GRANT SELECT ON pgmart.maintained_tables TO PUBLIC;
+
+-- pgmart.table_health: one row per table, materialized view, partitioned table and index the
+-- caller may see, from the catalog and the cumulative statistics only (no table is read).
+-- GENERATED by scripts/qualify_view.py from scripts/health_view.plain.sql (edit that file, then
+-- run: python3 scripts/qualify_view.py scripts/health_view.plain.sql, and paste the output here).
+CREATE VIEW pgmart.table_health WITH (security_barrier) AS
+WITH RECURSIVE
+s AS (
+    SELECT h.*,
+           pg_catalog.current_setting('block_size')::double precision AS bs,
+           pg_catalog.current_setting('autovacuum') OPERATOR(pg_catalog.=) 'on' AND pg_catalog.current_setting('track_counts') OPERATOR(pg_catalog.=) 'on' AS av_on,
+           pg_catalog.current_setting('autovacuum_vacuum_threshold')::double precision AS g_vt,
+           pg_catalog.current_setting('autovacuum_vacuum_scale_factor')::double precision AS g_vs,
+           pg_catalog.current_setting('autovacuum_analyze_threshold')::double precision AS g_at,
+           pg_catalog.current_setting('autovacuum_analyze_scale_factor')::double precision AS g_as,
+           CASE WHEN pg_catalog.current_setting('autovacuum_vacuum_max_threshold', true) OPERATOR(pg_catalog.<>) '' THEN pg_catalog.current_setting('autovacuum_vacuum_max_threshold', true)::double precision END AS g_vmax,
+           pg_catalog.current_setting('server_version_num')::integer OPERATOR(pg_catalog.>=) 180000 AS has_analyze_only,
+           pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE') AS see_all,
+           pg_catalog.pg_stat_get_db_stat_reset_time(d.oid) AS stats_reset
+      FROM (SELECT h0.* FROM pgmart._health_settings() h0 LIMIT 1) h
+      CROSS JOIN pg_catalog.pg_database d
+     WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+),
+rel AS (
+    SELECT c.oid, c.relkind, c.relowner, c.relpages, c.reltuples, c.reloptions, c.reltoastrelid,
+           c.relrowsecurity, n.nspname,
+           pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qname
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m,p}'::pg_catalog."char"[])
+       AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])
+       AND n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast|temp_)'
+       AND ((SELECT s.see_all FROM s) OR pg_catalog.pg_has_role(c.relowner, 'USAGE')
+            OR pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'))
+),
+-- Autovacuum's trigger points for each table, its own storage parameters first.
+tbl AS (
+    SELECT r.*, o.*,
+           coalesce(o.o_vt, s.g_vt) OPERATOR(pg_catalog.+) (coalesce(o.o_vs, s.g_vs) OPERATOR(pg_catalog.*) greatest(r.reltuples, 0)) AS vac_raw,
+           coalesce(o.o_at, s.g_at) OPERATOR(pg_catalog.+) (coalesce(o.o_as, s.g_as) OPERATOR(pg_catalog.*) greatest(r.reltuples, 0)) AS analyze_at,
+           coalesce(o.o_vs, s.g_vs) AS eff_vs, coalesce(o.o_as, s.g_as) AS eff_as,
+           coalesce(o.o_vmax, s.g_vmax) AS eff_vmax,
+           pg_catalog.pg_stat_get_live_tuples(r.oid) AS live, pg_catalog.pg_stat_get_dead_tuples(r.oid) AS dead,
+           pg_catalog.pg_stat_get_mod_since_analyze(r.oid) AS mods,
+           pg_catalog.pg_stat_get_last_vacuum_time(r.oid) AS last_vacuum,
+           pg_catalog.pg_stat_get_last_autovacuum_time(r.oid) AS last_autovacuum,
+           pg_catalog.pg_stat_get_last_analyze_time(r.oid) AS last_analyze,
+           pg_catalog.pg_stat_get_last_autoanalyze_time(r.oid) AS last_autoanalyze,
+           (SELECT tc.relpages FROM pg_catalog.pg_class tc WHERE tc.oid OPERATOR(pg_catalog.=) r.reltoastrelid) AS toast_pages
+      FROM rel r
+      CROSS JOIN s
+      LEFT JOIN LATERAL (
+          SELECT pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_enabled') AS o_enabled,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_vacuum_threshold')::double precision AS o_vt,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_vacuum_scale_factor')::double precision AS o_vs,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_analyze_threshold')::double precision AS o_at,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_analyze_scale_factor')::double precision AS o_as,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'autovacuum_vacuum_max_threshold')::double precision AS o_vmax,
+                 pg_catalog.max(x.option_value) FILTER (WHERE x.option_name OPERATOR(pg_catalog.=) 'fillfactor')::double precision AS o_ff
+            FROM pg_catalog.pg_options_to_table(r.reloptions) x
+           WHERE r.reloptions IS NOT NULL
+      ) o ON true
+),
+-- Average row width from the column statistics (the caller's view of them: columns it may read),
+-- for the tables big enough to be worth an estimate (ioguix/pgsql-bloat-estimation).
+tw AS (
+    SELECT t.oid, w.*
+      FROM tbl t
+      CROSS JOIN s
+      CROSS JOIN LATERAL (
+          SELECT 23 OPERATOR(pg_catalog.+) CASE WHEN pg_catalog.max(coalesce(st.stanullfrac, 0)) OPERATOR(pg_catalog.>) 0 THEN (7 OPERATOR(pg_catalog.+) pg_catalog.count(*)) OPERATOR(pg_catalog./) 8 ELSE 0 END AS hdr,
+                 pg_catalog.sum((1 OPERATOR(pg_catalog.-) coalesce(st.stanullfrac, 0)) OPERATOR(pg_catalog.*) coalesce(st.stawidth, 0)) AS width,
+                 pg_catalog.bool_or(a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.name'::pg_catalog.regtype) OR pg_catalog.count(*) OPERATOR(pg_catalog.<>) pg_catalog.count(st.starelid) AS is_na,
+                 pg_catalog.bool_or(st.stawidth OPERATOR(pg_catalog.>) 1000) AS wide
+            FROM pg_catalog.pg_attribute a
+            LEFT JOIN pg_catalog.pg_statistic st
+                   ON st.starelid OPERATOR(pg_catalog.=) a.attrelid AND st.staattnum OPERATOR(pg_catalog.=) a.attnum AND NOT st.stainherit
+                  AND pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT')
+                  AND NOT (t.relrowsecurity AND pg_catalog.row_security_active(t.oid))
+           WHERE a.attrelid OPERATOR(pg_catalog.=) t.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+      ) w
+     WHERE t.relkind OPERATOR(pg_catalog.<>) 'p' AND t.relpages OPERATOR(pg_catalog.>=) s.min_pages
+),
+tb AS (
+    SELECT t.oid, w.is_na OR t.reltuples OPERATOR(pg_catalog.<) 0 AS is_na, w.wide,
+           t.relpages OPERATOR(pg_catalog.+) coalesce(tc.relpages, 0) AS pages,
+           pg_catalog.ceil(greatest(t.reltuples, 0) OPERATOR(pg_catalog./) ((s.bs OPERATOR(pg_catalog.-) 24) OPERATOR(pg_catalog.*) coalesce(t.o_ff, 100)
+                OPERATOR(pg_catalog./) ((4 OPERATOR(pg_catalog.+) w.hdr OPERATOR(pg_catalog.+) w.width OPERATOR(pg_catalog.+) 16
+                    OPERATOR(pg_catalog.-) CASE WHEN (w.hdr OPERATOR(pg_catalog.%) 8) OPERATOR(pg_catalog.=) 0 THEN 8 ELSE (w.hdr OPERATOR(pg_catalog.%) 8) END
+                    OPERATOR(pg_catalog.-) CASE WHEN (pg_catalog.ceil(w.width)::integer OPERATOR(pg_catalog.%) 8) OPERATOR(pg_catalog.=) 0 THEN 8 ELSE (pg_catalog.ceil(w.width)::integer OPERATOR(pg_catalog.%) 8) END) OPERATOR(pg_catalog.*) 100)))
+             OPERATOR(pg_catalog.+) pg_catalog.ceil(greatest(coalesce(tc.reltuples, 0), 0) OPERATOR(pg_catalog./) 4) AS expected
+      FROM tbl t
+      CROSS JOIN s
+      JOIN tw w ON w.oid OPERATOR(pg_catalog.=) t.oid
+      LEFT JOIN pg_catalog.pg_class tc ON tc.oid OPERATOR(pg_catalog.=) t.reltoastrelid
+),
+-- Partitioned parents: their leaf partitions hold the rows and the statistics counters.
+tree AS (
+    SELECT t.oid AS root, t.oid AS relid, t.last_analyze AS root_analyzed FROM (
+        SELECT x.oid, greatest(x.last_analyze, x.last_autoanalyze) AS last_analyze FROM tbl x WHERE x.relkind OPERATOR(pg_catalog.=) 'p') t
+    UNION ALL
+    SELECT tr.root, h.inhrelid, tr.root_analyzed
+      FROM tree tr JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) tr.relid
+),
+leaf AS (
+    SELECT tr.root,
+           pg_catalog.count(*) AS partitions,
+           pg_catalog.sum(greatest(c.reltuples, 0)) AS rows,
+           pg_catalog.sum(pg_catalog.pg_stat_get_live_tuples(c.oid)) AS live,
+           pg_catalog.sum(pg_catalog.pg_stat_get_dead_tuples(c.oid)) AS dead,
+           pg_catalog.sum(c.relpages OPERATOR(pg_catalog.+) coalesce(tc.relpages, 0)) OPERATOR(pg_catalog.*) pg_catalog.max(s.bs) AS size,
+           -- Rows changed since the parent was analyzed (a lower bound): what the partitions
+           -- have not analyzed yet, plus at least a trigger point's worth for each partition
+           -- autovacuum analyzed since.
+           pg_catalog.sum(pg_catalog.pg_stat_get_mod_since_analyze(c.oid)
+               OPERATOR(pg_catalog.+) CASE WHEN pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid) OPERATOR(pg_catalog.>) coalesce(tr.root_analyzed, '-infinity')
+                      THEN s.g_at OPERATOR(pg_catalog.+) (s.g_as OPERATOR(pg_catalog.*) greatest(c.reltuples, 0)) ELSE 0 END) AS changed
+      FROM tree tr
+      CROSS JOIN s
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tr.relid AND c.relkind OPERATOR(pg_catalog.=) 'r'
+      LEFT JOIN pg_catalog.pg_class tc ON tc.oid OPERATOR(pg_catalog.=) c.reltoastrelid
+     GROUP BY tr.root
+),
+idx AS (
+    SELECT i.indexrelid, i.indrelid, t.qname AS table_qname, t.nspname, ic.relname, ic.relpages, ic.reltuples,
+           ic.reloptions, ic.relam OPERATOR(pg_catalog.=) 403 AS btree, i.indnatts, i.indkey, i.indisunique, i.indisprimary,
+           i.indisexclusion, i.indisreplident, i.indisvalid, t.relrowsecurity,
+           pg_catalog.quote_ident(t.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(ic.relname::pg_catalog.text) AS qname,
+           pg_catalog.pg_stat_get_numscans(i.indexrelid) AS scans,
+           ic.relpages OPERATOR(pg_catalog.*) s.bs AS size,
+           i.indrelid OPERATOR(pg_catalog.=) ANY (SELECT k.conrelid FROM pg_catalog.pg_constraint k WHERE k.contype OPERATOR(pg_catalog.=) 'f')
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                    WHERE k.conrelid OPERATOR(pg_catalog.=) i.indrelid AND k.contype OPERATOR(pg_catalog.=) 'f'
+                      AND k.conkey OPERATOR(pg_catalog.<@) (i.indkey::smallint[])[0:pg_catalog.cardinality(k.conkey) OPERATOR(pg_catalog.-) 1]) AS for_fk,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                    WHERE k.conindid OPERATOR(pg_catalog.=) i.indexrelid AND k.conrelid OPERATOR(pg_catalog.=) i.indrelid
+                      AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u,x}'::pg_catalog."char"[])) AS for_constraint,
+           pg_catalog.count(*) OVER w AS copies,
+           pg_catalog.first_value(i.indexrelid) OVER (w ORDER BY i.indisprimary DESC, i.indisunique DESC, i.indisreplident DESC,
+                                                      i.indexrelid) AS kept,
+           NOT i.indisvalid AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p
+                                             WHERE p.index_relid OPERATOR(pg_catalog.=) i.indexrelid) AS invalid
+      FROM pg_catalog.pg_index i
+      CROSS JOIN s
+      JOIN tbl t ON t.oid OPERATOR(pg_catalog.=) i.indrelid AND t.relkind OPERATOR(pg_catalog.<>) 'p'
+      JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid AND ic.relkind OPERATOR(pg_catalog.=) 'i'
+    WINDOW w AS (PARTITION BY i.indrelid, i.indkey::pg_catalog.text, i.indclass::pg_catalog.text, i.indcollation::pg_catalog.text, i.indoption::pg_catalog.text,
+                              CASE WHEN i.indexprs IS NULL THEN '' ELSE pg_catalog.pg_get_expr(i.indexprs, i.indrelid) END,
+                              CASE WHEN i.indpred IS NULL THEN '' ELSE pg_catalog.pg_get_expr(i.indpred, i.indrelid) END)
+),
+-- Average B-tree entry width, from the statistics of the table's columns (or of the index's own
+-- expression columns).
+iw AS (
+    SELECT x.indexrelid, w.*
+      FROM idx x
+      CROSS JOIN s
+      CROSS JOIN LATERAL (
+          SELECT CASE WHEN pg_catalog.max(coalesce(st.stanullfrac, 0)) OPERATOR(pg_catalog.=) 0 THEN 8 ELSE 12 END AS hdr,
+                 pg_catalog.sum((1 OPERATOR(pg_catalog.-) coalesce(st.stanullfrac, 0)) OPERATOR(pg_catalog.*) coalesce(st.stawidth, 1024)) AS width,
+                 pg_catalog.count(*) OPERATOR(pg_catalog.<>) pg_catalog.count(st.starelid) OR pg_catalog.bool_or(a.atttypid OPERATOR(pg_catalog.=) 'pg_catalog.name'::pg_catalog.regtype) AS is_na
+            FROM pg_catalog.generate_series(1, x.indnatts) AS k(pos)
+            CROSS JOIN LATERAL (SELECT x.indkey[k.pos OPERATOR(pg_catalog.-) 1] AS attnum) key
+            JOIN pg_catalog.pg_attribute a
+              ON a.attrelid OPERATOR(pg_catalog.=) CASE WHEN key.attnum OPERATOR(pg_catalog.=) 0 THEN x.indexrelid ELSE x.indrelid END
+             AND a.attnum OPERATOR(pg_catalog.=) CASE WHEN key.attnum OPERATOR(pg_catalog.=) 0 THEN k.pos ELSE key.attnum END
+            LEFT JOIN pg_catalog.pg_statistic st
+                   ON st.starelid OPERATOR(pg_catalog.=) a.attrelid AND st.staattnum OPERATOR(pg_catalog.=) a.attnum AND NOT st.stainherit
+                  AND CASE WHEN key.attnum OPERATOR(pg_catalog.=) 0 THEN pg_catalog.has_table_privilege(x.indrelid, 'SELECT')
+                           ELSE pg_catalog.has_column_privilege(x.indrelid, key.attnum, 'SELECT') END
+                  AND NOT (x.relrowsecurity AND pg_catalog.row_security_active(x.indrelid))
+      ) w
+     WHERE x.btree AND x.relpages OPERATOR(pg_catalog.>=) s.min_pages AND x.indisvalid
+),
+ib AS (
+    SELECT x.indexrelid, w.is_na OR x.reltuples OPERATOR(pg_catalog.<) 0 AS is_na, x.relpages AS pages,
+           1 OPERATOR(pg_catalog.+) pg_catalog.ceil(greatest(x.reltuples, 0)
+                    OPERATOR(pg_catalog./) pg_catalog.floor((s.bs OPERATOR(pg_catalog.-) 16 OPERATOR(pg_catalog.-) 24)
+                            OPERATOR(pg_catalog.*) coalesce(pg_catalog.substring(pg_catalog.array_to_string(x.reloptions, ' '), 'fillfactor=([0-9]+)')::double precision, 90)
+                            OPERATOR(pg_catalog./) (100 OPERATOR(pg_catalog.*) (4 OPERATOR(pg_catalog.+) w.hdr OPERATOR(pg_catalog.+) 8 OPERATOR(pg_catalog.-) CASE WHEN (w.hdr OPERATOR(pg_catalog.%) 8) OPERATOR(pg_catalog.=) 0 THEN 8 ELSE (w.hdr OPERATOR(pg_catalog.%) 8) END
+                                      OPERATOR(pg_catalog.+) w.width OPERATOR(pg_catalog.+) 8
+                                      OPERATOR(pg_catalog.-) CASE WHEN w.width OPERATOR(pg_catalog.=) 0 THEN 8 WHEN (w.width::integer OPERATOR(pg_catalog.%) 8) OPERATOR(pg_catalog.=) 0 THEN 8
+                                             ELSE (w.width::integer OPERATOR(pg_catalog.%) 8) END)))) AS expected
+      FROM idx x
+      CROSS JOIN s
+      JOIN iw w ON w.indexrelid OPERATOR(pg_catalog.=) x.indexrelid
+),
+-- One row per table, partitioned parent and index, with what is wrong with it.
+obj AS (
+    SELECT t.oid AS relid, NULL::pg_catalog.oid AS indexrelid,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'r' THEN 'table' WHEN t.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized view' ELSE 'partitioned table' END AS kind,
+           t.relowner, t.qname,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN l.size ELSE (t.relpages OPERATOR(pg_catalog.+) coalesce(t.toast_pages, 0)) OPERATOR(pg_catalog.*) s.bs END AS size_bytes,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN l.live ELSE t.live END AS live,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN l.dead ELSE t.dead END AS dead,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN l.changed ELSE t.mods END AS mods,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN NULL ELSE least(t.vac_raw, CASE WHEN t.eff_vmax OPERATOR(pg_catalog.>=) 0 THEN t.eff_vmax ELSE t.vac_raw END) END AS vacuum_at,
+           CASE WHEN t.relkind OPERATOR(pg_catalog.=) 'p' THEN s.g_at OPERATOR(pg_catalog.+) (s.g_as OPERATOR(pg_catalog.*) coalesce(l.rows, 0)) ELSE t.analyze_at END AS analyze_at,
+           t.last_vacuum, t.last_autovacuum, t.last_analyze, t.last_autoanalyze,
+           NULL::bigint AS scans,
+           CASE WHEN NOT b.is_na AND b.pages OPERATOR(pg_catalog.>) 0 THEN greatest(b.pages OPERATOR(pg_catalog.-) b.expected, 0) OPERATOR(pg_catalog./) b.pages END AS bloat_ratio,
+           CASE WHEN NOT b.is_na THEN (greatest(b.pages OPERATOR(pg_catalog.-) b.expected, 0) OPERATOR(pg_catalog.*) s.bs)::bigint END AS bloat_bytes,
+           b.is_na AS bloat_is_na,
+           b.wide,
+           t.relkind, t.relpages, t.reltuples, t.o_enabled, t.eff_vs, t.eff_as,
+           l.partitions,
+           coalesce(l.rows, 0) AS part_rows,
+           NULL::boolean AS unused, NULL::pg_catalog.oid AS dup_of, NULL::boolean AS invalid
+      FROM tbl t
+      CROSS JOIN s
+      LEFT JOIN tb b ON b.oid OPERATOR(pg_catalog.=) t.oid
+      LEFT JOIN leaf l ON l.root OPERATOR(pg_catalog.=) t.oid
+    UNION ALL
+    SELECT x.indrelid, x.indexrelid, 'index', NULL, x.qname, x.size,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           x.scans,
+           CASE WHEN NOT b.is_na AND b.pages OPERATOR(pg_catalog.>) 0 THEN greatest(b.pages OPERATOR(pg_catalog.-) b.expected, 0) OPERATOR(pg_catalog./) b.pages END,
+           CASE WHEN NOT b.is_na THEN (greatest(b.pages OPERATOR(pg_catalog.-) b.expected, 0) OPERATOR(pg_catalog.*) s.bs)::bigint END,
+           b.is_na, NULL,
+           'i', x.relpages, x.reltuples, NULL, NULL, NULL, NULL, NULL,
+           x.scans OPERATOR(pg_catalog.=) 0 AND NOT (x.indisunique OR x.indisprimary OR x.indisexclusion OR x.indisreplident OR x.for_fk)
+               AND x.indisvalid AND x.size OPERATOR(pg_catalog.>=) s.unused_index_min_bytes,
+           CASE WHEN x.copies OPERATOR(pg_catalog.>) 1 AND x.kept OPERATOR(pg_catalog.<>) x.indexrelid AND NOT x.for_constraint THEN x.kept END,
+           x.invalid
+      FROM idx x
+      CROSS JOIN s
+      LEFT JOIN ib b ON b.indexrelid OPERATOR(pg_catalog.=) x.indexrelid
+),
+graded AS (
+    SELECT o.*,
+           CASE WHEN (o.live OPERATOR(pg_catalog.+) o.dead) OPERATOR(pg_catalog.>) 0 THEN o.dead::double precision OPERATOR(pg_catalog./) (o.live OPERATOR(pg_catalog.+) o.dead) END AS dead_ratio,
+           CASE WHEN o.o_enabled OPERATOR(pg_catalog.=) 'false' THEN 'autovacuum is disabled for this table'
+                WHEN NOT s.av_on THEN 'autovacuum (or track_counts) is off'
+           END AS av_off,
+           o.relkind OPERATOR(pg_catalog.<>) 'i' AND o.reltuples OPERATOR(pg_catalog.>=) s.tuning_min_rows AND (o.eff_vs OPERATOR(pg_catalog.>) 0.01 OR o.eff_as OPERATOR(pg_catalog.>) 0.005) AS f_tune,
+           o.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND o.last_analyze IS NULL AND o.last_autoanalyze IS NULL
+               AND o.reltuples OPERATOR(pg_catalog.<) 0 AND (o.relpages OPERATOR(pg_catalog.>) 0 OR o.live OPERATOR(pg_catalog.>) 0) AS f_never,
+           o.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND (o.last_analyze IS NOT NULL OR o.last_autoanalyze IS NOT NULL)
+               AND o.mods OPERATOR(pg_catalog.>) (s.stale_factor OPERATOR(pg_catalog.*) o.analyze_at) AS f_stale,
+           o.relkind OPERATOR(pg_catalog.=) 'p' AND o.last_analyze IS NULL AND o.last_autoanalyze IS NULL AND o.part_rows OPERATOR(pg_catalog.>) 0 AS f_pnever,
+           o.relkind OPERATOR(pg_catalog.=) 'p' AND (o.last_analyze IS NOT NULL OR o.last_autoanalyze IS NOT NULL)
+               AND o.mods OPERATOR(pg_catalog.>) o.analyze_at AS f_pstale,
+           CASE WHEN o.relkind OPERATOR(pg_catalog.=) 'i' AND NOT coalesce(o.invalid, false) AND o.bloat_ratio OPERATOR(pg_catalog.>=) s.bloat_ratio_fail THEN 2
+                WHEN o.relkind OPERATOR(pg_catalog.=) 'i' AND NOT coalesce(o.invalid, false) AND o.bloat_ratio OPERATOR(pg_catalog.>=) s.bloat_ratio THEN 1
+                ELSE 0 END AS f_ibloat,
+           CASE WHEN o.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND o.bloat_ratio OPERATOR(pg_catalog.>=) s.bloat_ratio_fail THEN 2
+                WHEN o.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND o.bloat_ratio OPERATOR(pg_catalog.>=) s.bloat_ratio THEN 1
+                ELSE 0 END AS f_bloat
+      FROM obj o CROSS JOIN s
+),
+flagged AS (
+    SELECT g.*,
+           CASE WHEN g.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND g.relpages OPERATOR(pg_catalog.>=) s.min_pages AND g.dead_ratio OPERATOR(pg_catalog.>=) s.dead_ratio_fail THEN 2
+                WHEN g.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog."char"[]) AND g.relpages OPERATOR(pg_catalog.>=) s.min_pages AND g.dead_ratio OPERATOR(pg_catalog.>=) s.dead_ratio THEN 1
+                ELSE 0 END AS f_dead,
+           coalesce(g.unused AND g.dup_of IS NULL, false) AS f_unused,
+           coalesce(g.invalid, false) AS f_invalid
+      FROM graded g CROSS JOIN s
+),
+ranked AS (
+    SELECT f.*,
+           greatest(f.f_dead, f.f_bloat, f.f_ibloat,
+                    CASE WHEN f.f_invalid THEN 2 WHEN f.f_never OR f.f_stale OR f.f_pnever OR f.f_pstale OR f.f_unused
+                              OR f.dup_of IS NOT NULL THEN 1 ELSE 0 END) AS worst
+      FROM flagged f
+),
+-- Text only for the rows that need it.
+worded AS (
+    SELECT coalesce(r.indexrelid, r.relid) AS key,
+           pg_catalog.array_remove(ARRAY[
+               CASE WHEN r.f_invalid THEN 'invalid_index' END,
+               CASE WHEN r.f_never OR r.f_pnever THEN 'never_analyzed' END,
+               CASE WHEN r.f_stale OR r.f_pstale THEN 'stale_statistics' END,
+               CASE WHEN r.f_dead OPERATOR(pg_catalog.>) 0 THEN 'dead_tuples' END,
+               CASE WHEN r.f_bloat OPERATOR(pg_catalog.>) 0 THEN 'bloat' END,
+               CASE WHEN r.f_ibloat OPERATOR(pg_catalog.>) 0 THEN 'index_bloat' END,
+               CASE WHEN r.dup_of IS NOT NULL THEN 'duplicate_index' END,
+               CASE WHEN r.f_unused THEN 'unused_index' END,
+               CASE WHEN r.f_tune THEN 'autovacuum_tuning' END], NULL) AS problems,
+           pg_catalog.array_to_string(ARRAY[
+               CASE WHEN r.f_invalid THEN 'invalid index (a CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed): it slows writes and is never used' END,
+               CASE WHEN r.f_never THEN 'never analyzed, so the planner guesses its row counts'
+                    OPERATOR(pg_catalog.||) coalesce(' (' OPERATOR(pg_catalog.||) r.av_off OPERATOR(pg_catalog.||) ')', ' (autovacuum analyzes it after ' OPERATOR(pg_catalog.||) r.analyze_at::bigint OPERATOR(pg_catalog.||) ' changed rows)') END,
+               CASE WHEN r.f_pnever THEN 'partitioned table never analyzed (autovacuum analyzes only its partitions, never the partitioned table)' END,
+               CASE WHEN r.f_stale THEN 'stale statistics: ' OPERATOR(pg_catalog.||) r.mods::bigint OPERATOR(pg_catalog.||) ' rows changed since the last analyze at '
+                    OPERATOR(pg_catalog.||) greatest(r.last_analyze, r.last_autoanalyze)::pg_catalog.text OPERATOR(pg_catalog.||) ' (autoanalyze is due at '
+                    OPERATOR(pg_catalog.||) r.analyze_at::bigint OPERATOR(pg_catalog.||) coalesce('; ' OPERATOR(pg_catalog.||) r.av_off, '') OPERATOR(pg_catalog.||) ')' END,
+               CASE WHEN r.f_pstale THEN 'stale statistics: at least ' OPERATOR(pg_catalog.||) r.mods::bigint OPERATOR(pg_catalog.||) ' rows of its ' OPERATOR(pg_catalog.||) r.partitions
+                    OPERATOR(pg_catalog.||) ' partitions changed since it was last analyzed at ' OPERATOR(pg_catalog.||) greatest(r.last_analyze, r.last_autoanalyze)::pg_catalog.text
+                    OPERATOR(pg_catalog.||) ' (autovacuum never analyzes a partitioned table)' END,
+               CASE WHEN r.f_dead OPERATOR(pg_catalog.>) 0 THEN pg_catalog.round((100 OPERATOR(pg_catalog.*) r.dead_ratio)::numeric, 1) OPERATOR(pg_catalog.||) '% of its rows are dead (' OPERATOR(pg_catalog.||) r.dead::bigint
+                    OPERATOR(pg_catalog.||) ' dead; autovacuum vacuums at ' OPERATOR(pg_catalog.||) r.vacuum_at::bigint
+                    OPERATOR(pg_catalog.||) coalesce('; ' OPERATOR(pg_catalog.||) r.av_off, '; last vacuum ' OPERATOR(pg_catalog.||) greatest(r.last_vacuum, r.last_autovacuum)::pg_catalog.text, '; never vacuumed')
+                    OPERATOR(pg_catalog.||) ')' END,
+               CASE WHEN r.f_bloat OPERATOR(pg_catalog.>) 0 OR r.f_ibloat OPERATOR(pg_catalog.>) 0 THEN 'estimated ' OPERATOR(pg_catalog.||) pg_catalog.round((100 OPERATOR(pg_catalog.*) r.bloat_ratio)::numeric) OPERATOR(pg_catalog.||) '% bloat ('
+                    OPERATOR(pg_catalog.||) pg_catalog.pg_size_pretty(r.bloat_bytes) OPERATOR(pg_catalog.||) ' of ' OPERATOR(pg_catalog.||) pg_catalog.pg_size_pretty(r.size_bytes::bigint) OPERATOR(pg_catalog.||) ')' END,
+               CASE WHEN r.dup_of IS NOT NULL THEN 'duplicate of index ' OPERATOR(pg_catalog.||) r.dup_of::pg_catalog.regclass::pg_catalog.text
+                    OPERATOR(pg_catalog.||) ' (same columns, operator classes and predicate)' END,
+               CASE WHEN r.f_unused THEN 'never scanned since statistics were reset' OPERATOR(pg_catalog.||) coalesce(' at ' OPERATOR(pg_catalog.||) s.stats_reset::pg_catalog.text, '')
+                    OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) pg_catalog.pg_size_pretty(r.size_bytes::bigint) OPERATOR(pg_catalog.||) '; a standby counts its own scans: check there first)' END,
+               CASE WHEN r.f_tune THEN 'large table (' OPERATOR(pg_catalog.||) r.reltuples::bigint OPERATOR(pg_catalog.||) ' rows) on autovacuum settings that wait for '
+                    OPERATOR(pg_catalog.||) r.vacuum_at::bigint OPERATOR(pg_catalog.||) ' dead rows and ' OPERATOR(pg_catalog.||) r.analyze_at::bigint OPERATOR(pg_catalog.||) ' changed rows' END], '; ') AS reason,
+           pg_catalog.array_to_string(ARRAY[
+               CASE WHEN r.f_invalid OR (r.f_ibloat OPERATOR(pg_catalog.>) 0 AND r.dup_of IS NULL AND NOT r.f_unused) THEN 'REINDEX INDEX CONCURRENTLY ' OPERATOR(pg_catalog.||) r.qname OPERATOR(pg_catalog.||) ';' END,
+               CASE WHEN (r.f_never OR r.f_stale OR r.f_pnever OR r.f_pstale) AND r.f_dead OPERATOR(pg_catalog.=) 0 THEN r.analyze_cmd END,
+               CASE WHEN r.f_dead OPERATOR(pg_catalog.>) 0 THEN 'VACUUM (ANALYZE) ' OPERATOR(pg_catalog.||) r.qname OPERATOR(pg_catalog.||) ';' END,
+               CASE WHEN r.f_bloat OPERATOR(pg_catalog.>) 0 AND r.f_dead OPERATOR(pg_catalog.=) 0 THEN 'VACUUM (FULL, ANALYZE) ' OPERATOR(pg_catalog.||) r.qname
+                    OPERATOR(pg_catalog.||) ';  -- rewrites the table under an ACCESS EXCLUSIVE lock (pg_repack does it online)' END,
+               CASE WHEN (r.dup_of IS NOT NULL OR r.f_unused) AND NOT r.f_invalid THEN 'DROP INDEX CONCURRENTLY ' OPERATOR(pg_catalog.||) r.qname OPERATOR(pg_catalog.||) ';' END,
+               CASE WHEN r.f_tune THEN 'ALTER TABLE ' OPERATOR(pg_catalog.||) r.qname OPERATOR(pg_catalog.||) ' SET (' OPERATOR(pg_catalog.||) r.tune_list OPERATOR(pg_catalog.||) ');' END], E'\n') AS suggestion,
+           CASE WHEN r.f_tune THEN pg_catalog.string_to_array(pg_catalog.replace(r.tune_list, ' = ', '='), ', ') ELSE '{}' END AS suggested_settings
+      FROM (
+          SELECT r.*,
+                 CASE WHEN s.has_analyze_only AND r.relkind OPERATOR(pg_catalog.=) 'p' THEN 'ANALYZE ONLY ' ELSE 'ANALYZE ' END OPERATOR(pg_catalog.||) r.qname OPERATOR(pg_catalog.||) ';' AS analyze_cmd,
+                 pg_catalog.array_to_string(pg_catalog.array_remove(ARRAY[
+                     CASE WHEN r.eff_vs OPERATOR(pg_catalog.>) 0.01 THEN 'autovacuum_vacuum_scale_factor = 0.01' END,
+                     CASE WHEN r.eff_as OPERATOR(pg_catalog.>) 0.005 THEN 'autovacuum_analyze_scale_factor = 0.005' END], NULL), ', ') AS tune_list
+            FROM ranked r CROSS JOIN s
+           WHERE r.worst OPERATOR(pg_catalog.>) 0 OR r.f_tune
+      ) r
+      CROSS JOIN s
+)
+SELECT r.relid::pg_catalog.regclass AS relid,
+       r.indexrelid::pg_catalog.regclass AS index,
+       r.kind,
+       pg_catalog.pg_get_userbyid(r.relowner) AS owner,
+       r.size_bytes::bigint AS size_bytes,
+       r.live::bigint AS live_tuples,
+       r.dead::bigint AS dead_tuples,
+       pg_catalog.round(r.dead_ratio::numeric, 4)::double precision AS dead_ratio,
+       r.mods::bigint AS mod_since_analyze,
+       r.vacuum_at::bigint AS autovacuum_at,
+       r.analyze_at::bigint AS autoanalyze_at,
+       r.last_vacuum, r.last_autovacuum, r.last_analyze, r.last_autoanalyze,
+       r.scans AS index_scans,
+       pg_catalog.round(r.bloat_ratio::numeric, 4)::double precision AS bloat_ratio,
+       r.bloat_bytes,
+       r.bloat_is_na,
+       CASE WHEN r.bloat_is_na THEN 'no estimate: statistics are missing (never analyzed, or columns you may not read)'
+            WHEN r.wide THEN 'wide or TOASTed values are not modelled: the estimate may be off'
+            WHEN r.bloat_ratio IS NOT NULL AND r.relkind OPERATOR(pg_catalog.=) 'i' THEN 'statistics-based estimate (B-tree deduplication is not modelled)'
+            WHEN r.bloat_ratio IS NOT NULL THEN 'statistics-based estimate (alignment padding counts as bloat)'
+       END AS bloat_caveat,
+       coalesce(wd.problems, '{}') AS problems,
+       CASE WHEN r.worst OPERATOR(pg_catalog.=) 2 THEN 'fail' WHEN r.worst OPERATOR(pg_catalog.=) 1 THEN 'warn' ELSE 'ok' END AS status,
+       CASE WHEN wd.reason OPERATOR(pg_catalog.<>) '' THEN wd.reason END AS reason,
+       CASE WHEN wd.suggestion OPERATOR(pg_catalog.<>) '' THEN wd.suggestion END AS suggestion,
+       coalesce(wd.suggested_settings, '{}') AS suggested_settings,
+       s.stats_reset
+  FROM ranked r
+  CROSS JOIN s
+  LEFT JOIN worded wd ON wd.key OPERATOR(pg_catalog.=) coalesce(r.indexrelid, r.relid);
+
+COMMENT ON VIEW pgmart.table_health IS 'Health of every table, partitioned table and index you may see, from the statistics views and catalog (cheap; writes nothing): size, live and dead rows, changes since analyze, autovacuum trigger points, last (auto)vacuum and (auto)analyze, index scans, estimated bloat with its caveat, problems, status (ok, warn, fail), the reason and the statements to run.';
+
+GRANT SELECT ON pgmart.table_health TO PUBLIC;
+
+CREATE VIEW pgmart.query_health AS
+SELECT q.dashboard, q.queryid, q.role, q.query, q.calls, q.total_ms, q.mean_ms, q.rows_per_call,
+       q.recent_calls, q.recent_mean_ms, q.baseline_mean_ms, q.regressed, q.reason
+  FROM pgmart._query_health() q;
+
+COMMENT ON VIEW pgmart.query_health IS 'With pg_stat_statements: the statements of registered dashboards and the slowest statements by total time, with their mean time over the health job''s last sampling interval against its baseline and whether that regressed (empty, with a NOTICE once per session, without pg_stat_statements).';
+
+GRANT SELECT ON pgmart.query_health TO PUBLIC;
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:711
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:572
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
 
 /* </end connected objects> */
 
@@ -1593,6 +2027,92 @@ CREATE  FUNCTION pgmart."drop_rollup"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:178
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:595
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:93
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
 
 /* </end connected objects> */
 
@@ -1623,71 +2143,14 @@ AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
 ) RETURNS void
-STRICT VOLATILE 
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
 
 /* </end connected objects> */
 
@@ -1704,76 +2167,142 @@ AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:140
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:567
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:41
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
 	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:491
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:93
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -1798,15 +2327,75 @@ AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:41
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
+-- src/access.rs:45
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
+)
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:79
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 
 /* </end connected objects> */
 
@@ -1833,102 +2422,32 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
 )
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:464
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:54
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:40
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:572
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
 
 /* </end connected objects> */
 
@@ -1955,27 +2474,7 @@ AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:612
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/lib.rs:53
+-- src/lib.rs:59
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -2286,6 +2785,19 @@ COMMENT ON FUNCTION pgmart._partition_bounds IS 'Internal: every partition of a 
 
 COMMENT ON FUNCTION pgmart._now_epoch IS 'Internal: now as epoch seconds of the column type in a time zone.';
 
+-- health
+COMMENT ON FUNCTION pgmart.schedule_health IS
+  'Schedule the health job (one per name; again with the same name changes it): alerts on tables and indexes at alert_level (fail or warn), ANALYZE of partitioned tables whose partitions changed, maintenance of the tables registered with pgmart.maintain_table, and pg_stat_statements samples for pgmart.query_health. Returns the job id.';
+
+COMMENT ON FUNCTION pgmart.maintain_table IS
+  'Ask the health job to maintain a table you own: VACUUM (ANALYZE) it when its dead rows pass pgmart.health_dead_ratio, REINDEX INDEX CONCURRENTLY its bloated B-tree indexes, and (autovacuum_tuning) apply the autovacuum settings pgmart.table_health suggests, recording the previous values. Calling it again changes the choices.';
+
+COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the storage parameters the health job set on it are put back (unless changed since).';
+
+COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
+
+COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
+
 -- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
 CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -2361,7 +2873,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;

@@ -104,3 +104,7 @@ pub unsafe fn portal_run(portal: pg_sys::Portal, dest: *mut pg_sys::DestReceiver
         pg_sys::PortalRun(portal, i64::MAX as _, true, dest, dest, qc);
     }
 }
+
+/// How the health job analyzes a partitioned table: PostgreSQL 18's `ANALYZE ONLY` refreshes the
+/// parent's statistics without analyzing every partition again (autovacuum analyzes those).
+pub const ANALYZE_PARENT: &str = if cfg!(feature = "pg18") { "ANALYZE ONLY" } else { "ANALYZE" };

@@ -17,6 +17,7 @@ pub mod error;
 pub mod follow;
 pub mod fragment;
 pub mod guc;
+pub mod health;
 pub mod jobs;
 pub mod legacy;
 pub mod locks;
@@ -49,6 +50,11 @@ extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["j
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
 extension_sql_file!("../sql/partitions.sql", name = "partitions_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!(
+    "../sql/health.sql",
+    name = "health_catalog",
+    requires = ["jobs_catalog", "alerts_catalog", health::api::_health_settings, health::api::_query_health]
+);
 extension_sql_file!("../sql/dashboards.sql", name = "dashboards_catalog", requires = ["jobs_catalog", "refresh_catalog", "rollups_catalog", "alerts_catalog", "checks_catalog", "metrics_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
@@ -59,6 +65,7 @@ pub static JOB_KINDS: &[&dyn jobs::kinds::JobKind] = &[
     &checks::exec::CheckSuite,
     &partitions::exec::PartitionMaintenance,
     &rollups::exec::Rollup,
+    &health::exec::Health,
 ];
 
 /// Every registration kind with an owner anchor (see `owners`), and how each is removed when

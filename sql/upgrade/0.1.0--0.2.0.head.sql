@@ -309,6 +309,37 @@ CREATE TABLE pgmart.rollup_invalidation (
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
 
+-- Health (new in 0.2.0): the health job kind, tables registered for maintenance and the
+-- pg_stat_statements samples, as sql/jobs.sql and sql/health.sql make them.
+ALTER TABLE pgmart.job DROP CONSTRAINT job_kind_check,
+    ADD CONSTRAINT job_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['sql', 'partition_maintenance', 'refresh', 'check_suite', 'rollup', 'snapshot', 'health']::pg_catalog.text[]));
+CREATE TABLE pgmart.maintained_table (
+    relid             regclass PRIMARY KEY,
+    vacuum            boolean NOT NULL,
+    reindex_bloated   boolean NOT NULL,
+    autovacuum_tuning boolean NOT NULL,
+    tuned             jsonb NOT NULL DEFAULT '{}'::pg_catalog.jsonb,
+    registered_by     oid NOT NULL,
+    registered_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_maintained_at timestamptz,
+    last_actions      jsonb
+);
+COMMENT ON TABLE pgmart.maintained_table IS 'Tables the health job maintains (read them through pgmart.maintained_tables; change them through pgmart.maintain_table/unmaintain_table).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.maintained_table', '');
+CREATE TABLE pgmart.query_sample (
+    sampled_at  timestamptz NOT NULL,
+    userid      oid NOT NULL,
+    queryid     bigint NOT NULL,
+    toplevel    boolean NOT NULL,
+    calls       bigint NOT NULL,
+    total_ms    double precision NOT NULL,
+    rows        bigint NOT NULL,
+    blks_read   bigint NOT NULL,
+    dashboard   text
+);
+CREATE INDEX query_sample_key_idx ON pgmart.query_sample (userid, queryid, toplevel, sampled_at);
+COMMENT ON TABLE pgmart.query_sample IS 'pg_stat_statements counters sampled by the health job, pruned after pgmart.history_retention (read through pgmart.query_health).';
 -- Dashboards (new in 0.2.0): their catalog, as sql/dashboards.sql makes it.
 CREATE TABLE pgmart.dashboard (
     dashboard_id  bigserial UNIQUE,
