@@ -274,7 +274,7 @@ SELECT pgmart._node_key(pg_catalog.to_regclass(al.target)::pg_catalog.oid), 'war
        'table health: ' OPERATOR(pg_catalog.||) coalesce(al.payload OPERATOR(pg_catalog.->>) 'reason', al.source_name)
   FROM pgmart.alert al
  WHERE al.source_kind OPERATOR(pg_catalog.=) 'table_health' AND al.acked_at IS NULL AND al.resolved_at IS NULL
-   AND al.payload OPERATOR(pg_catalog.->>) 'kind' IS DISTINCT FROM 'index'
+   AND coalesce(al.payload OPERATOR(pg_catalog.->>) 'kind', '') OPERATOR(pg_catalog.<>) 'index'
    AND (al.payload OPERATOR(pg_catalog.->) 'problems') OPERATOR(pg_catalog.?|)
        ARRAY['stale_statistics', 'never_analyzed', 'bloat', 'dead_tuples']::pg_catalog.text[]
    AND pg_catalog.to_regclass(al.target) IS NOT NULL
