@@ -6,8 +6,6 @@ use crate::args::{self, RegClass};
 use crate::error::required;
 use pgrx::prelude::*;
 
-type Changes = TableIterator<'static, (name!(change, String), name!(object, String), name!(statement, String))>;
-
 #[pg_extern(schema = "pgmart", volatile)]
 fn create_layers(
     raw: default!(Option<&str>, "'raw'"),
@@ -16,7 +14,7 @@ fn create_layers(
     ingest_role: default!(Option<&str>, "'ingest'"),
     transform_role: default!(Option<&str>, "'transform'"),
     bi_role: default!(Option<&str>, "'bi'"),
-) -> Changes {
+) -> TableIterator<'static, (name!(change, String), name!(object, String), name!(statement, String))> {
     let cfg = Config {
         raw: raw.unwrap_or("raw").into(),
         staging: staging.unwrap_or("staging").into(),
@@ -81,7 +79,7 @@ fn isolate_tenants(
     tenant_column: Option<&str>,
     setting: default!(Option<&str>, "'app.tenant_id'"),
     bi_role: default!(Option<&str>, "NULL"),
-) -> Changes {
+) -> TableIterator<'static, (name!(change, String), name!(object, String), name!(statement, String))> {
     let rel = args::relation(table, "table");
     let column = required(tenant_column, "tenant_column");
     TableIterator::new(exec::isolate_tenants(rel, column, setting.unwrap_or("app.tenant_id"), bi_role))

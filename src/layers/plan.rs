@@ -10,7 +10,7 @@
 //! and the caller in these schemas); other roles' grants are reported, never revoked.
 
 use crate::error::{PgMartError, Result};
-use crate::sql::quote_identifier;
+use crate::names::quote_identifier;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -123,6 +123,19 @@ impl Config {
                 .hint("Least privilege needs one group role per job: loading, transforming, reading."));
         }
         Ok(())
+    }
+}
+
+/// A name as messages and report rows show it: bare when it is a plain lower-case identifier,
+/// quoted otherwise (statements always quote: [`quote_identifier`]).
+pub fn shown(name: &str) -> String {
+    let mut ch = name.chars();
+    let plain = ch.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && ch.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        quote_identifier(name)
     }
 }
 
@@ -395,7 +408,7 @@ pub fn changes(f: &Facts) -> Vec<Change> {
     let managed: Vec<(Who, u32)> = MANAGED.into_iter().filter_map(|w| f.oid(w).map(|o| (w, o))).collect();
     for s in &f.schemas {
         let Some(l) = f.config.layer_of(&s.name) else { continue };
-        let obj = format!("schema {}", quote_identifier(&s.name));
+        let obj = format!("schema {}", shown(&s.name));
         for (w, g) in &managed {
             if *g == s.owner {
                 continue;
@@ -405,7 +418,7 @@ pub fn changes(f: &Facts) -> Vec<Change> {
                 out.push(Change {
                     action: "revoke".into(),
                     object: obj.clone(),
-                    statement: format!("REVOKE {} ON SCHEMA {} FROM {}", ordered(&revoke).join(", "), quote_identifier(&s.name), f.grantee_sql(*g)),
+                    statement: format!("REVOKE {} ON SCHEMA {} FROM {} CASCADE", ordered(&revoke).join(", "), quote_identifier(&s.name), f.grantee_sql(*g)),
                     needs: s.owner,
                 });
             }
@@ -432,8 +445,8 @@ pub fn changes(f: &Facts) -> Vec<Change> {
         let what = if objtype == "S" { "SEQUENCES" } else { "TABLES" };
         let obj = format!(
             "default privileges of {} in schema {} on {}",
-            quote_identifier(f.name(*creator)),
-            quote_identifier(schema),
+            shown(&f.name(*creator)),
+            shown(schema),
             what.to_lowercase()
         );
         for g in &managed_oids {
@@ -490,7 +503,7 @@ pub fn object_changes(f: &Facts, o: &ObjectFacts, l: Layer, managed: &[(Who, u32
             out.push(Change {
                 action: "revoke".into(),
                 object: obj.clone(),
-                statement: format!("REVOKE {} ON {} {} FROM {}", ordered(&revoke).join(", "), o.grant_kind(), o.name, f.grantee_sql(*g)),
+                statement: format!("REVOKE {} ON {} {} FROM {} CASCADE", ordered(&revoke).join(", "), o.grant_kind(), o.name, f.grantee_sql(*g)),
                 needs: o.owner,
             });
         }
@@ -527,7 +540,7 @@ pub fn object_changes(f: &Facts, o: &ObjectFacts, l: Layer, managed: &[(Who, u32
             out.push(Change {
                 action: action.into(),
                 object: obj.clone(),
-                statement: format!("{verb} {p} ({}) ON TABLE {} {prep} {}", cols.join(", "), o.name, f.grantee_sql(*g)),
+                statement: format!("{verb} {p} ({}) ON TABLE {} {prep} {}{}", cols.join(", "), o.name, f.grantee_sql(*g), if *is_grant { "" } else { " CASCADE" }),
                 needs: o.owner,
             });
         }
@@ -616,7 +629,7 @@ fn tainted_views(f: &Facts) -> (BTreeMap<u32, String>, BTreeMap<u32, String>) {
                     l.label == "pii" && l.relation == d.on && l.column.is_some() && (d.column.is_none() || d.column == l.column)
                 });
                 let what = direct
-                    .map(|l| format!("PII column {} of {}", quote_identifier(l.column.as_deref().unwrap_or("")), l.name))
+                    .map(|l| format!("PII column {} of {}", shown(l.column.as_deref().unwrap_or("")), l.name))
                     .or_else(|| pii.get(&d.on).cloned());
                 if let Some(w) = what {
                     pii.insert(d.view, w);
@@ -665,15 +678,15 @@ pub fn report(f: &Facts) -> Vec<ReportRow> {
     for w in [Who::Ingest, Who::Transform, Who::Bi] {
         let name = f.config.role(w);
         match f.roles.iter().find(|r| r.name == name) {
-            None => out.push(row(None, None, "role", &quote_identifier(name), None, 0, name.into(), "EXISTS",
+            None => out.push(row(None, None, "role", &shown(name), None, 0, name.into(), "EXISTS",
                                  Some(format!("role {name} does not exist: run pgmart.create_layers()")), f.caller)),
             Some(r) => {
                 if r.superuser {
-                    out.push(row(None, None, "role", &quote_identifier(name), None, r.oid, name.into(), "SUPERUSER",
+                    out.push(row(None, None, "role", &shown(name), None, r.oid, name.into(), "SUPERUSER",
                                  Some(format!("{name} is a superuser: it bypasses every privilege")), r.oid));
                 }
                 if w == Who::Bi && r.bypassrls {
-                    out.push(row(None, None, "role", &quote_identifier(name), None, r.oid, name.into(), "BYPASSRLS",
+                    out.push(row(None, None, "role", &shown(name), None, r.oid, name.into(), "BYPASSRLS",
                                  Some(format!("the BI role {name} bypasses row-level security: tenants are not isolated from it")), r.oid));
                 }
             }
@@ -683,11 +696,11 @@ pub fn report(f: &Facts) -> Vec<ReportRow> {
     for l in LAYERS {
         let sname = f.config.schema(l);
         let Some(s) = f.schemas.iter().find(|s| s.name == sname) else {
-            out.push(row(Some(l), Some(sname), "schema", &quote_identifier(sname), None, 0, "".into(), "EXISTS",
+            out.push(row(Some(l), Some(sname), "schema", &shown(sname), None, 0, "".into(), "EXISTS",
                          Some(format!("schema {sname} does not exist: run pgmart.create_layers()")), f.caller));
             continue;
         };
-        let sq = quote_identifier(sname);
+        let sq = shown(sname);
         // Schema: managed roles' effective rights, other grantees, the owner.
         for (w, g) in &managed {
             for p in s.effective.get(f.config.role(*w)).into_iter().flatten() {
@@ -754,7 +767,7 @@ pub fn report(f: &Facts) -> Vec<ReportRow> {
             let col = lb.column.as_deref().unwrap_or("");
             if !lb.column_exists {
                 out.push(row(l, schema.as_deref(), "column", &lb.name, Some(col), lb.owner, f.name(lb.owner), "PII LABEL",
-                             Some(format!("column {} labelled PII no longer exists (renamed? label the new name)", quote_identifier(col))), lb.owner));
+                             Some(format!("column {} labelled PII no longer exists (renamed? label the new name)", shown(col))), lb.owner));
             } else if lb.bi_reads {
                 out.push(row(l, schema.as_deref(), "column", &lb.name, Some(col), bi, bi_name.clone(), "SELECT",
                              Some(format!("PII column readable by the BI role {bi_name}")), lb.owner));
@@ -766,7 +779,7 @@ pub fn report(f: &Facts) -> Vec<ReportRow> {
             }
             for p in &lb.other_policies {
                 out.push(row(l, schema.as_deref(), "table", &lb.name, None, lb.owner, f.name(lb.owner), "POLICY",
-                             Some(format!("policy {} of this client-facing table also lets the BI role {bi_name} read rows", quote_identifier(p))), lb.owner));
+                             Some(format!("policy {} of this client-facing table also lets the BI role {bi_name} read rows", shown(p))), lb.owner));
             }
         }
     }
@@ -831,7 +844,7 @@ pub fn tenant_policy(table: &str, column: &str, column_type: &str, setting: &str
         quote_identifier(TENANT_POLICY),
         quote_identifier(bi),
         quote_identifier(column),
-        crate::sql::quote_literal(setting),
+        crate::names::quote_literal(setting),
     )
 }
 
@@ -939,20 +952,20 @@ mod tests {
     fn a_fresh_set_gets_schema_grants_and_default_privileges() {
         let s = statements(&facts());
         for want in [
-            "GRANT USAGE, CREATE ON SCHEMA raw TO ingest",
-            "GRANT USAGE ON SCHEMA raw TO transform",
-            "GRANT USAGE, CREATE ON SCHEMA staging TO transform",
-            "GRANT USAGE, CREATE ON SCHEMA mart TO transform",
-            "GRANT USAGE ON SCHEMA mart TO bi",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE ingest IN SCHEMA raw GRANT SELECT ON TABLES TO transform",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE transform IN SCHEMA mart GRANT SELECT ON TABLES TO bi",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE admin IN SCHEMA raw GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLES TO ingest",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE admin IN SCHEMA mart GRANT SELECT ON TABLES TO bi",
-            "ALTER DEFAULT PRIVILEGES FOR ROLE admin IN SCHEMA staging GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO transform",
+            r#"GRANT USAGE, CREATE ON SCHEMA "raw" TO "ingest""#,
+            r#"GRANT USAGE ON SCHEMA "raw" TO "transform""#,
+            r#"GRANT USAGE, CREATE ON SCHEMA "staging" TO "transform""#,
+            r#"GRANT USAGE, CREATE ON SCHEMA "mart" TO "transform""#,
+            r#"GRANT USAGE ON SCHEMA "mart" TO "bi""#,
+            r#"ALTER DEFAULT PRIVILEGES FOR ROLE "ingest" IN SCHEMA "raw" GRANT SELECT ON TABLES TO "transform""#,
+            r#"ALTER DEFAULT PRIVILEGES FOR ROLE "transform" IN SCHEMA "mart" GRANT SELECT ON TABLES TO "bi""#,
+            r#"ALTER DEFAULT PRIVILEGES FOR ROLE "admin" IN SCHEMA "raw" GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON TABLES TO "ingest""#,
+            r#"ALTER DEFAULT PRIVILEGES FOR ROLE "admin" IN SCHEMA "mart" GRANT SELECT ON TABLES TO "bi""#,
+            r#"ALTER DEFAULT PRIVILEGES FOR ROLE "admin" IN SCHEMA "staging" GRANT SELECT, UPDATE, USAGE ON SEQUENCES TO "transform""#,
         ] {
             assert!(s.contains(&want.to_string()), "missing {want}\n{s:#?}");
         }
-        assert!(!s.iter().any(|x| x.contains("TO bi") && x.contains("staging")), "{s:#?}");
+        assert!(!s.iter().any(|x| x.contains("TO \"bi\"") && x.contains("\"staging\"")), "{s:#?}");
         assert!(!s.iter().any(|x| x.contains("PUBLIC")), "{s:#?}");
     }
 
@@ -979,14 +992,14 @@ mod tests {
             effective: BTreeMap::new(),
         });
         let s = statements(&f);
-        assert!(s.contains(&"REVOKE USAGE ON SCHEMA raw FROM PUBLIC".to_string()), "{s:#?}");
-        assert!(s.contains(&"REVOKE USAGE ON SCHEMA raw FROM bi".to_string()), "{s:#?}");
+        assert!(s.contains(&r#"REVOKE USAGE ON SCHEMA "raw" FROM PUBLIC CASCADE"#.to_string()), "{s:#?}");
+        assert!(s.contains(&r#"REVOKE USAGE ON SCHEMA "raw" FROM "bi" CASCADE"#.to_string()), "{s:#?}");
         assert!(!s.iter().any(|x| x.contains("analyst")), "{s:#?}");
-        assert!(s.contains(&"REVOKE INSERT ON TABLE mart.orders FROM bi".to_string()), "{s:#?}");
-        assert!(s.contains(&"REVOKE SELECT ON TABLE mart.orders FROM PUBLIC".to_string()), "{s:#?}");
-        assert!(s.contains(&"REVOKE UPDATE (email) ON TABLE mart.orders FROM ingest".to_string()), "{s:#?}");
+        assert!(s.contains(&r#"REVOKE INSERT ON TABLE mart.orders FROM "bi" CASCADE"#.to_string()), "{s:#?}");
+        assert!(s.contains(&"REVOKE SELECT ON TABLE mart.orders FROM PUBLIC CASCADE".to_string()), "{s:#?}");
+        assert!(s.contains(&r#"REVOKE UPDATE ("email") ON TABLE mart.orders FROM "ingest" CASCADE"#.to_string()), "{s:#?}");
         // The owner (transform) is never granted to or revoked from.
-        assert!(!s.iter().any(|x| x.contains("mart.orders") && x.ends_with("transform")), "{s:#?}");
+        assert!(!s.iter().any(|x| x.contains("mart.orders") && x.ends_with("\"transform\"")), "{s:#?}");
     }
 
     #[test]
@@ -1018,8 +1031,8 @@ mod tests {
             other_policies: vec![],
         });
         let s = statements(&f);
-        let revoke = s.iter().position(|x| x == "REVOKE SELECT ON TABLE mart.customers FROM bi").expect("revoke");
-        let grant = s.iter().position(|x| x == "GRANT SELECT (id, region) ON TABLE mart.customers TO bi").expect("grant");
+        let revoke = s.iter().position(|x| x == r#"REVOKE SELECT ON TABLE mart.customers FROM "bi" CASCADE"#).expect("revoke");
+        let grant = s.iter().position(|x| x == r#"GRANT SELECT ("id", "region") ON TABLE mart.customers TO "bi""#).expect("grant");
         assert!(revoke < grant);
         // Once so, nothing more to do.
         f.objects[0].acl.clear();
@@ -1120,7 +1133,7 @@ mod tests {
         let p = tenant_policy("mart.\"T\"", "tenant\"id", "integer", "app.tenant_id", "b\"i");
         assert_eq!(
             p,
-            "CREATE POLICY pgmart_tenant ON mart.\"T\" AS PERMISSIVE FOR SELECT TO \"b\"\"i\" USING (\"tenant\"\"id\" OPERATOR(pg_catalog.=) \
+            "CREATE POLICY \"pgmart_tenant\" ON mart.\"T\" AS PERMISSIVE FOR SELECT TO \"b\"\"i\" USING (\"tenant\"\"id\" OPERATOR(pg_catalog.=) \
              (SELECT CAST(NULLIF(pg_catalog.current_setting('app.tenant_id', true), '') AS integer)))"
         );
         assert!(check_setting("app.tenant_id").is_ok());
