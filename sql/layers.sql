@@ -66,7 +66,8 @@ COMMENT ON VIEW pgmart.layers IS 'The layer sets (raw, staging, mart schemas; in
 
 -- The labels on relations whose owner's rights you have, or that you may read.
 CREATE VIEW pgmart.access_labels WITH (security_barrier) AS
-SELECT l.relation_name AS relation, l.label, nullif(l.column_name, '') AS column_name, l.labelled_at,
+SELECT l.relation_name AS relation, l.label,
+       CASE WHEN l.column_name OPERATOR(pg_catalog.=) '' THEN NULL ELSE l.column_name END AS column_name, l.labelled_at,
        EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) l.relation) AS relation_exists,
        t.tenant_column, t.setting AS tenant_setting
   FROM pgmart.access_label l

@@ -314,6 +314,59 @@ CREATE TABLE pgmart.rollup_invalidation (
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
 
+-- Layers (new in 0.2.0): their catalog, as sql/layers.sql makes it.
+CREATE TABLE pgmart.layer_set (
+    mart_schema    text PRIMARY KEY,
+    raw_schema     text NOT NULL UNIQUE,
+    staging_schema text NOT NULL UNIQUE,
+    ingest_role    text NOT NULL,
+    transform_role text NOT NULL,
+    bi_role        text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    checked_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+
+-- Labels on relations: 'pii' on a column, 'client_facing' on a table (column_name '').
+CREATE TABLE pgmart.access_label (
+    label_id      bigserial PRIMARY KEY,
+    relation      regclass NOT NULL,
+    column_name   text NOT NULL DEFAULT '',
+    label         text NOT NULL CHECK (label OPERATOR(pg_catalog.=) ANY (ARRAY['pii', 'client_facing']::pg_catalog.text[])),
+    -- The relation's owner when it was labelled: a relation re-created under the label's name by a
+    -- role with that owner's rights takes the label back (src/follow.rs).
+    owner         oid NOT NULL,
+    labelled_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The relation's qualified name.
+    relation_name text NOT NULL,
+    UNIQUE (relation, column_name, label),
+    CHECK ((label OPERATOR(pg_catalog.=) 'pii') OPERATOR(pg_catalog.=) (column_name OPERATOR(pg_catalog.<>) ''))
+);
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+
+-- Tables kept per tenant by isolate_tenants: the policy's deparsed text, to tell a policy edited
+-- by hand from pgmart's own.
+CREATE TABLE pgmart.tenant_table (
+    relation      regclass PRIMARY KEY,
+    tenant_column name NOT NULL,
+    setting       text NOT NULL,
+    bi_role       text NOT NULL,
+    policy_qual   text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The access check kind (new in 0.2.0).
+ALTER TABLE pgmart."check" DROP CONSTRAINT check_kind_check,
+    ADD CONSTRAINT check_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
+                                 'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[]));
+
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
 DROP FUNCTION pgmart.add_check(regclass, text, text[], jsonb, text, text, text, text);
@@ -382,38 +435,23 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
-COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
-COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
-
--- The checks, and their results, of the roles whose rights you have. A result whose check is gone
--- belongs to the role that owned the check when it ran.
-CREATE VIEW pgmart.checks WITH (security_barrier) AS
-SELECT c.check_id, c.name,
-       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
-            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
-       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
-  FROM pgmart."check" c
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
-CREATE VIEW pgmart.check_results WITH (security_barrier) AS
-SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
-       r.sample, r.duration_ms, r.message, r.run_by
-  FROM pgmart.check_result r
-  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
-
-GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
@@ -528,23 +566,38 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
 
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+
+-- The checks, and their results, of the roles whose rights you have. A result whose check is gone
+-- belongs to the role that owned the check when it ran.
+CREATE VIEW pgmart.checks WITH (security_barrier) AS
+SELECT c.check_id, c.name,
+       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
+            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
+  FROM pgmart."check" c
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
 
-GRANT SELECT ON pgmart.rules TO PUBLIC;
+CREATE VIEW pgmart.check_results WITH (security_barrier) AS
+SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
+       r.sample, r.duration_ms, r.message, r.run_by
+  FROM pgmart.check_result r
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
+
+GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
 
@@ -724,16 +777,63 @@ COMMENT ON VIEW pgmart.metric_versions IS 'Every version of the metrics you may 
 
 GRANT SELECT ON pgmart.metric_versions TO PUBLIC;
 
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The layer sets you have a part in: you own (or have the rights of the owner of) one of their
+-- schemas, or you are a member of one of their roles.
+CREATE VIEW pgmart.layers WITH (security_barrier) AS
+SELECT s.raw_schema, s.staging_schema, s.mart_schema, s.ingest_role, s.transform_role, s.bi_role,
+       s.created_at, s.checked_at
+  FROM pgmart.layer_set s
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY[s.raw_schema, s.staging_schema, s.mart_schema]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE'::pg_catalog.text))
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[s.ingest_role, s.transform_role, s.bi_role]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.layers IS 'The layer sets (raw, staging, mart schemas; ingest, transform, BI roles) you own a schema of or belong to a role of; the target of an access check.';
+
+-- The labels on relations whose owner's rights you have, or that you may read.
+CREATE VIEW pgmart.access_labels WITH (security_barrier) AS
+SELECT l.relation_name AS relation, l.label,
+       CASE WHEN l.column_name OPERATOR(pg_catalog.=) '' THEN NULL ELSE l.column_name END AS column_name, l.labelled_at,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) l.relation) AS relation_exists,
+       t.tenant_column, t.setting AS tenant_setting
+  FROM pgmart.access_label l
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation
+  LEFT JOIN pgmart.tenant_table t ON t.relation OPERATOR(pg_catalog.=) l.relation AND l.label OPERATOR(pg_catalog.=) 'client_facing'
+ WHERE pg_catalog.pg_has_role(coalesce(c.relowner, l.owner), 'USAGE'::pg_catalog.text)
+    OR (c.oid IS NOT NULL AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.access_labels IS 'Access labels (pii columns, client_facing tables, with their tenant isolation) on relations you own or may read.';
+
+GRANT SELECT ON pgmart.layers, pgmart.access_labels TO PUBLIC;
+
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
+-- src/alerts/api.rs:40
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -760,32 +860,73 @@ AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:588
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
+-- src/layers/api.rs:9
+-- pgmart::layers::api::create_layers
+CREATE  FUNCTION pgmart."create_layers"(
+	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
+	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
+	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
+	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
+	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
+	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'create_layers_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
+-- src/metrics/api.rs:45
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:90
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 
 /* </end connected objects> */
 
@@ -814,73 +955,14 @@ AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:40
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:76
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:196
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:51
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:566
+-- src/jobs/api.rs:561
 -- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
-VOLATILE  
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
 
 /* </end connected objects> */
 
@@ -897,6 +979,190 @@ AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:29
+-- pgmart::layers::api::drop_layers
+CREATE  FUNCTION pgmart."drop_layers"(
+	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:566
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:441
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:487
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:545
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:51
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:70
+-- pgmart::layers::api::label_client_facing
+CREATE  FUNCTION pgmart."label_client_facing"(
+	"table" regclass, /* Option < RegClass > */
+	"client_facing" bool DEFAULT true /* Option < bool > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/jobs/api.rs:708
 -- pgmart::jobs::api::drop_job
 CREATE  FUNCTION pgmart."drop_job"(
@@ -909,67 +1175,17 @@ AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:39
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
 ) RETURNS TABLE (
-	"statement" TEXT  /* String */
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
 )
-VOLATILE 
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:137
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:40
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:561
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
 
 /* </end connected objects> */
 
@@ -994,14 +1210,46 @@ AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:545
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:588
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:703
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
 	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 
 /* </end connected objects> */
 
@@ -1019,59 +1267,63 @@ AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:467
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
+-- src/access.rs:39
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
+) RETURNS TABLE (
+	"statement" TEXT  /* String */
 )
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:45
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
+-- src/layers/api.rs:76
+-- pgmart::layers::api::isolate_tenants
+CREATE  FUNCTION pgmart."isolate_tenants"(
+	"table" regclass, /* Option < RegClass > */
+	"tenant_column" TEXT, /* Option < & str > */
+	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
+	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:56
+-- pgmart::layers::api::label_pii
+CREATE  FUNCTION pgmart."label_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
 
 /* </end connected objects> */
 
@@ -1102,54 +1354,152 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
+-- src/jobs/api.rs:605
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:90
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:34
+-- pgmart::layers::api::access_report
+CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
+	"layer" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"object_type" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"column_name" TEXT,  /* Option < String > */
+	"role" TEXT,  /* String */
+	"privilege" TEXT,  /* String */
+	"violation" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'access_report_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:45
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:39
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:137
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"name" TEXT, /* Option < & str > */
 	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"grain" TEXT DEFAULT NULL, /* Option < & str > */
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+-- src/refresh/api.rs:196
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
 ) RETURNS TABLE (
-	"parent" TEXT,  /* String */
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
 	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 
 /* </end connected objects> */
 
@@ -1166,14 +1516,20 @@ AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:454
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
+-- src/jobs/api.rs:467
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
 
 /* </end connected objects> */
 
@@ -1200,109 +1556,16 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:39
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
 	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:45
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -1327,131 +1590,60 @@ AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:703
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:605
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:487
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
 	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:63
+-- pgmart::layers::api::unlabel_pii
+CREATE  FUNCTION pgmart."unlabel_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
 ) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:441
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
+-- src/metrics/api.rs:40
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:454
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
 
 /* </end connected objects> */
 
@@ -1468,7 +1660,24 @@ AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:51
+-- src/metrics/api.rs:76
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:53
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -1608,7 +1817,7 @@ GRANT SELECT ON pgmart.alerts, pgmart.open_alerts TO PUBLIC;
 
 -- checks
 COMMENT ON FUNCTION pgmart.add_check IS
-  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
+  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema, access) on a table, optionally on a schedule; returns the check id.';
 
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 
@@ -1778,6 +1987,24 @@ COMMENT ON FUNCTION pgmart._bound_epoch IS 'Internal: a range partition bound as
 COMMENT ON FUNCTION pgmart._partition_bounds IS 'Internal: every partition of a table with its catalog bounds.';
 
 COMMENT ON FUNCTION pgmart._now_epoch IS 'Internal: now as epoch seconds of the column type in a time zone.';
+
+-- layers
+COMMENT ON FUNCTION pgmart.create_layers IS
+  'Create or adopt the raw, staging and mart schemas and the ingest, transform and BI group roles (NOLOGIN), and make every privilege least: ingest writes raw, transform reads raw and staging and writes staging and mart, BI reads mart (not its PII columns) and pgmart''s BI surface, PUBLIC nothing; default privileges for objects made later. Idempotent; runs as the caller; one row per change.';
+
+COMMENT ON FUNCTION pgmart.drop_layers IS 'Forget a layer set (by its mart schema); its schemas, roles and privileges stay as they are.';
+
+COMMENT ON FUNCTION pgmart.access_report IS
+  'One row per role, layer schema or object and privilege that matters, with a violation flag and its reason (BI reading raw or staging, a role other than transform writing mart, a PII column the BI role can read, a client-facing table without forced row-level security); only rows about roles or objects whose rights you have.';
+
+COMMENT ON FUNCTION pgmart.label_pii IS 'Label columns of a relation you own as PII (the BI role may not read them); returns how many labels were added.';
+
+COMMENT ON FUNCTION pgmart.unlabel_pii IS 'Remove the PII label from columns of a relation you own; returns how many labels were removed.';
+
+COMMENT ON FUNCTION pgmart.label_client_facing IS 'Label a relation you own client-facing (or not, with false): access_report then requires forced row-level security on it. True when the label changed.';
+
+COMMENT ON FUNCTION pgmart.isolate_tenants IS
+  'Enable and force row-level security on a table you own, with a policy letting the BI role read only the rows whose tenant column equals current_setting(setting) (none when unset) and one letting its owner (and transform) read and write all; labels it client-facing. Idempotent; one row per change.';
 
 -- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
 CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
