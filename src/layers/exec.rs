@@ -177,7 +177,7 @@ pub fn create_layers(cfg: Config) -> Vec<Done> {
     if record(&cfg) {
         done.push((
             "register".into(),
-            format!("layer set {}", quote_identifier(&cfg.mart)),
+            format!("layer set {}", plan::shown(&cfg.mart)),
             "pgmart.layers".into(),
         ));
     }

@@ -524,7 +524,10 @@ pub fn object_changes(f: &Facts, o: &ObjectFacts, l: Layer, managed: &[(Who, u32
             have_cols.entry(a.column.clone()).or_default().insert(a.privilege.clone());
         }
         let mut by_priv: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
-        let cols: BTreeSet<&String> = have_cols.keys().chain(want_cols.keys()).collect();
+        // In the table's column order.
+        let mut cols: Vec<&String> =
+            o.columns.iter().filter(|c| have_cols.contains_key(*c) || want_cols.contains_key(*c)).collect();
+        cols.extend(have_cols.keys().filter(|c| !o.columns.contains(c)));
         for c in cols {
             let (cg, cr) = diff(&have_cols.get(c).cloned().unwrap_or_default(), &want_cols.get(c).cloned().unwrap_or_default());
             for p in cr {
@@ -626,7 +629,7 @@ fn tainted_views(f: &Facts) -> (BTreeMap<u32, String>, BTreeMap<u32, String>) {
             }
             if !pii.contains_key(&d.view) {
                 let direct = f.labels.iter().find(|l| {
-                    l.label == "pii" && l.relation == d.on && l.column.is_some() && (d.column.is_none() || d.column == l.column)
+                    l.label == "pii" && l.relation == d.on && l.column.is_some() && d.column == l.column
                 });
                 let what = direct
                     .map(|l| format!("PII column {} of {}", shown(l.column.as_deref().unwrap_or("")), l.name))
@@ -836,11 +839,13 @@ pub const TENANT_POLICY: &str = "pgmart_tenant";
 pub const OWNER_POLICY: &str = "pgmart_tenant_owner";
 
 /// The BI role's policy: rows whose tenant column equals the setting (none when it is unset or
-/// empty), the setting read once per query (an InitPlan, so the tenant index can be used).
+/// empty). `current_setting` is stable, so the comparison is an index condition on the tenant
+/// column; no subquery, so `metric_values` (which reads a source's policies as the reader and
+/// allows only built-in functions there) reads the table.
 pub fn tenant_policy(table: &str, column: &str, column_type: &str, setting: &str, bi: &str) -> String {
     format!(
         "CREATE POLICY {} ON {table} AS PERMISSIVE FOR SELECT TO {} USING ({} OPERATOR(pg_catalog.=) \
-         (SELECT CAST(NULLIF(pg_catalog.current_setting({}, true), '') AS {column_type})))",
+         CAST(NULLIF(pg_catalog.current_setting({}, true), '') AS {column_type}))",
         quote_identifier(TENANT_POLICY),
         quote_identifier(bi),
         quote_identifier(column),
@@ -1134,7 +1139,7 @@ mod tests {
         assert_eq!(
             p,
             "CREATE POLICY \"pgmart_tenant\" ON mart.\"T\" AS PERMISSIVE FOR SELECT TO \"b\"\"i\" USING (\"tenant\"\"id\" OPERATOR(pg_catalog.=) \
-             (SELECT CAST(NULLIF(pg_catalog.current_setting('app.tenant_id', true), '') AS integer)))"
+             CAST(NULLIF(pg_catalog.current_setting('app.tenant_id', true), '') AS integer))"
         );
         assert!(check_setting("app.tenant_id").is_ok());
         for bad in ["tenant", "app.", "app.x'; --", ".x", "a.b c"] {
