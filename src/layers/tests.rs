@@ -157,4 +157,25 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT pgmart.add_check('pgmart.layers', 'access', params => '{\"x\": 1}')"), "22023");
         assert_eq!(sqlstate_of("SELECT pgmart.add_check('pgmart.layers', 'access', where_clause => 'true')"), "22023");
     }
+
+    #[pg_test]
+    fn labels_follow_a_table_rebuilt_under_their_name() {
+        run(&format!("SELECT * FROM {}", layers("lf")));
+        run("SET ROLE lf_transform");
+        run("CREATE TABLE lf_mart.c (id int, email text)");
+        run("SELECT pgmart.label_pii('lf_mart.c', ARRAY['email'])");
+        run("SELECT pgmart.label_client_facing('lf_mart.c')");
+        // dbt's table materialization: build aside, swap names, drop the old one.
+        run("CREATE TABLE lf_mart.c__dbt_tmp (id int, email text)");
+        run("ALTER TABLE lf_mart.c RENAME TO c__dbt_backup");
+        run("ALTER TABLE lf_mart.c__dbt_tmp RENAME TO c");
+        run("DROP TABLE lf_mart.c__dbt_backup");
+        run("RESET ROLE");
+        assert_eq!(count("SELECT * FROM pgmart.access_label WHERE relation = 'lf_mart.c'::regclass"), 2);
+        // Its policies did not come along: flagged until isolate_tenants runs again.
+        assert_eq!(count("SELECT * FROM pgmart.access_report() WHERE violation AND object = 'lf_mart.c'"), 2);
+        assert_eq!(one::<bool>("SELECT pgmart.label_client_facing('lf_mart.c', false)"), Some(true));
+        assert_eq!(count(&format!("SELECT * FROM {}", layers("lf"))), 2);
+        assert_eq!(count("SELECT * FROM pgmart.access_report() WHERE violation AND object = 'lf_mart.c'"), 0);
+    }
 }
