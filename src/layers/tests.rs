@@ -163,8 +163,10 @@ mod tests {
         run(&format!("SELECT * FROM {}", layers("lf")));
         run("SET ROLE lf_transform");
         run("CREATE TABLE lf_mart.c (id int, email text)");
+        run("RESET ROLE");
         run("SELECT pgmart.label_pii('lf_mart.c', ARRAY['email'])");
         run("SELECT pgmart.label_client_facing('lf_mart.c')");
+        run("SET ROLE lf_transform");
         // dbt's table materialization: build aside, swap names, drop the old one.
         run("CREATE TABLE lf_mart.c__dbt_tmp (id int, email text)");
         run("ALTER TABLE lf_mart.c RENAME TO c__dbt_backup");
