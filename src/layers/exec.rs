@@ -300,6 +300,7 @@ fn args(cfg: &Config) -> Vec<pgrx::datum::DatumWithOid<'_>> {
 /// Forget a layer set (its schemas, roles and grants stay); the caller needs the rights of the
 /// mart schema's owner.
 pub fn drop_layers(mart: &str) -> bool {
+    crate::jobs::api::require_primary("drop layers");
     let caller = sql::caller();
     let owner = schema_rows(&[mart]).first().map(|s| s.owner);
     let known = sql::as_catalog_owner(|| {
@@ -628,6 +629,7 @@ fn checked_columns(rel: pg_sys::Oid, t: &Target, columns: Vec<String>) -> Vec<St
 
 /// Label (or, with `on` false, unlabel) columns as PII; the number of labels that changed.
 pub fn label_pii(rel: pg_sys::Oid, columns: Vec<String>, on: bool) -> i64 {
+    crate::jobs::api::require_primary("label columns");
     let t = owned_relation(rel, "access labels", "rpvmf");
     let columns = checked_columns(rel, &t, columns);
     let n = sql::as_catalog_owner(|| {
@@ -667,6 +669,7 @@ fn restrict_bi(rel: pg_sys::Oid, t: &Target) {
 
 /// Label a table client-facing (or not); whether that changed anything.
 pub fn label_client_facing(rel: pg_sys::Oid, on: bool) -> bool {
+    crate::jobs::api::require_primary("label a table");
     let t = owned_relation(rel, "access labels", "rpvmf");
     set_client_facing(rel, &t, on)
 }
