@@ -825,7 +825,6 @@ pub fn isolate_tenants(rel: pg_sys::Oid, column: &str, setting: &str, bi_role: O
         }
         run("create policy", plan::owner_policy(&table_ident, &all_rows));
     }
-    drop(run);
     if !tenant_ok {
         let qual = policies(rel).into_iter().find(|p| p.name == plan::TENANT_POLICY).and_then(|p| p.qual).unwrap_or_default();
         sql::as_catalog_owner(|| {
@@ -853,7 +852,6 @@ pub fn isolate_tenants(rel: pg_sys::Oid, column: &str, setting: &str, bi_role: O
     if done.is_empty() {
         notice!("pgmart: {} is isolated by tenant already: nothing changed", t.qualified);
     }
-    let _ = t.relkind;
     done
 }
 
