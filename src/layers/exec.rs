@@ -579,7 +579,6 @@ pub fn access_measure(target: i64) -> crate::checks::plan::Measured {
 
 #[derive(Deserialize)]
 struct Target {
-    relkind: String,
     owner: u32,
     qualified: String,
     nspname: String,
@@ -599,7 +598,7 @@ fn owned_relation(rel: pg_sys::Oid, what: &str, kinds: &str) -> Target {
             .hint(format!("Ask {} (its owner) or a member of that role.", sql::role_name(oid(r.owner))))
             .raise();
     }
-    Target { relkind: r.relkind, owner: r.owner, qualified: r.qualified, nspname: r.nspname }
+    Target { owner: r.owner, qualified: r.qualified, nspname: r.nspname }
 }
 
 fn columns_of(rel: pg_sys::Oid) -> Vec<String> {
