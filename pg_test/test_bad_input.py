@@ -238,6 +238,10 @@ REQUIRED = {
     "register_dashboard": {"name": "'n dashboard'", "owner": "'team'", "description": "'d'"},
     "drop_dashboard": {"name": "'existing dashboard'"},
     "impact": {"object": "'bi.plain'"},
+    "label_pii": {"table": "'bi.plain'", "columns": "ARRAY['v']"},
+    "unlabel_pii": {"table": "'bi.plain'", "columns": "ARRAY['v']"},
+    "label_client_facing": {"table": "'bi.plain'"},
+    "isolate_tenants": {"table": "'bi.plain'", "tenant_column": "'v'"},
 }
 # Overloads: the same function under another signature (by job name as well as id; pg_cron's).
 OVERLOADS = {
@@ -254,7 +258,8 @@ OVERLOADS = {
 }
 # Public functions without required arguments (and the aggregates, for which NULL is data).
 NO_REQUIRED = {"refresh_due", "worker_status", "run_checks", "run_partition_maintenance",
-               "run_partition_maintenance_proc", "schedule_health", "lineage", "lineage_mermaid"}
+               "run_partition_maintenance_proc", "schedule_health", "lineage", "lineage_mermaid",
+               "create_layers", "drop_layers", "access_report"}
 AGGREGATES = {"duplicate_keys", "orphan_keys", "smallest_keys", "smallest_values"}
 PROCEDURES = {"run_partition_maintenance_proc"}
 
@@ -417,6 +422,24 @@ case("dashboard-drop-missing", "SELECT pgmart.drop_dashboard('no such dashboard'
 case("dashboard-name-leading-space", "SELECT pgmart.register_dashboard(' odd; DROP TABLE bi.plain --x'::text || '\"', 'o', 'd')", "22023")
 case("dashboard-odd-quotes-ok", "SELECT pgmart.register_dashboard('Ünïcode \"dash\"; DROP TABLE bi.plain; --', 'o', 'd', sources => ARRAY['bi.plain'::regclass])",
      "ok", check="SELECT count(*) = 1 FROM pgmart.dashboards WHERE name LIKE 'Ünïcode%'")
+case("layers-empty-schema", "SELECT * FROM pgmart.create_layers(raw => '')", "22023", msg="schema name")
+case("layers-same-schema", "SELECT * FROM pgmart.create_layers(raw => 'x', staging => 'x')", "22023", msg="three different schemas")
+case("layers-public-role", "SELECT * FROM pgmart.create_layers(bi_role => 'public')", "22023")
+case("layers-superuser-role", "SELECT * FROM pgmart.create_layers(bi_role => 'postgres')", "55000", msg="superuser")
+case("layers-reserved-schema", "SELECT * FROM pgmart.create_layers(raw => 'pg_catalog')", "22023", msg="reserved")
+case("layers-pgmart-schema", "SELECT * FROM pgmart.create_layers(mart => 'pgmart')", "22023")
+case("layers-same-role", "SELECT * FROM pgmart.create_layers(ingest_role => 'a', transform_role => 'a')", "22023", msg="three different roles")
+case("layers-drop-missing", "SELECT pgmart.drop_layers('no_such_layers')", "42704")
+case("pii-missing-column", "SELECT pgmart.label_pii('bi.plain', '{no_col}')", "42703")
+case("pii-no-columns", "SELECT pgmart.label_pii('bi.plain', '{}')", "22023")
+case("pii-null-element", "SELECT pgmart.label_pii('bi.plain', ARRAY[NULL]::text[])", "22004")
+case("pii-missing-oid", "SELECT pgmart.label_pii(999999::oid::regclass, '{v}')", "42P01")
+case("unpii-missing-column", "SELECT pgmart.unlabel_pii('bi.plain', '{no_col}')", "42703")
+case("client-facing-index", "SELECT pgmart.label_client_facing('pg_class_oid_index')", "42809")
+case("tenants-view", "SELECT * FROM pgmart.isolate_tenants('bi.v', 'v')", "42809")
+case("tenants-no-layers-no-role", "SELECT * FROM pgmart.isolate_tenants('bi.plain', 'v')", "22023", msg="BI role")
+case("tenants-bad-setting", "SELECT * FROM pgmart.isolate_tenants('bi.plain', 'v', 'no dots here')", "22023", msg="setting")
+case("tenants-missing-role", "SELECT * FROM pgmart.isolate_tenants('bi.plain', 'v', bi_role => 'no_such_role')", "42704")
 case("lineage-missing-oid", "SELECT * FROM pgmart.lineage(999999::oid::regclass)", "42P01")
 case("impact-missing-oid", "SELECT * FROM pgmart.impact(999999::oid::regclass)", "42P01")
 case("mermaid-missing-oid", "SELECT pgmart.lineage_mermaid(999999::oid::regclass)", "42P01")

@@ -131,3 +131,20 @@ SELECT pgmart.schedule_sql('etl_load', 'INSERT INTO public.staging_orders SELECT
                            '2 seconds') AS job_id;
 RESET ROLE;
 \o
+
+-- Layers (docs/layers.md): raw, staging and mart schemas with least-privilege ingest, transform
+-- and BI roles in one idempotent call (the demo's bi role is adopted); a client-facing mart table
+-- with a PII column, isolated per tenant; an access check on a schedule.
+\o
+\echo '== layers: create_layers() once (changes listed), then again (nothing to change) =='
+SELECT change, count(*) AS changes FROM pgmart.create_layers() GROUP BY change ORDER BY change;
+SELECT count(*) AS changes_on_second_call FROM pgmart.create_layers();
+\o /dev/null
+CREATE TABLE mart.client_orders AS
+SELECT o.id, o.customer_id % 3 + 1 AS tenant_id, c.name AS customer_name, o.amount, o.created_at
+  FROM orders o JOIN customers c ON c.id = o.customer_id;
+ALTER TABLE mart.client_orders OWNER TO transform;
+CREATE INDEX ON mart.client_orders (tenant_id);
+SELECT pgmart.label_pii('mart.client_orders', ARRAY['customer_name']);
+SELECT * FROM pgmart.isolate_tenants('mart.client_orders', 'tenant_id');
+SELECT pgmart.add_check('pgmart.layers', 'access', name => 'layers_access', schedule => '5 seconds');

@@ -67,3 +67,17 @@ SELECT object, kind, status, summary FROM pgmart.trust WHERE kind IN ('dashboard
 \echo '== who a change to orders would affect (pgmart.impact), and the lineage as a Mermaid diagram =='
 SELECT object, kind, depth, owner FROM pgmart.impact('orders');
 SELECT pgmart.lineage_mermaid('mart_daily_sales');
+\echo '== layers: pgmart.access_report() (violations first), then what bi sees of client_orders per tenant =='
+SELECT layer, object, column_name, role, privilege, violation, reason FROM pgmart.access_report()
+ WHERE violation OR object = 'mart.client_orders' ORDER BY violation DESC, layer, object, role, privilege;
+SET ROLE bi;
+SELECT count(*) AS rows_without_tenant FROM mart.client_orders;
+SET app.tenant_id = '2';
+SELECT count(DISTINCT tenant_id) AS tenants_seen, count(*) AS rows_of_tenant_2 FROM mart.client_orders;
+\echo 'bi reads the PII column customer_name (refused):'
+\set ON_ERROR_STOP 0
+SELECT customer_name FROM mart.client_orders LIMIT 1;
+\set ON_ERROR_STOP 1
+RESET app.tenant_id;
+RESET ROLE;
+SELECT DISTINCT ON (name) name, status, failing_rows FROM pgmart.check_results WHERE name = 'layers_access' ORDER BY name, run_at DESC;

@@ -7,7 +7,7 @@ CREATE TABLE pgmart."check" (
     target       regclass NOT NULL,
     kind         text NOT NULL
                  CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
-                                 'range', 'row_count', 'freshness', 'schema']::pg_catalog.text[])),
+                                 'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[])),
     columns      text[] NOT NULL DEFAULT '{}',
     params       jsonb NOT NULL DEFAULT '{}',
     severity     text NOT NULL DEFAULT 'error' CHECK (severity OPERATOR(pg_catalog.=) ANY (ARRAY['warn', 'error']::pg_catalog.text[])),

@@ -98,7 +98,7 @@ COMMENT ON VIEW pgmart.open_alerts IS 'Your alerts not yet acknowledged (rule an
 GRANT SELECT ON pgmart.alerts, pgmart.open_alerts TO PUBLIC;
 -- checks
 COMMENT ON FUNCTION pgmart.add_check IS
-  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
+  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema, access) on a table, optionally on a schedule; returns the check id.';
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 COMMENT ON FUNCTION pgmart.run_checks IS
   'Run all checks (or one table''s) now, each table''s checks fused into one statement on one snapshot; one row per check, stored in pgmart.check_results.';
@@ -212,6 +212,17 @@ COMMENT ON FUNCTION pgmart.maintain_table IS
 COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the storage parameters the health job set on it are put back (unless changed since).';
 COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
 COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
+-- layers
+COMMENT ON FUNCTION pgmart.create_layers IS
+  'Create or adopt the raw, staging and mart schemas and the ingest, transform and BI group roles (NOLOGIN), and make every privilege least: ingest writes raw, transform reads raw and staging and writes staging and mart, BI reads mart (not its PII columns) and pgmart''s BI surface, PUBLIC nothing; default privileges for objects made later. Idempotent; runs as the caller; one row per change.';
+COMMENT ON FUNCTION pgmart.drop_layers IS 'Forget a layer set (by its mart schema); its schemas, roles and privileges stay as they are.';
+COMMENT ON FUNCTION pgmart.access_report IS
+  'One row per role, layer schema or object and privilege that matters, with a violation flag and its reason (BI reading raw or staging, a role other than transform writing mart, a PII column the BI role can read, a client-facing table without forced row-level security); only rows about roles or objects whose rights you have.';
+COMMENT ON FUNCTION pgmart.label_pii IS 'Label columns of a relation you own as PII (the BI role may not read them); returns how many labels were added.';
+COMMENT ON FUNCTION pgmart.unlabel_pii IS 'Remove the PII label from columns of a relation you own; returns how many labels were removed.';
+COMMENT ON FUNCTION pgmart.label_client_facing IS 'Label a relation you own client-facing (or not, with false): access_report then requires forced row-level security on it. True when the label changed.';
+COMMENT ON FUNCTION pgmart.isolate_tenants IS
+  'Enable and force row-level security on a table you own, with a policy letting the BI role read only the rows whose tenant column equals current_setting(setting) (none when unset) and one letting its owner (and transform) read and write all; labels it client-facing. Idempotent; one row per change.';
 
 -- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
 CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER

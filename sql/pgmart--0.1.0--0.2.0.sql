@@ -363,6 +363,58 @@ CREATE TABLE pgmart.dashboard (
     changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
+-- Layers (new in 0.2.0): their catalog, as sql/layers.sql makes it.
+CREATE TABLE pgmart.layer_set (
+    mart_schema    text PRIMARY KEY,
+    raw_schema     text NOT NULL UNIQUE,
+    staging_schema text NOT NULL UNIQUE,
+    ingest_role    text NOT NULL,
+    transform_role text NOT NULL,
+    bi_role        text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    checked_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+
+-- Labels on relations: 'pii' on a column, 'client_facing' on a table (column_name '').
+CREATE TABLE pgmart.access_label (
+    label_id      bigserial PRIMARY KEY,
+    relation      regclass NOT NULL,
+    column_name   text NOT NULL DEFAULT '',
+    label         text NOT NULL CHECK (label OPERATOR(pg_catalog.=) ANY (ARRAY['pii', 'client_facing']::pg_catalog.text[])),
+    -- The relation's owner when it was labelled: a relation re-created under the label's name by a
+    -- role with that owner's rights takes the label back (src/follow.rs).
+    owner         oid NOT NULL,
+    labelled_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The relation's qualified name.
+    relation_name text NOT NULL,
+    UNIQUE (relation, column_name, label),
+    CHECK ((label OPERATOR(pg_catalog.=) 'pii') OPERATOR(pg_catalog.=) (column_name OPERATOR(pg_catalog.<>) ''))
+);
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+
+-- Tables kept per tenant by isolate_tenants: the policy's deparsed text, to tell a policy edited
+-- by hand from pgmart's own.
+CREATE TABLE pgmart.tenant_table (
+    relation      regclass PRIMARY KEY,
+    tenant_column name NOT NULL,
+    setting       text NOT NULL,
+    bi_role       text NOT NULL,
+    policy_qual   text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The access check kind (new in 0.2.0).
+ALTER TABLE pgmart."check" DROP CONSTRAINT check_kind_check,
+    ADD CONSTRAINT check_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
+                                 'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[]));
 
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
@@ -624,6 +676,24 @@ COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dim
 
 GRANT SELECT ON pgmart.rollups TO PUBLIC;
 
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
+
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
 SELECT pg_catalog.pg_extension_config_dump('pgmart.refresh_view', '');
@@ -734,24 +804,6 @@ SELECT h.refresh_id, h.view_name, h.job_id, h.triggered_by, h.started_at, h.fini
 COMMENT ON VIEW pgmart.refresh_runs IS 'Refresh history of your materialized views (pruned after pgmart.history_retention).';
 
 GRANT SELECT ON pgmart.refresh_runs TO PUBLIC;
-
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart.metric IS 'pgmart metric catalog (read it through pgmart.metrics; change it through pgmart.register_metric).';
 
@@ -1197,147 +1249,97 @@ SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', db.name, 'owne
  WHERE ('d:' OPERATOR(pg_catalog.||) db.name) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.key FROM down d))
 $$;
 
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The layer sets you have a part in: you own (or have the rights of the owner of) one of their
+-- schemas, or you are a member of one of their roles.
+CREATE VIEW pgmart.layers WITH (security_barrier) AS
+SELECT s.raw_schema, s.staging_schema, s.mart_schema, s.ingest_role, s.transform_role, s.bi_role,
+       s.created_at, s.checked_at
+  FROM pgmart.layer_set s
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY[s.raw_schema, s.staging_schema, s.mart_schema]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE'::pg_catalog.text))
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[s.ingest_role, s.transform_role, s.bi_role]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.layers IS 'The layer sets (raw, staging, mart schemas; ingest, transform, BI roles) you own a schema of or belong to a role of; the target of an access check.';
+
+-- The labels on relations whose owner's rights you have, or that you may read.
+CREATE VIEW pgmart.access_labels WITH (security_barrier) AS
+SELECT l.relation_name AS relation, l.label,
+       CASE WHEN l.column_name OPERATOR(pg_catalog.=) '' THEN NULL ELSE l.column_name END AS column_name, l.labelled_at,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) l.relation) AS relation_exists,
+       t.tenant_column, t.setting AS tenant_setting
+  FROM pgmart.access_label l
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation
+  LEFT JOIN pgmart.tenant_table t ON t.relation OPERATOR(pg_catalog.=) l.relation AND l.label OPERATOR(pg_catalog.=) 'client_facing'
+ WHERE pg_catalog.pg_has_role(coalesce(c.relowner, l.owner), 'USAGE'::pg_catalog.text)
+    OR (c.oid IS NOT NULL AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.access_labels IS 'Access labels (pii columns, client_facing tables, with their tenant isolation) on relations you own or may read.';
+
+GRANT SELECT ON pgmart.layers, pgmart.access_labels TO PUBLIC;
+
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:612
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:595
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:471
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:10
--- pgmart::health::api::schedule_health
-CREATE  FUNCTION pgmart."schedule_health"(
-	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
-	"name" TEXT DEFAULT 'table health', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:165
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+-- src/layers/api.rs:9
+-- pgmart::layers::api::create_layers
+CREATE  FUNCTION pgmart."create_layers"(
+	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
+	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
+	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
+	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
+	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
+	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
 ) RETURNS TABLE (
-	"metric" TEXT,  /* Option < String > */
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
 )
-VOLATILE  
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+AS 'MODULE_PATHNAME', 'create_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:178
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
 
 /* </end connected objects> */
 
@@ -1364,202 +1366,14 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:198
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:491
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:93
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:76
--- pgmart::health::api::_query_health
-CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
-	"dashboard" TEXT,  /* Option < String > */
-	"queryid" bigint,  /* i64 */
-	"role" TEXT,  /* Option < String > */
-	"query" TEXT,  /* Option < String > */
-	"calls" bigint,  /* i64 */
-	"total_ms" double precision,  /* f64 */
-	"mean_ms" double precision,  /* f64 */
-	"rows_per_call" double precision,  /* Option < f64 > */
-	"recent_calls" bigint,  /* Option < i64 > */
-	"recent_mean_ms" double precision,  /* Option < f64 > */
-	"baseline_mean_ms" double precision,  /* Option < f64 > */
-	"regressed" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_query_health_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:41
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
 ) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:456
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:716
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
 
 /* </end connected objects> */
 
@@ -1589,6 +1403,38 @@ AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/follow.rs:109
 -- pgmart::follow::_relations_changed
 CREATE  FUNCTION pgmart."_relations_changed"(
@@ -1601,14 +1447,82 @@ AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
+-- src/rollups/api.rs:10
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:716
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:76
+-- pgmart::health::api::_query_health
+CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
+	"dashboard" TEXT,  /* Option < String > */
+	"queryid" bigint,  /* i64 */
+	"role" TEXT,  /* Option < String > */
+	"query" TEXT,  /* Option < String > */
+	"calls" bigint,  /* i64 */
+	"total_ms" double precision,  /* f64 */
+	"mean_ms" double precision,  /* f64 */
+	"rows_per_call" double precision,  /* Option < f64 > */
+	"recent_calls" bigint,  /* Option < i64 > */
+	"recent_mean_ms" double precision,  /* Option < f64 > */
+	"baseline_mean_ms" double precision,  /* Option < f64 > */
+	"regressed" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_query_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -1633,120 +1547,14 @@ AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:555
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
+-- src/jobs/api.rs:572
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
 	"job_name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:567
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:178
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -1762,6 +1570,39 @@ CREATE  FUNCTION pgmart."grant_access"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
 
 /* </end connected objects> */
 
@@ -2166,26 +2007,107 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:40
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
+-- src/layers/api.rs:34
+-- pgmart::layers::api::access_report
+CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
+	"layer" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"object_type" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"column_name" TEXT,  /* Option < String > */
+	"role" TEXT,  /* String */
+	"privilege" TEXT,  /* String */
+	"violation" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'access_report_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:456
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
 
 /* </end connected objects> */
 
@@ -2211,28 +2133,6 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:464
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:54
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/metrics/api.rs:79
 -- pgmart::metrics::api::metric_sql
 CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
@@ -2250,14 +2150,191 @@ AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/health/api.rs:42
--- pgmart::health::api::unmaintain_table
-CREATE  FUNCTION pgmart."unmaintain_table"(
-	"table" regclass /* Option < RegClass > */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:491
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:93
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:70
+-- pgmart::layers::api::label_client_facing
+CREATE  FUNCTION pgmart."label_client_facing"(
+	"table" regclass, /* Option < RegClass > */
+	"client_facing" bool DEFAULT true /* Option < bool > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:78
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -2282,138 +2359,6 @@ AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
-	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:442
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:59
--- pgmart::dashboards::api::impact
-CREATE  FUNCTION pgmart."impact"(
-	"object" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"object" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"depth" INT,  /* i32 */
-	"owner" TEXT,  /* Option < String > */
-	"registered_by" TEXT,  /* Option < String > */
-	"url" TEXT  /* Option < String > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'impact_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:47
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:711
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/rollups/api.rs:48
 -- pgmart::rollups::api::refresh_rollup
 CREATE  FUNCTION pgmart."refresh_rollup"(
@@ -2428,17 +2373,62 @@ AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/health/api.rs:30
--- pgmart::health::api::maintain_table
-CREATE  FUNCTION pgmart."maintain_table"(
-	"table" regclass, /* Option < RegClass > */
-	"vacuum" bool DEFAULT true, /* Option < bool > */
-	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
-	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+-- src/alerts/api.rs:41
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:29
+-- pgmart::layers::api::drop_layers
+CREATE  FUNCTION pgmart."drop_layers"(
+	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
 
 /* </end connected objects> */
 
@@ -2457,14 +2447,12 @@ AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:572
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
@@ -2491,7 +2479,227 @@ AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:59
+-- src/layers/api.rs:56
+-- pgmart::layers::api::label_pii
+CREATE  FUNCTION pgmart."label_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:711
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:567
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:76
+-- pgmart::layers::api::isolate_tenants
+CREATE  FUNCTION pgmart."isolate_tenants"(
+	"table" regclass, /* Option < RegClass > */
+	"tenant_column" TEXT, /* Option < & str > */
+	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
+	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:10
+-- pgmart::health::api::schedule_health
+CREATE  FUNCTION pgmart."schedule_health"(
+	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
+	"name" TEXT DEFAULT 'table health', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:595
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:165
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"metric" TEXT,  /* Option < String > */
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:63
+-- pgmart::layers::api::unlabel_pii
+CREATE  FUNCTION pgmart."unlabel_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:61
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -2631,7 +2839,7 @@ GRANT SELECT ON pgmart.alerts, pgmart.open_alerts TO PUBLIC;
 
 -- checks
 COMMENT ON FUNCTION pgmart.add_check IS
-  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema) on a table, optionally on a schedule; returns the check id.';
+  'Register a data-quality check (unique, not_null, accepted_values, relationships, expression, range, row_count, freshness, schema, access) on a table, optionally on a schedule; returns the check id.';
 
 COMMENT ON FUNCTION pgmart.drop_check IS 'Delete a check by name (its suite job goes with its last check); its results stay in pgmart.check_results.';
 
@@ -2814,6 +3022,24 @@ COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the st
 COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
 
 COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
+
+-- layers
+COMMENT ON FUNCTION pgmart.create_layers IS
+  'Create or adopt the raw, staging and mart schemas and the ingest, transform and BI group roles (NOLOGIN), and make every privilege least: ingest writes raw, transform reads raw and staging and writes staging and mart, BI reads mart (not its PII columns) and pgmart''s BI surface, PUBLIC nothing; default privileges for objects made later. Idempotent; runs as the caller; one row per change.';
+
+COMMENT ON FUNCTION pgmart.drop_layers IS 'Forget a layer set (by its mart schema); its schemas, roles and privileges stay as they are.';
+
+COMMENT ON FUNCTION pgmart.access_report IS
+  'One row per role, layer schema or object and privilege that matters, with a violation flag and its reason (BI reading raw or staging, a role other than transform writing mart, a PII column the BI role can read, a client-facing table without forced row-level security); only rows about roles or objects whose rights you have.';
+
+COMMENT ON FUNCTION pgmart.label_pii IS 'Label columns of a relation you own as PII (the BI role may not read them); returns how many labels were added.';
+
+COMMENT ON FUNCTION pgmart.unlabel_pii IS 'Remove the PII label from columns of a relation you own; returns how many labels were removed.';
+
+COMMENT ON FUNCTION pgmart.label_client_facing IS 'Label a relation you own client-facing (or not, with false): access_report then requires forced row-level security on it. True when the label changed.';
+
+COMMENT ON FUNCTION pgmart.isolate_tenants IS
+  'Enable and force row-level security on a table you own, with a policy letting the BI role read only the rows whose tenant column equals current_setting(setting) (none when unset) and one letting its owner (and transform) read and write all; labels it client-facing. Idempotent; one row per change.';
 
 -- Owners: when a registration's anchor goes (DROP OWNED BY, or by hand), so does the registration.
 CREATE FUNCTION pgmart._on_sql_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER

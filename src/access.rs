@@ -7,7 +7,7 @@ use crate::sql::{self, quote_identifier};
 use pgrx::prelude::*;
 
 /// The statements that give (or take away) one kind of access.
-fn statements(role: &str, access: &str) -> Result<Vec<String>, PgMartError> {
+pub fn statements(role: &str, access: &str) -> Result<Vec<String>, PgMartError> {
     let r = quote_identifier(role);
     let usage = vec![
         format!("GRANT USAGE ON SCHEMA pgmart TO {r}"),

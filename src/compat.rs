@@ -108,3 +108,24 @@ pub unsafe fn portal_run(portal: pg_sys::Portal, dest: *mut pg_sys::DestReceiver
 /// How the health job analyzes a partitioned table: PostgreSQL 18's `ANALYZE ONLY` refreshes the
 /// parent's statistics without analyzing every partition again (autovacuum analyzes those).
 pub const ANALYZE_PARENT: &str = if cfg!(feature = "pg18") { "ANALYZE ONLY" } else { "ANALYZE" };
+/// "Administers" a role: may grant it, change it, drop it. PostgreSQL 16+ asks for ADMIN OPTION
+/// on the role (which a CREATEROLE user gets on the roles it creates); on 15, CREATEROLE alone
+/// administers every role that is not a superuser (PostgreSQL 15's own rule).
+pub fn administers(member: pg_sys::Oid, role: pg_sys::Oid, member_has_createrole: bool, role_is_superuser: bool) -> bool {
+    unsafe {
+        if pg_sys::superuser_arg(member) {
+            return true;
+        }
+        if cfg!(feature = "pg15") && member_has_createrole && !role_is_superuser {
+            return true;
+        }
+        member != role && pg_sys::is_admin_of_role(member, role)
+    }
+}
+
+/// The table privileges `has_table_privilege` knows (MAINTAIN is PostgreSQL 17+).
+pub const TABLE_PRIVILEGES: &[&str] = if cfg!(any(feature = "pg17", feature = "pg18")) {
+    &["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
+} else {
+    &["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
+};

@@ -19,6 +19,7 @@ pub mod fragment;
 pub mod guc;
 pub mod health;
 pub mod jobs;
+pub mod layers;
 pub mod legacy;
 pub mod locks;
 pub mod metrics;
@@ -56,6 +57,7 @@ extension_sql_file!(
     requires = ["jobs_catalog", "alerts_catalog", health::api::_health_settings, health::api::_query_health]
 );
 extension_sql_file!("../sql/dashboards.sql", name = "dashboards_catalog", requires = ["jobs_catalog", "refresh_catalog", "rollups_catalog", "alerts_catalog", "checks_catalog", "metrics_catalog"]);
+extension_sql_file!("../sql/layers.sql", name = "layers_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Every job kind: the engine runs a job through the one whose name matches its `kind`.
@@ -127,6 +129,19 @@ pub static FOLLOWERS: &[follow::Follower] = &[
         owner: "SELECT a.relowner FROM pg_catalog.pg_class a WHERE a.oid OPERATOR(pg_catalog.=) t.anchor",
         relkinds: "rp",
         moved: alerts::exec::moved,
+        renamed: follow::nothing_renamed,
+    },
+    follow::Follower {
+        kind: "access label",
+        table: "pgmart.access_label",
+        id: "label_id",
+        label: "(t.label OPERATOR(pg_catalog.||) CASE WHEN t.column_name OPERATOR(pg_catalog.=) '' THEN '' \
+                ELSE ' ' OPERATOR(pg_catalog.||) t.column_name END)",
+        relation: "relation",
+        name: "relation_name",
+        owner: "t.owner",
+        relkinds: "rpvmf",
+        moved: follow::nothing_moved,
         renamed: follow::nothing_renamed,
     },
     follow::Follower {

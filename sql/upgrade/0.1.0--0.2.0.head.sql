@@ -358,3 +358,55 @@ CREATE TABLE pgmart.dashboard (
     changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE pgmart.dashboard IS 'pgmart dashboards (read them through pgmart.dashboards; change them with pgmart.register_dashboard and pgmart.drop_dashboard).';
+-- Layers (new in 0.2.0): their catalog, as sql/layers.sql makes it.
+CREATE TABLE pgmart.layer_set (
+    mart_schema    text PRIMARY KEY,
+    raw_schema     text NOT NULL UNIQUE,
+    staging_schema text NOT NULL UNIQUE,
+    ingest_role    text NOT NULL,
+    transform_role text NOT NULL,
+    bi_role        text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    checked_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+
+-- Labels on relations: 'pii' on a column, 'client_facing' on a table (column_name '').
+CREATE TABLE pgmart.access_label (
+    label_id      bigserial PRIMARY KEY,
+    relation      regclass NOT NULL,
+    column_name   text NOT NULL DEFAULT '',
+    label         text NOT NULL CHECK (label OPERATOR(pg_catalog.=) ANY (ARRAY['pii', 'client_facing']::pg_catalog.text[])),
+    -- The relation's owner when it was labelled: a relation re-created under the label's name by a
+    -- role with that owner's rights takes the label back (src/follow.rs).
+    owner         oid NOT NULL,
+    labelled_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The relation's qualified name.
+    relation_name text NOT NULL,
+    UNIQUE (relation, column_name, label),
+    CHECK ((label OPERATOR(pg_catalog.=) 'pii') OPERATOR(pg_catalog.=) (column_name OPERATOR(pg_catalog.<>) ''))
+);
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+
+-- Tables kept per tenant by isolate_tenants: the policy's deparsed text, to tell a policy edited
+-- by hand from pgmart's own.
+CREATE TABLE pgmart.tenant_table (
+    relation      regclass PRIMARY KEY,
+    tenant_column name NOT NULL,
+    setting       text NOT NULL,
+    bi_role       text NOT NULL,
+    policy_qual   text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The access check kind (new in 0.2.0).
+ALTER TABLE pgmart."check" DROP CONSTRAINT check_kind_check,
+    ADD CONSTRAINT check_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
+                                 'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[]));

@@ -287,6 +287,13 @@ fn run_table(oid: i64, rows: &[&CheckRow]) -> Vec<CheckResult> {
             out.push(r.result("pass", Some(&m), t0.elapsed().as_secs_f64() * 1000.0, Some(note)));
             continue;
         }
+        if c.kind == Kind::Access {
+            // Catalog only, as the check's owner (this runs as them): their view of the report.
+            let m = crate::layers::exec::access_measure(oid);
+            let st = plan::status(&c, &m).unwrap_or("error");
+            out.push(r.result(st, Some(&m), t0.elapsed().as_secs_f64() * 1000.0, None));
+            continue;
+        }
         if c.kind == Kind::Schema {
             match schema_measure(&c, &f) {
                 Ok(m) => {
@@ -797,7 +804,9 @@ pub fn register(n: NewCheck) -> i64 {
         _ => {}
     }
     let where_clause = match n.where_clause {
-        Some(_) if kind == Kind::Schema => PgMartError::invalid("a schema check takes no where_clause").raise(),
+        Some(_) if kind == Kind::Schema || kind == Kind::Access => {
+            PgMartError::invalid(format!("a{} {} check takes no where_clause", if kind == Kind::Access { "n" } else { "" }, n.kind)).raise()
+        }
         Some(w) => Some(analyse_fragment(n.target_oid, w, "check where_clause")),
         None => None,
     };

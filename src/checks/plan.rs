@@ -23,6 +23,7 @@ pub const KINDS: &[&str] = &[
     "row_count",
     "freshness",
     "schema",
+    "access",
 ];
 
 /// Max failing keys or values kept per check.
@@ -39,6 +40,7 @@ pub enum Kind {
     RowCount,
     Freshness,
     Schema,
+    Access,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             "row_count" => Kind::RowCount,
             "freshness" => Kind::Freshness,
             "schema" => Kind::Schema,
+            "access" => Kind::Access,
             other => {
                 return Err(PgMartError::invalid(format!("unknown check kind \"{other}\""))
                     .hint(format!("Kinds: {}.", KINDS.join(", "))))
@@ -863,6 +866,13 @@ pub fn validate_params(kind: Kind, columns: &[String], params: &Value) -> Result
             }
             if w.is_none() && e.is_none() {
                 return Err(PgMartError::invalid("a freshness check needs params.warn_after and/or params.error_after"));
+            }
+        }
+        Kind::Access => {
+            need_cols(0, 0)?;
+            if params.as_object().is_some_and(|o| o.keys().any(|k| k != "warn_if" && k != "error_if")) {
+                return Err(PgMartError::invalid("an access check takes no params")
+                    .hint("It fails when pgmart.access_report() shows a violation (on its target table, or anywhere for target pgmart.layers)."));
             }
         }
         Kind::Schema => {
