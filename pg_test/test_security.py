@@ -276,7 +276,7 @@ def test_internal_functions_are_not_executable_by_public(cluster):
     allowed = {"_bound_epoch", "_partition_bounds", "_now_epoch", "_relation_name", "_rollup_watermark", "_rollup_pending",
                "_health_settings", "_query_health",
                # read-only helpers of the lineage and trust views (public catalog facts, the standby's lag)
-               "_node_kind", "_node_key", "_age_text", "_root", "_replica_lag"}
+               "_node_kind", "_node_key", "_age_text", "_root", "_replica_lag", "_table_health"}
     rows = cluster.sql(
         "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pgmart'::regnamespace "
         "AND p.proname LIKE '\\_%%' AND has_function_privilege('mallory', p.oid, 'EXECUTE') "

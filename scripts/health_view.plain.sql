@@ -1,4 +1,4 @@
-CREATE VIEW pgmart.table_health WITH (security_barrier) AS
+CREATE VIEW pgmart._table_health_v WITH (security_barrier) AS
 WITH RECURSIVE
 s AS (
     SELECT h.*,

@@ -211,6 +211,7 @@ COMMENT ON FUNCTION pgmart.maintain_table IS
   'Ask the health job to maintain a table you own: VACUUM (ANALYZE) it when its dead rows pass pgmart.health_dead_ratio, REINDEX INDEX CONCURRENTLY its bloated B-tree indexes, and (autovacuum_tuning) apply the autovacuum settings pgmart.table_health suggests, recording the previous values. Calling it again changes the choices.';
 COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the storage parameters the health job set on it are put back (unless changed since).';
 COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
+COMMENT ON FUNCTION pgmart._table_health IS 'Internal: the rows of pgmart.table_health, read without JIT.';
 COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
 -- layers
 COMMENT ON FUNCTION pgmart.create_layers IS
@@ -286,7 +287,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health,_table_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;

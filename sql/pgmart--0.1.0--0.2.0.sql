@@ -517,118 +517,23 @@ COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned aft
 
 GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
-COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
 
--- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
--- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
-CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN b IS NULL THEN NULL
-            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
-            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'date'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
-            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
-$$;
-
--- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
-CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
-RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
-               lower_key double precision, upper_key double precision)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT c.oid,
-       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
-                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
-            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
-            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
-       m IS NULL,
-       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
-       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
-  FROM pg_catalog.pg_inherits i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
- WHERE i.inhparent OPERATOR(pg_catalog.=) parent
-$$;
-
-CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
-            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
-$$;
-
--- The partitions of a table: for whoever has its owner's rights or may read it.
-CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
-RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
-               size_bytes bigint, rows_estimate bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    coltype text;
-BEGIN
-    IF parent IS NULL THEN
-        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
-            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
-        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
-            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
-                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
-                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
-        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
-    END IF;
-    -- The type of the partition key (a set's control column is its partition key).
-    coltype := coalesce(
-         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
-            FROM pg_catalog.pg_partitioned_table p
-            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
-                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
-            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
-    RETURN QUERY
-    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
-           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
-           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
-      FROM pgmart._partition_bounds(parent, coltype) b
-      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
-     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
-END
-$$;
-
-CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
-SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
-       s.retention_mode, s.timezone, s.job_id,
-       st.partitions_ahead, st.oldest_bound, st.newest_bound,
-       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
-          FROM pgmart._partition_bounds(s.parent, s.column_type) d
-          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
-          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
-         WHERE d.is_default) AS rows_in_default,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
-            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
-            THEN j.last_status ELSE s.last_status END AS last_status,
-       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
-       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.partition_set s
-  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN LATERAL (
-        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
-               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
-               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
-          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
-GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
 
@@ -676,23 +581,50 @@ COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dim
 
 GRANT SELECT ON pgmart.rollups TO PUBLIC;
 
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
 
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
 
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
 
-GRANT SELECT ON pgmart.rules TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+
+-- The layer sets you have a part in: you own (or have the rights of the owner of) one of their
+-- schemas, or you are a member of one of their roles.
+CREATE VIEW pgmart.layers WITH (security_barrier) AS
+SELECT s.raw_schema, s.staging_schema, s.mart_schema, s.ingest_role, s.transform_role, s.bi_role,
+       s.created_at, s.checked_at
+  FROM pgmart.layer_set s
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+                WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY[s.raw_schema, s.staging_schema, s.mart_schema]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE'::pg_catalog.text))
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[s.ingest_role, s.transform_role, s.bi_role]::pg_catalog.name[])
+                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.layers IS 'The layer sets (raw, staging, mart schemas; ingest, transform, BI roles) you own a schema of or belong to a role of; the target of an access check.';
+
+-- The labels on relations whose owner's rights you have, or that you may read.
+CREATE VIEW pgmart.access_labels WITH (security_barrier) AS
+SELECT l.relation_name AS relation, l.label,
+       CASE WHEN l.column_name OPERATOR(pg_catalog.=) '' THEN NULL ELSE l.column_name END AS column_name, l.labelled_at,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) l.relation) AS relation_exists,
+       t.tenant_column, t.setting AS tenant_setting
+  FROM pgmart.access_label l
+  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation
+  LEFT JOIN pgmart.tenant_table t ON t.relation OPERATOR(pg_catalog.=) l.relation AND l.label OPERATOR(pg_catalog.=) 'client_facing'
+ WHERE pg_catalog.pg_has_role(coalesce(c.relowner, l.owner), 'USAGE'::pg_catalog.text)
+    OR (c.oid IS NOT NULL AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT'::pg_catalog.text));
+
+COMMENT ON VIEW pgmart.access_labels IS 'Access labels (pii columns, client_facing tables, with their tenant isolation) on relations you own or may read.';
+
+GRANT SELECT ON pgmart.layers, pgmart.access_labels TO PUBLIC;
 
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
@@ -1249,97 +1181,172 @@ SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', db.name, 'owne
  WHERE ('d:' OPERATOR(pg_catalog.||) db.name) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.key FROM down d))
 $$;
 
-COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
+COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
-COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
 
-COMMENT ON TABLE pgmart.tenant_table IS 'pgmart tenant-isolated tables (read them through pgmart.access_labels; change them with pgmart.isolate_tenants()).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.layer_set', '');
+-- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
+-- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
+CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN b IS NULL THEN NULL
+            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
+            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'date'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
+            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
+$$;
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label', '');
+-- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
+CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
+RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
+               lower_key double precision, upper_key double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT c.oid,
+       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
+                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
+            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
+            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
+       m IS NULL,
+       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
+       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
+ WHERE i.inhparent OPERATOR(pg_catalog.=) parent
+$$;
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.access_label_label_id_seq', '');
+CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
+            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
+$$;
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.tenant_table', '');
+-- The partitions of a table: for whoever has its owner's rights or may read it.
+CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
+RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
+               size_bytes bigint, rows_estimate bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coltype text;
+BEGIN
+    IF parent IS NULL THEN
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
+                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
+                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
+        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
+    END IF;
+    -- The type of the partition key (a set's control column is its partition key).
+    coltype := coalesce(
+         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
+            FROM pg_catalog.pg_partitioned_table p
+            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
+            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
+    RETURN QUERY
+    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
+           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
+           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
+      FROM pgmart._partition_bounds(parent, coltype) b
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
+     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
+END
+$$;
 
--- The layer sets you have a part in: you own (or have the rights of the owner of) one of their
--- schemas, or you are a member of one of their roles.
-CREATE VIEW pgmart.layers WITH (security_barrier) AS
-SELECT s.raw_schema, s.staging_schema, s.mart_schema, s.ingest_role, s.transform_role, s.bi_role,
-       s.created_at, s.checked_at
-  FROM pgmart.layer_set s
- WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
-                WHERE n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY[s.raw_schema, s.staging_schema, s.mart_schema]::pg_catalog.name[])
-                  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE'::pg_catalog.text))
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[s.ingest_role, s.transform_role, s.bi_role]::pg_catalog.name[])
-                  AND pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text));
+CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
+SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
+       s.retention_mode, s.timezone, s.job_id,
+       st.partitions_ahead, st.oldest_bound, st.newest_bound,
+       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
+          FROM pgmart._partition_bounds(s.parent, s.column_type) d
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
+          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
+         WHERE d.is_default) AS rows_in_default,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
+            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
+            THEN j.last_status ELSE s.last_status END AS last_status,
+       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
+       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.partition_set s
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
+               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
+               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
+          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
-COMMENT ON VIEW pgmart.layers IS 'The layer sets (raw, staging, mart schemas; ingest, transform, BI roles) you own a schema of or belong to a role of; the target of an access check.';
+COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
 
--- The labels on relations whose owner's rights you have, or that you may read.
-CREATE VIEW pgmart.access_labels WITH (security_barrier) AS
-SELECT l.relation_name AS relation, l.label,
-       CASE WHEN l.column_name OPERATOR(pg_catalog.=) '' THEN NULL ELSE l.column_name END AS column_name, l.labelled_at,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) l.relation) AS relation_exists,
-       t.tenant_column, t.setting AS tenant_setting
-  FROM pgmart.access_label l
-  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation
-  LEFT JOIN pgmart.tenant_table t ON t.relation OPERATOR(pg_catalog.=) l.relation AND l.label OPERATOR(pg_catalog.=) 'client_facing'
- WHERE pg_catalog.pg_has_role(coalesce(c.relowner, l.owner), 'USAGE'::pg_catalog.text)
-    OR (c.oid IS NOT NULL AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT'::pg_catalog.text));
-
-COMMENT ON VIEW pgmart.access_labels IS 'Access labels (pii columns, client_facing tables, with their tenant isolation) on relations you own or may read.';
-
-GRANT SELECT ON pgmart.layers, pgmart.access_labels TO PUBLIC;
+GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
 /* pgmart::pgmart */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:47
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:9
--- pgmart::layers::api::create_layers
-CREATE  FUNCTION pgmart."create_layers"(
-	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
-	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
-	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
-	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
-	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
-	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
-) RETURNS TABLE (
-	"change" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"statement" TEXT  /* String */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
 )
-VOLATILE 
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_layers_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:178
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:41
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
 
 /* </end connected objects> */
 
@@ -1366,14 +1373,270 @@ AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
+-- src/layers/api.rs:29
+-- pgmart::layers::api::drop_layers
+CREATE  FUNCTION pgmart."drop_layers"(
+	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:456
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:178
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:34
+-- pgmart::layers::api::access_report
+CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
+	"layer" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"object_type" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"column_name" TEXT,  /* Option < String > */
+	"role" TEXT,  /* String */
+	"privilege" TEXT,  /* String */
+	"violation" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'access_report_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:716
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:507
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:165
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"metric" TEXT,  /* Option < String > */
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:76
+-- pgmart::health::api::_query_health
+CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
+	"dashboard" TEXT,  /* Option < String > */
+	"queryid" bigint,  /* i64 */
+	"role" TEXT,  /* Option < String > */
+	"query" TEXT,  /* Option < String > */
+	"calls" bigint,  /* i64 */
+	"total_ms" double precision,  /* f64 */
+	"mean_ms" double precision,  /* f64 */
+	"rows_per_call" double precision,  /* Option < f64 > */
+	"recent_calls" bigint,  /* Option < i64 > */
+	"recent_mean_ms" double precision,  /* Option < f64 > */
+	"baseline_mean_ms" double precision,  /* Option < f64 > */
+	"regressed" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_query_health_wrapper';
 
 /* </end connected objects> */
 
@@ -1403,34 +1666,121 @@ AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/health/api.rs:42
--- pgmart::health::api::unmaintain_table
-CREATE  FUNCTION pgmart."unmaintain_table"(
-	"table" regclass /* Option < RegClass > */
-) RETURNS void
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:56
+-- pgmart::layers::api::label_pii
+CREATE  FUNCTION pgmart."label_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
+AS 'MODULE_PATHNAME', 'label_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:572
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
 
 /* </end connected objects> */
 
@@ -1443,6 +1793,41 @@ CREATE  FUNCTION pgmart."_relations_changed"(
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:79
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
 
 /* </end connected objects> */
 
@@ -1471,138 +1856,279 @@ AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:716
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:76
--- pgmart::health::api::_query_health
-CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
-	"dashboard" TEXT,  /* Option < String > */
-	"queryid" bigint,  /* i64 */
-	"role" TEXT,  /* Option < String > */
-	"query" TEXT,  /* Option < String > */
-	"calls" bigint,  /* i64 */
-	"total_ms" double precision,  /* f64 */
-	"mean_ms" double precision,  /* f64 */
-	"rows_per_call" double precision,  /* Option < f64 > */
-	"recent_calls" bigint,  /* Option < i64 > */
-	"recent_mean_ms" double precision,  /* Option < f64 > */
-	"baseline_mean_ms" double precision,  /* Option < f64 > */
-	"regressed" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_query_health_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
+-- src/health/api.rs:10
+-- pgmart::health::api::schedule_health
+CREATE  FUNCTION pgmart."schedule_health"(
+	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
 	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
+	"name" TEXT DEFAULT 'table health', /* Option < & str > */
 	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
 	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:507
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
 )
-VOLATILE  
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:572
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
+-- src/metrics/api.rs:10
+-- pgmart::metrics::api::register_metric
+CREATE OR REPLACE FUNCTION pgmart."register_metric"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"expression" TEXT, /* Option < & str > */
+	"time_column" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"allow_duplicate" bool DEFAULT false /* Option < bool > */
+) RETURNS INT /* i32 */
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/access.rs:45
--- pgmart::access::grant_access
-CREATE  FUNCTION pgmart."grant_access"(
-	"role" TEXT, /* Option < & str > */
-	"access" TEXT DEFAULT 'user' /* Option < & str > */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
 ) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:9
+-- pgmart::layers::api::create_layers
+CREATE  FUNCTION pgmart."create_layers"(
+	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
+	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
+	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
+	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
+	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
+	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
 	"statement" TEXT  /* String */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'grant_access_wrapper';
+AS 'MODULE_PATHNAME', 'create_layers_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:198
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
+-- src/layers/api.rs:70
+-- pgmart::layers::api::label_client_facing
+CREATE  FUNCTION pgmart."label_client_facing"(
+	"table" regclass, /* Option < RegClass > */
+	"client_facing" bool DEFAULT true /* Option < bool > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:46
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
 ) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
 	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:442
+-- src/jobs/api.rs:567
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
 -- pgmart::jobs::api::schedule
 CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
 	"schedule" TEXT, /* Option < & str > */
 	"command" TEXT /* Option < & str > */
 ) RETURNS bigint /* i64 */
 VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:78
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -1644,7 +2170,7 @@ GRANT SELECT ON pgmart.maintained_tables TO PUBLIC;
 -- caller may see, from the catalog and the cumulative statistics only (no table is read).
 -- GENERATED by scripts/qualify_view.py from scripts/health_view.plain.sql (edit that file, then
 -- run: python3 scripts/qualify_view.py scripts/health_view.plain.sql, and paste the output here).
-CREATE VIEW pgmart.table_health WITH (security_barrier) AS
+CREATE VIEW pgmart._table_health_v WITH (security_barrier) AS
 WITH RECURSIVE
 s AS (
     SELECT h.*,
@@ -1991,6 +2517,23 @@ SELECT r.relid::pg_catalog.regclass AS relid,
   CROSS JOIN s
   LEFT JOIN worded wd ON wd.key OPERATOR(pg_catalog.=) coalesce(r.indexrelid, r.relid);
 
+COMMENT ON VIEW pgmart._table_health_v IS 'Internal: the rows of pgmart.table_health (read that view: it runs this one without JIT).';
+
+GRANT SELECT ON pgmart._table_health_v TO PUBLIC;
+
+-- The view is one big query the planner prices above jit_above_cost on a database of a few
+-- thousand tables: JIT compilation would cost it five times its run time. Read through a function
+-- that turns JIT off for itself (run as the caller: what the caller may see is unchanged), in
+-- PL/pgSQL so that a session plans the query once (planning is a third of its cost).
+CREATE FUNCTION pgmart._table_health() RETURNS SETOF pgmart._table_health_v
+LANGUAGE plpgsql STABLE ROWS 5000 SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM pgmart._table_health_v;
+END
+$$;
+
+CREATE VIEW pgmart.table_health AS SELECT * FROM pgmart._table_health();
+
 COMMENT ON VIEW pgmart.table_health IS 'Health of every table, partitioned table and index you may see, from the statistics views and catalog (cheap; writes nothing): size, live and dead rows, changes since analyze, autovacuum trigger points, last (auto)vacuum and (auto)analyze, index scans, estimated bloat with its caveat, problems, status (ok, warn, fail), the reason and the statements to run.';
 
 GRANT SELECT ON pgmart.table_health TO PUBLIC;
@@ -2007,559 +2550,17 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:34
--- pgmart::layers::api::access_report
-CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
-	"layer" TEXT,  /* Option < String > */
-	"schema" TEXT,  /* Option < String > */
-	"object_type" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"column_name" TEXT,  /* Option < String > */
-	"role" TEXT,  /* String */
-	"privilege" TEXT,  /* String */
-	"violation" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'access_report_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:555
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:456
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
-	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:10
--- pgmart::metrics::api::register_metric
-CREATE OR REPLACE FUNCTION pgmart."register_metric"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"expression" TEXT, /* Option < & str > */
-	"time_column" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"allow_duplicate" bool DEFAULT false /* Option < bool > */
-) RETURNS INT /* i32 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:79
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
+-- src/access.rs:45
+-- pgmart::access::grant_access
+CREATE  FUNCTION pgmart."grant_access"(
+	"role" TEXT, /* Option < & str > */
+	"access" TEXT DEFAULT 'user' /* Option < & str > */
 ) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:54
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:41
--- pgmart::refresh::api::schedule_refresh
-CREATE  FUNCTION pgmart."schedule_refresh"(
-	"view" regclass, /* Option < RegClass > */
-	"schedule" TEXT, /* Option < & str > */
-	"concurrently" bool DEFAULT NULL, /* Option < bool > */
-	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL, /* Option < Interval > */
-	"cascade" bool DEFAULT NULL /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:491
--- pgmart::jobs::api::run_job
-CREATE OR REPLACE FUNCTION pgmart."run_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:612
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:41
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:93
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:70
--- pgmart::layers::api::label_client_facing
-CREATE  FUNCTION pgmart."label_client_facing"(
-	"table" regclass, /* Option < RegClass > */
-	"client_facing" bool DEFAULT true /* Option < bool > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:471
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:40
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:464
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:29
--- pgmart::layers::api::drop_layers
-CREATE  FUNCTION pgmart."drop_layers"(
-	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:46
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:56
--- pgmart::layers::api::label_pii
-CREATE  FUNCTION pgmart."label_pii"(
-	"table" regclass, /* Option < RegClass > */
-	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_pii_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:711
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:567
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:76
--- pgmart::layers::api::isolate_tenants
-CREATE  FUNCTION pgmart."isolate_tenants"(
-	"table" regclass, /* Option < RegClass > */
-	"tenant_column" TEXT, /* Option < & str > */
-	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
-	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TABLE (
-	"change" TEXT,  /* String */
-	"object" TEXT,  /* String */
 	"statement" TEXT  /* String */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:10
--- pgmart::health::api::schedule_health
-CREATE  FUNCTION pgmart."schedule_health"(
-	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
-	"name" TEXT DEFAULT 'table health', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 
 /* </end connected objects> */
 
@@ -2584,94 +2585,100 @@ AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:59
--- pgmart::dashboards::api::impact
-CREATE  FUNCTION pgmart."impact"(
-	"object" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"object" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"depth" INT,  /* i32 */
-	"owner" TEXT,  /* Option < String > */
-	"registered_by" TEXT,  /* Option < String > */
-	"url" TEXT  /* Option < String > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'impact_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:165
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
+-- src/metrics/api.rs:93
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
 	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
 	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"grain" TEXT DEFAULT NULL, /* Option < & str > */
 	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
 	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"metric" TEXT,  /* Option < String > */
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE  
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/health/api.rs:30
--- pgmart::health::api::maintain_table
-CREATE  FUNCTION pgmart."maintain_table"(
+-- src/layers/api.rs:76
+-- pgmart::layers::api::isolate_tenants
+CREATE  FUNCTION pgmart."isolate_tenants"(
 	"table" regclass, /* Option < RegClass > */
-	"vacuum" bool DEFAULT true, /* Option < bool > */
-	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
-	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+	"tenant_column" TEXT, /* Option < & str > */
+	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
+	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:711
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:491
+-- pgmart::jobs::api::run_job
+CREATE OR REPLACE FUNCTION pgmart."run_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_wrapper';
 
 /* </end connected objects> */
 
@@ -2689,12 +2696,22 @@ AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
+-- src/refresh/api.rs:41
+-- pgmart::refresh::api::schedule_refresh
+CREATE  FUNCTION pgmart."schedule_refresh"(
+	"view" regclass, /* Option < RegClass > */
+	"schedule" TEXT, /* Option < & str > */
+	"concurrently" bool DEFAULT NULL, /* Option < bool > */
+	"freshness_slo" interval DEFAULT NULL, /* Option < Interval > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL, /* Option < Interval > */
+	"cascade" bool DEFAULT NULL /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -3021,6 +3038,8 @@ COMMENT ON FUNCTION pgmart.unmaintain_table IS 'Stop maintaining a table; the st
 
 COMMENT ON FUNCTION pgmart._health_settings IS 'Internal: the thresholds pgmart.table_health judges by (its GUCs), as one row.';
 
+COMMENT ON FUNCTION pgmart._table_health IS 'Internal: the rows of pgmart.table_health, read without JIT.';
+
 COMMENT ON FUNCTION pgmart._query_health IS 'Internal: the rows of pgmart.query_health, as the caller sees pg_stat_statements.';
 
 -- layers
@@ -3116,7 +3135,7 @@ BEGIN
     FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgmart'::pg_catalog.regnamespace
                 AND (p.proname OPERATOR(pg_catalog.!~) '^_'
-                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health}'::pg_catalog.name[]))
+                     OR p.proname OPERATOR(pg_catalog.=) ANY ('{_bound_epoch,_partition_bounds,_now_epoch,_relation_name,_rollup_watermark,_rollup_pending,_node_kind,_node_key,_age_text,_root,_replica_lag,_health_settings,_query_health,_table_health}'::pg_catalog.name[]))
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO PUBLIC', f);
     END LOOP;
