@@ -585,7 +585,7 @@ pub fn take(s: &Stored) -> Value {
     let (out, period) = match s.strategy() {
         Strategy::Periodic => {
             let p = Period::parse(s.period.as_deref().unwrap_or("day")).or_raise();
-            let period = sql::one::<String>(&format!("{}::pg_catalog.text", plan::current_period(p, &s.timezone)), &[]).unwrap_or_default();
+            let period = sql::one::<String>(&plan::current_period(p, &s.timezone), &[]).unwrap_or_default();
             let frozen = sql::as_catalog_owner(|| {
                 sql::one::<pgrx::JsonB>(
                     "SELECT pg_catalog.jsonb_build_object('rows', rows, 'taken_at', taken_at) FROM pgmart.snapshot_period \

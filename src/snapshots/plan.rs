@@ -268,9 +268,6 @@ impl Shape {
             }
         }
     }
-    fn table_columns(&self) -> Vec<String> {
-        self.columns.iter().map(qi).chain(self.meta.names().iter().map(qi)).collect()
-    }
 }
 
 /// `CREATE TABLE` of the snapshot: the source's columns (`defs`: quoted name and type, in order)
@@ -502,10 +499,10 @@ pub fn type2_retention(s: &Shape) -> String {
     )
 }
 
-/// The period (a date: its first day in the snapshot's zone) of the run's time.
+/// The period (a date: its first day in the snapshot's zone, as text) of the run's time.
 pub fn current_period(period: Period, timezone: &str) -> String {
     format!(
-        "SELECT pg_catalog.date_trunc({}, pg_catalog.transaction_timestamp() AT TIME ZONE {})::date",
+        "SELECT pg_catalog.date_trunc({}, pg_catalog.transaction_timestamp() AT TIME ZONE {})::date::pg_catalog.text",
         ql(period.name()),
         ql(timezone)
     )
@@ -590,7 +587,7 @@ mod tests {
         let s = shape(Strategy::Periodic, false);
         let q = periodic_run(&s);
         assert!(q.contains("$1::date"));
-        assert!(create_table(&s, &["id integer".into()]).ends_with("PARTITION BY RANGE (snapshot_period)"));
+        assert!(create_table(&s, &["id integer".into()]).ends_with("PARTITION BY RANGE (\"snapshot_period\")"));
         assert!(create_index(&s, "x").is_none());
         assert_eq!(Period::parse("Month").unwrap().partition_interval(), "1 month");
         assert!(Period::parse("year").is_err());

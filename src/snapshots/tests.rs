@@ -37,7 +37,7 @@ mod tests {
             Some(true)
         );
         // Partitioned by period through a pgmart partition set.
-        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent = 'sn_p'::regclass"), Some(1));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent::regclass = 'sn_p'::regclass"), Some(1));
         // Re-running the frozen period changes nothing.
         run("INSERT INTO sn_p_src VALUES (4, 'eu', 'new', now())");
         let out = text("SELECT pgmart.run_snapshot('sn_p')::text");
@@ -61,7 +61,7 @@ mod tests {
         run("SELECT pgmart.drop_snapshot('sn_p', keep_data => true)");
         run("DELETE FROM sn_p WHERE id = 1");
         assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.snapshots WHERE name = 'public.sn_p'"), Some(0));
-        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent = 'sn_p'::regclass"), Some(0));
+        assert_eq!(one::<i64>("SELECT count(*) FROM pgmart.partition_sets WHERE parent::regclass = 'sn_p'::regclass"), Some(0));
     }
 
     #[pg_test]
