@@ -59,7 +59,7 @@ fn drop_snapshot(name: Option<&str>, keep_data: default!(Option<bool>, false)) {
 }
 
 /// The guard of a periodic snapshot's table and partitions: refuses every write but pgmart's own
-/// run (statement-level: INSERT, UPDATE, DELETE, TRUNCATE; row-level: UPDATE, DELETE).
+/// run (statement-level: INSERT, UPDATE, DELETE, TRUNCATE).
 #[pg_trigger(sql = false)] // created in sql/snapshots.sql, in schema pgmart
 fn _snapshot_guard<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
     let job_id: i64 = trigger.extra_args().ok().and_then(|a| a.first().and_then(|s| s.parse().ok())).unwrap_or(-1);

@@ -436,44 +436,28 @@ pub fn guard(job_id: i64, op: &str, relation: &str) {
         .raise()
 }
 
-/// Put the guard triggers on a periodic snapshot's table and on each of its partitions that lacks
-/// them (statement triggers are not cloned to partitions; row triggers are).
+/// Put the guard trigger on a periodic snapshot's table and on each of its partitions that lacks
+/// it (statement triggers are not cloned to partitions).
 pub fn ensure_guards(s: &Stored) {
     if s.strategy() != Strategy::Periodic || s.table.is_none() {
         return;
     }
-    #[derive(Deserialize)]
-    struct Rel {
-        rel: String,
-        root: bool,
-        present: Vec<String>,
-    }
-    let names = plan::guard_names(s.job_id).to_vec();
+    let name = plan::guard_name(s.job_id);
     sql::as_catalog_owner(|| {
-        let rels = sql::rows::<Rel>(
+        let rels = sql::column::<String>(
             "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
-                    pg_catalog.quote_ident(c.relname::pg_catalog.text) AS rel, \
-                    (c.oid OPERATOR(pg_catalog.=) $2) AS root, \
-                    ARRAY(SELECT t.tgname::pg_catalog.text FROM pg_catalog.pg_trigger t \
-                           WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND NOT t.tgisinternal \
-                             AND t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
-                             AND t.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid) AS present \
+                    pg_catalog.quote_ident(c.relname::pg_catalog.text) \
                FROM pg_catalog.pg_partition_tree($2::pg_catalog.regclass) p \
                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid \
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace",
-            &[names.clone().into(), pg_sys::Oid::from(s.rel_oid as u32).into()],
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid \
+                                   AND t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) $1 \
+                                   AND t.tgfoid OPERATOR(pg_catalog.=) 'pgmart._snapshot_guard()'::pg_catalog.regprocedure)",
+            &[name.as_str().into(), pg_sys::Oid::from(s.rel_oid as u32).into()],
         );
-        for r in rels {
-            let want = if r.root { 2 } else { 1 };
-            if r.present.len() == want {
-                continue;
-            }
-            for tg in &r.present {
-                sql::exec(&format!("DROP TRIGGER {} ON {}", qi(tg), r.rel), &[]);
-            }
-            for ddl in plan::guard_triggers(s.job_id, &r.rel, r.root) {
-                sql::exec(&ddl, &[]);
-            }
+        for rel in rels {
+            sql::exec(&format!("DROP TRIGGER IF EXISTS {} ON {rel}", qi(&name)), &[]);
+            sql::exec(&plan::guard_trigger(s.job_id, &rel), &[]);
         }
     });
 }
@@ -823,7 +807,7 @@ pub fn drop_snapshot(name: &str, keep_data: bool) {
     }
     if let Some(table) = &s.table {
         if keep_data {
-            let names = plan::guard_names(s.job_id).to_vec();
+            let names = vec![plan::guard_name(s.job_id)];
             sql::as_catalog_owner(|| {
                 #[derive(Deserialize)]
                 struct Trig {
@@ -834,7 +818,6 @@ pub fn drop_snapshot(name: &str, keep_data: bool) {
                     "SELECT t.tgrelid::pg_catalog.regclass::pg_catalog.text AS rel, t.tgname::pg_catalog.text AS tgname \
                        FROM pg_catalog.pg_trigger t \
                       WHERE t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
-                        AND t.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid \
                         AND t.tgfoid OPERATOR(pg_catalog.=) 'pgmart._snapshot_guard()'::pg_catalog.regprocedure",
                     &[names.into()],
                 );

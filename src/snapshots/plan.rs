@@ -508,28 +508,21 @@ pub fn current_period(period: Period, timezone: &str) -> String {
     )
 }
 
-/// The names of the statement and row guard triggers of a periodic snapshot.
-pub fn guard_names(job_id: i64) -> [String; 2] {
-    [format!("pgmart_snapshot_{job_id}_guard"), format!("pgmart_snapshot_{job_id}_frozen")]
+/// The name of the guard trigger of a periodic snapshot (on its table and on each partition).
+pub fn guard_name(job_id: i64) -> String {
+    format!("pgmart_snapshot_{job_id}_guard")
 }
 
-/// The guard triggers of a periodic snapshot on `rel` (its table, or one partition): a statement
-/// trigger refusing INSERT (but pgmart's own), UPDATE, DELETE and TRUNCATE, and (on the table,
-/// cloned to every partition) a row trigger refusing UPDATE and DELETE.
-pub fn guard_triggers(job_id: i64, rel: &str, root: bool) -> Vec<String> {
-    let [stmt, row] = guard_names(job_id);
-    let mut v = vec![format!(
+/// The guard trigger of a periodic snapshot on `rel` (its table, or one partition): a statement
+/// trigger refusing INSERT (but pgmart's own), UPDATE, DELETE and TRUNCATE. Statement triggers
+/// are not cloned to partitions: each partition gets its own (a row trigger would be cloned, but
+/// cloning it as the table's owner would need EXECUTE on pgmart's internal function).
+pub fn guard_trigger(job_id: i64, rel: &str) -> String {
+    format!(
         "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {rel} \
          FOR EACH STATEMENT EXECUTE FUNCTION pgmart._snapshot_guard('{job_id}')",
-        qi(stmt)
-    )];
-    if root {
-        v.push(format!(
-            "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {rel} FOR EACH ROW EXECUTE FUNCTION pgmart._snapshot_guard('{job_id}')",
-            qi(row)
-        ));
-    }
-    v
+        qi(guard_name(job_id))
+    )
 }
 
 #[cfg(test)]
