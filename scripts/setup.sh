@@ -29,6 +29,13 @@ if ! .venv/bin/python -c 'import psycopg, pytest, asyncpg' 2>/dev/null || [ ! -x
     .venv/bin/pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'pytest>=7' 'pgspot==0.9.4' 'asyncpg>=0.29'
 fi
 
+# dbt, the anchor of snapshots: pg_test/test_snapshots.py and bench_snapshots.py run real `dbt snapshot`
+# beside pgmart (dbt-core 1.11 runs on the Python here; 1.12 was not tried).
+if ! .venv/bin/python -c 'import dbt.adapters.postgres' 2>/dev/null || [ ! -x .venv/bin/dbt ]; then
+    echo "setup: installing dbt-core and dbt-postgres into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check 'dbt-core==1.11.16' 'dbt-postgres==1.11.0'
+fi
+
 # PostgreSQL 16, 17 and 18 (Debian 12 has only 15), cached outside the work tree.
 bash scripts/pgversions.sh ensure
 
