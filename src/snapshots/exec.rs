@@ -110,6 +110,8 @@ impl Stored {
             dbt: self.preset == "dbt",
             timezone: self.timezone.clone(),
             hard_deletes: self.invalidate_hard_deletes,
+            key_unique: false,
+            key_not_null: false,
         }
     }
     fn owner_oid(&self) -> pg_sys::Oid {
@@ -313,6 +315,8 @@ pub fn create(n: NewSnapshot) -> i64 {
         dbt: n.preset.trim() == "dbt",
         timezone: zone.name.clone(),
         hard_deletes: n.invalidate_hard_deletes,
+        key_unique: false,
+        key_not_null: false,
     };
     // The table, as the caller (who needs CREATE on the schema), in their name.
     let defs: Vec<String> = cols.iter().map(|c| c.def.clone()).collect();
@@ -327,9 +331,12 @@ pub fn create(n: NewSnapshot) -> i64 {
     let index_name = format!("{}_{}", relname, if strategy == Strategy::Periodic { "key" } else { "current" });
     if let Some(ddl) = plan::create_index(&shape, &index_name) {
         if let Err(c) = sql::subtransaction(|| sql::exec(&ddl, &[])) {
-            PgMartError::new(crate::error::sqlstate_code(&c.sqlstate), format!("cannot index the unique key of {table}: {}", c.message))
-                .hint("The unique key's columns must have a btree equality (not json, for example).")
-                .raise();
+            let e = PgMartError::new(crate::error::sqlstate_code(&c.sqlstate), format!("cannot index the unique key of {table}: {}", c.message));
+            match c.sqlstate.as_str() {
+                "42P07" => e.hint(format!("The snapshot names its index {index_name}: that name is taken in schema {schema}; choose another snapshot name.")),
+                _ => e.hint("The unique key's columns must have a btree equality (not json, for example)."),
+            }
+            .raise();
         }
     }
     let display = sql::one::<String>(
@@ -531,6 +538,37 @@ fn dup_error(s: &Stored, out: &Value) -> Option<PgMartError> {
     None
 }
 
+/// What the source itself guarantees of the key: unique (a valid, immediate, non-partial unique
+/// index on some of the key's columns) and without NULLs (every key column NOT NULL). A view
+/// guarantees nothing.
+fn key_guarantees(s: &Stored) -> (bool, bool) {
+    if s.unique_key.is_empty() {
+        return (false, false);
+    }
+    #[derive(Deserialize)]
+    struct G {
+        is_unique: bool,
+        not_null: bool,
+    }
+    sql::as_catalog_owner(|| {
+        sql::row::<G>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                             WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid AND i.indimmediate \
+                               AND i.indpred IS NULL AND i.indexprs IS NULL \
+                               AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k \
+                                      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                                       AND a.attnum OPERATOR(pg_catalog.=) k) OPERATOR(pg_catalog.<@) $2::pg_catalog.text[]) AS is_unique, \
+                    coalesce((SELECT pg_catalog.bool_and(a.attnotnull) FROM pg_catalog.pg_attribute a \
+                               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
+                              WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog.\"char\"[]) \
+                                AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])), false) AS not_null",
+            &[pg_sys::Oid::from(s.source_oid as u32).into(), s.unique_key.clone().into()],
+        )
+    })
+    .map(|g| (g.is_unique, g.not_null))
+    .unwrap_or((false, false))
+}
+
 /// Take one snapshot now, in this transaction, as the snapshot's owner (the caller has switched
 /// identity, or is the owner's runner). Returns what it did.
 pub fn take(s: &Stored) -> Value {
@@ -565,7 +603,8 @@ pub fn take(s: &Stored) -> Value {
         .hint("Put the column back in the source, or drop the snapshot and create it again (keep_data => true keeps the old table).")
         .raise();
     }
-    let shape = s.shape();
+    let mut shape = s.shape();
+    (shape.key_unique, shape.key_not_null) = key_guarantees(s);
     let (out, period) = match s.strategy() {
         Strategy::Periodic => {
             let p = Period::parse(s.period.as_deref().unwrap_or("day")).or_raise();

@@ -218,6 +218,10 @@ pub struct Shape {
     pub dbt: bool,
     pub timezone: String,
     pub hard_deletes: bool,
+    /// The source itself guarantees the key is unique (a unique index on some of its columns) and
+    /// has no NULLs (NOT NULL columns): the run need not check either.
+    pub key_unique: bool,
+    pub key_not_null: bool,
 }
 
 /// How many duplicate keys a failed run names.
@@ -320,27 +324,42 @@ pub fn create_index(s: &Shape, index_name: &str) -> Option<String> {
     })
 }
 
-/// The source read once, every column under its alias (and, for type-2, the version start).
+/// The source read once, every column under its alias (and, for type-2, the version start);
+/// materialized when the key checks read it too.
 fn src_cte(s: &Shape) -> String {
     let mut cols: Vec<String> = s.columns.iter().map(|c| format!("s.{} AS {}", qi(c), s.alias(c))).collect();
     if s.strategy != Strategy::Periodic {
         cols.push(format!("{} AS pgmart_from", s.version_from("s")));
     }
-    format!("pgmart_src AS MATERIALIZED (SELECT {} FROM {} s)", cols.join(", "), s.source)
+    let how = if s.key_unique && s.key_not_null { "NOT MATERIALIZED" } else { "MATERIALIZED" };
+    format!("pgmart_src AS {how} (SELECT {} FROM {} s)", cols.join(", "), s.source)
 }
 
 /// The key problems of the source: up to DUP_SAMPLE duplicated keys (a JSON array of arrays) and
-/// how many there are, and the rows with a NULL in the key. `pgmart_ok` is true when none.
+/// how many there are, and the rows with a NULL in the key. `pgmart_ok` is true when none. What
+/// the source guarantees itself is not checked again.
 fn bad_cte(s: &Shape) -> String {
     let keys: Vec<String> = s.key.iter().map(|k| format!("x.{}", s.alias(k))).collect();
     let keylist = keys.join(", ");
     let nulls = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+    let dup = if s.key_unique {
+        "pgmart_dup AS (SELECT NULL::pg_catalog.jsonb AS k WHERE false)".to_string()
+    } else {
+        format!(
+            "pgmart_dup AS (SELECT pg_catalog.jsonb_build_array({keylist}) AS k FROM pgmart_src x \
+                             WHERE NOT ({nulls}) GROUP BY {keylist} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1)"
+        )
+    };
+    let null_count = if s.key_not_null {
+        "0::pg_catalog.int8".to_string()
+    } else {
+        format!("(SELECT pg_catalog.count(*) FROM pgmart_src x WHERE {nulls})")
+    };
     format!(
-        "pgmart_dup AS (SELECT pg_catalog.jsonb_build_array({keylist}) AS k FROM pgmart_src x \
-                         WHERE NOT ({nulls}) GROUP BY {keylist} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1), \
+        "{dup}, \
          pgmart_bad AS (SELECT (SELECT pg_catalog.jsonb_agg(d.k) FROM (SELECT y.k FROM pgmart_dup y ORDER BY y.k LIMIT {DUP_SAMPLE}) d) AS dups, \
                                (SELECT pg_catalog.count(*) FROM pgmart_dup) AS ndups, \
-                               (SELECT pg_catalog.count(*) FROM pgmart_src x WHERE {nulls}) AS nulls), \
+                               {null_count} AS nulls), \
          pgmart_ok AS (SELECT b.ndups OPERATOR(pg_catalog.=) 0 AND b.nulls OPERATOR(pg_catalog.=) 0 AS ok FROM pgmart_bad b)"
     )
 }
@@ -543,6 +562,8 @@ mod tests {
             dbt,
             timezone: "UTC".into(),
             hard_deletes: true,
+            key_unique: false,
+            key_not_null: false,
         }
     }
 
@@ -573,6 +594,12 @@ mod tests {
         let q = type2_run(&shape(Strategy::Timestamp, false));
         assert!(q.contains("AT TIME ZONE 'UTC') AS pgmart_from"));
         assert!(q.contains("\"is_current\" = false") || q.contains("is_current = false"));
+        assert!(q.contains("MATERIALIZED (SELECT") && q.contains("GROUP BY"));
+        // A key the source guarantees is not checked again, and the source is read once, inlined.
+        let mut s = shape(Strategy::Check, false);
+        (s.key_unique, s.key_not_null) = (true, true);
+        let q = type2_run(&s);
+        assert!(q.contains("NOT MATERIALIZED") && !q.contains("GROUP BY"), "{q}");
     }
 
     #[test]
