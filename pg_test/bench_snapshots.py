@@ -92,7 +92,7 @@ def mutate(conn, rnd_round):
                  (rnd_round, rnd_round, ROWS // 100))
     conn.execute("DELETE FROM raw.b_src WHERE id IN (SELECT id FROM raw.b_src ORDER BY hashint4(id * 7 + %s) LIMIT %s)",
                  (rnd_round, ROWS // 1000))
-    conn.execute("INSERT INTO raw.b_src SELECT g, 'n' || g, 'new', 'free', g % 1000, '2024-06-01'::timestamp + g * interval '1 second' "
+    conn.execute("INSERT INTO raw.b_src SELECT g, 'n' || g, 'new', 'free', g %% 1000, '2024-06-01'::timestamp + g * interval '1 second' "
                  "FROM generate_series(%s::int, %s::int) g", (n + 1, n + ROWS // 200))
     conn.execute("ANALYZE raw.b_src")
 

@@ -112,6 +112,7 @@ impl Stored {
             hard_deletes: self.invalidate_hard_deletes,
             key_unique: false,
             key_not_null: false,
+            key_ordered: false,
         }
     }
     fn owner_oid(&self) -> pg_sys::Oid {
@@ -317,6 +318,7 @@ pub fn create(n: NewSnapshot) -> i64 {
         hard_deletes: n.invalidate_hard_deletes,
         key_unique: false,
         key_not_null: false,
+        key_ordered: false,
     };
     // The table, as the caller (who needs CREATE on the schema), in their name.
     let defs: Vec<String> = cols.iter().map(|c| c.def.clone()).collect();
@@ -327,17 +329,6 @@ pub fn create(n: NewSnapshot) -> i64 {
             _ => e,
         }
         .raise();
-    }
-    let index_name = format!("{}_{}", relname, if strategy == Strategy::Periodic { "key" } else { "current" });
-    if let Some(ddl) = plan::create_index(&shape, &index_name) {
-        if let Err(c) = sql::subtransaction(|| sql::exec(&ddl, &[])) {
-            let e = PgMartError::new(crate::error::sqlstate_code(&c.sqlstate), format!("cannot index the unique key of {table}: {}", c.message));
-            match c.sqlstate.as_str() {
-                "42P07" => e.hint(format!("The snapshot names its index {index_name}: that name is taken in schema {schema}; choose another snapshot name.")),
-                _ => e.hint("The unique key's columns must have a btree equality (not json, for example)."),
-            }
-            .raise();
-        }
     }
     let display = sql::one::<String>(
         "SELECT pg_catalog.quote_ident($1) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident($2)",
@@ -407,6 +398,18 @@ pub fn create(n: NewSnapshot) -> i64 {
     let s = load(job_id).expect("the snapshot just made");
     ensure_guards(&s);
     sql::as_role(caller, || take(&s));
+    // The index after the first fill (one sort instead of a million insertions into it).
+    let index_name = format!("{}_{}", relname, if strategy == Strategy::Periodic { "key" } else { "current" });
+    if let Some(ddl) = plan::create_index(&shape, &index_name) {
+        if let Err(c) = sql::subtransaction(|| sql::exec(&ddl, &[])) {
+            let e = PgMartError::new(crate::error::sqlstate_code(&c.sqlstate), format!("cannot index the unique key of {table}: {}", c.message));
+            match c.sqlstate.as_str() {
+                "42P07" => e.hint(format!("The snapshot names its index {index_name}: that name is taken in schema {schema}; choose another snapshot name.")),
+                _ => e.hint("The unique key's columns must have a btree equality (not json, for example)."),
+            }
+            .raise();
+        }
+    }
     job_id
 }
 
@@ -541,14 +544,15 @@ fn dup_error(s: &Stored, out: &Value) -> Option<PgMartError> {
 /// What the source itself guarantees of the key: unique (a valid, immediate, non-partial unique
 /// index on some of the key's columns) and without NULLs (every key column NOT NULL). A view
 /// guarantees nothing.
-fn key_guarantees(s: &Stored) -> (bool, bool) {
+fn key_guarantees(s: &Stored) -> (bool, bool, bool) {
     if s.unique_key.is_empty() {
-        return (false, false);
+        return (false, false, false);
     }
     #[derive(Deserialize)]
     struct G {
         is_unique: bool,
         not_null: bool,
+        ordered: bool,
     }
     sql::as_catalog_owner(|| {
         sql::row::<G>(
@@ -558,6 +562,13 @@ fn key_guarantees(s: &Stored) -> (bool, bool) {
                                AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k \
                                       JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
                                        AND a.attnum OPERATOR(pg_catalog.=) k) OPERATOR(pg_catalog.<@) $2::pg_catalog.text[]) AS is_unique, \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid \
+                             WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL \
+                               AND i.indexprs IS NULL AND ic.relam OPERATOR(pg_catalog.=) 403::pg_catalog.oid \
+                               AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY k.o) \
+                                      FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(n, o) \
+                                      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                                       AND a.attnum OPERATOR(pg_catalog.=) k.n) OPERATOR(pg_catalog.=) $2::pg_catalog.text[]) AS ordered, \
                     coalesce((SELECT pg_catalog.bool_and(a.attnotnull) FROM pg_catalog.pg_attribute a \
                                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
                               WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog.\"char\"[]) \
@@ -565,8 +576,8 @@ fn key_guarantees(s: &Stored) -> (bool, bool) {
             &[pg_sys::Oid::from(s.source_oid as u32).into(), s.unique_key.clone().into()],
         )
     })
-    .map(|g| (g.is_unique, g.not_null))
-    .unwrap_or((false, false))
+    .map(|g| (g.is_unique, g.not_null, g.ordered))
+    .unwrap_or((false, false, false))
 }
 
 /// Take one snapshot now, in this transaction, as the snapshot's owner (the caller has switched
@@ -604,7 +615,7 @@ pub fn take(s: &Stored) -> Value {
         .raise();
     }
     let mut shape = s.shape();
-    (shape.key_unique, shape.key_not_null) = key_guarantees(s);
+    (shape.key_unique, shape.key_not_null, shape.key_ordered) = key_guarantees(s);
     let (out, period) = match s.strategy() {
         Strategy::Periodic => {
             let p = Period::parse(s.period.as_deref().unwrap_or("day")).or_raise();
@@ -660,7 +671,17 @@ pub fn take(s: &Stored) -> Value {
             (out, Some(period))
         }
         Strategy::Timestamp | Strategy::Check => {
-            let out = sql::as_role(owner, || sql::one::<pgrx::JsonB>(&plan::type2_run(&shape), &[]))
+            // When the source has a unique index on exactly the key, both sides can be read in key
+            // order (the snapshot's own index on its current versions is on the key): a merge join
+            // reads them once each, without building a hash of a million rows.
+            // (And no sort: the few changed versions are then closed through that index, one
+            // lookup each, not by a merge over all of it.)
+            let on = if shape.key_ordered { c"off" } else { c"on" };
+            let out = sql::as_role(owner, || {
+                sql::with_setting(c"enable_hashjoin", on, || {
+                    sql::with_setting(c"enable_sort", on, || sql::one::<pgrx::JsonB>(&plan::type2_run(&shape), &[]))
+                })
+            })
                 .map(|j| j.0)
                 .unwrap_or_else(|| json!({}));
             if let Some(e) = dup_error(s, &out) {

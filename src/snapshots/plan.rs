@@ -222,6 +222,8 @@ pub struct Shape {
     /// has no NULLs (NOT NULL columns): the run need not check either.
     pub key_unique: bool,
     pub key_not_null: bool,
+    /// The source has a btree unique index on exactly the key, in order (it can be read in key order).
+    pub key_ordered: bool,
 }
 
 /// How many duplicate keys a failed run names.
@@ -564,6 +566,7 @@ mod tests {
             hard_deletes: true,
             key_unique: false,
             key_not_null: false,
+            key_ordered: false,
         }
     }
 
