@@ -66,8 +66,9 @@ SELECT s.name, s.job_id,
        s.last_inserted AS last_new_versions, s.last_closed AS last_closed_versions, s.last_deleted AS last_deleted_versions,
        coalesce(s.last_inserted, 0) OPERATOR(pg_catalog.+) coalesce(s.last_closed, 0) OPERATOR(pg_catalog.+) coalesce(s.last_deleted, 0)
            AS versions_changed_last_run,
-       (SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) s.job_id
-         ORDER BY jr.started_at DESC LIMIT 1) AS last_status,
+       coalesce((SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) s.job_id
+                  ORDER BY jr.started_at DESC LIMIT 1),
+                CASE WHEN s.last_run_at IS NOT NULL THEN 'succeeded' END) AS last_status,
        j.schedule, j.next_run_at, j.enabled,
        pg_catalog.pg_get_userbyid(a.relowner) AS owner
   FROM pgmart.snapshot s

@@ -454,9 +454,16 @@ pub fn ensure_guards(s: &Stored) {
     }
     let name = plan::guard_name(s.job_id);
     sql::as_catalog_owner(|| {
-        let rels = sql::column::<String>(
+        #[derive(Deserialize)]
+        struct Rel {
+            rel: String,
+            taken: bool,
+        }
+        let rels = sql::rows::<Rel>(
             "SELECT pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
-                    pg_catalog.quote_ident(c.relname::pg_catalog.text) \
+                    pg_catalog.quote_ident(c.relname::pg_catalog.text) AS rel, \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid \
+                              AND t.tgname::pg_catalog.text OPERATOR(pg_catalog.=) $1) AS taken \
                FROM pg_catalog.pg_partition_tree($2::pg_catalog.regclass) p \
                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid \
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -465,9 +472,12 @@ pub fn ensure_guards(s: &Stored) {
                                    AND t.tgfoid OPERATOR(pg_catalog.=) 'pgmart._snapshot_guard()'::pg_catalog.regprocedure)",
             &[name.as_str().into(), pg_sys::Oid::from(s.rel_oid as u32).into()],
         );
-        for rel in rels {
-            sql::exec(&format!("DROP TRIGGER IF EXISTS {} ON {rel}", qi(&name)), &[]);
-            sql::exec(&plan::guard_trigger(s.job_id, &rel), &[]);
+        for r in rels {
+            if r.taken {
+                // A trigger of that name that is not the guard: it goes.
+                sql::exec(&format!("DROP TRIGGER {} ON {}", qi(&name), r.rel), &[]);
+            }
+            sql::exec(&plan::guard_trigger(s.job_id, &r.rel), &[]);
         }
     });
 }
