@@ -363,3 +363,26 @@ def test_attacks_gain_nothing(cluster):
         conn.execute("SET search_path = sn_alice, public")
         conn.execute('UPDATE sn_alice."src ""x""" SET "valid_from" = \'d\', "Upd At" = \'2024-03-01\' WHERE "id; --" = 2')
         conn.execute("SELECT pgmart.run_snapshot(%s)", ('"we""ird; DROP TABLE raw.secret; --"."t; --"',))
+
+
+def test_a_failing_snapshot_is_stale_in_freshness_and_alerts(cluster):
+    cluster.sql("CREATE TABLE raw.plans (id int, tier text)")
+    cluster.sql("INSERT INTO raw.plans VALUES (1, 'a'), (2, 'b')")
+    cluster.sql("SELECT pgmart.create_snapshot('mart.plans_hist', 'raw.plans', 'check', unique_key => '{id}', schedule => '1 second')")
+    cluster.sql("INSERT INTO raw.plans VALUES (2, 'dup')")
+    job = cluster.one("SELECT job_id FROM pgmart.snapshots WHERE name = 'mart.plans_hist'")
+    wait_for(lambda: cluster.one("SELECT stale FROM pgmart.freshness WHERE object = 'mart.plans_hist'"), what="stale")
+    rows = cluster.sql("SELECT status, message FROM pgmart.run_job(%s)", (job,))
+    assert rows[0][0] in ("failed", "retrying") and "(2)" in rows[0][1]
+    alert = cluster.sql("SELECT payload->>'problem', resolved_at FROM pgmart.alerts WHERE source_kind = 'snapshot' "
+                        "AND job_id = %s AND payload->>'problem' = 'stale'", (job,))
+    assert alert and alert[0][1] is None, alert
+    assert cluster.one("SELECT last_status FROM pgmart.snapshots WHERE job_id = %s", (job,)) in ("failed", "retrying")
+    # Fixed: the next run succeeds and resolves the alert.
+    cluster.sql("DELETE FROM raw.plans WHERE tier = 'dup'")
+    assert cluster.sql("SELECT status FROM pgmart.run_job(%s)", (job,))[0][0] == "succeeded"
+    assert cluster.one("SELECT resolved_at IS NOT NULL FROM pgmart.alerts WHERE job_id = %s AND payload->>'problem' = 'stale'",
+                       (job,))
+    assert not cluster.one("SELECT stale FROM pgmart.freshness WHERE object = 'mart.plans_hist'")
+    cluster.sql("SELECT pgmart.drop_snapshot('mart.plans_hist')")
+    assert cluster.one("SELECT count(*) FROM pgmart.freshness WHERE object = 'mart.plans_hist'") == 0
