@@ -232,6 +232,9 @@ REQUIRED = {
     "create_rollup": {"name": "'bi.n_rollup'", "source": "'bi.plain'", "time_column": "'at'", "bucket": "'1 hour'"},
     "refresh_rollup": {"name": "'bi.n_rollup'"},
     "drop_rollup": {"name": "'bi.n_rollup'"},
+    "create_snapshot": {"name": "'bi.n_snap'", "source": "'bi.plain'", "strategy": "'periodic'"},
+    "run_snapshot": {"name": "'bi.n_snap'"},
+    "drop_snapshot": {"name": "'bi.n_snap'"},
 }
 # Overloads: the same function under another signature (by job name as well as id; pg_cron's).
 OVERLOADS = {
@@ -392,6 +395,21 @@ case("rollup-measures-scalar", "SELECT pgmart.create_rollup('bi.n_rollup', 'bi.p
      "22023", msg="JSON object")
 case("rollup-missing", "SELECT pgmart.refresh_rollup('bi.no_such_rollup')", "42704")
 case("rollup-drop-missing", "SELECT pgmart.drop_rollup('no such rollup')", "42704")
+case("snapshot-no-key", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check')", "22023", msg="unique_key")
+case("snapshot-no-updated-at", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'timestamp', '{id}')", "22023", msg="updated_at")
+case("snapshot-bad-strategy", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'scd2')", "22023", msg="strategy")
+case("snapshot-bad-period", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'periodic', period => 'year')", "22023")
+case("snapshot-key-missing", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{nope}')", "42703")
+case("snapshot-updated-at-not-time", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'timestamp', '{id}', 'v')", "22023")
+case("snapshot-key-null-element", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', ARRAY[NULL])", "22004")
+case("snapshot-meta-not-object", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{id}', meta_columns => '[1]')", "22023")
+case("snapshot-preset", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{id}', preset => 'dbt-ish')", "22023")
+case("snapshot-retention-negative", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'periodic', retention => '-1 day')", "22023")
+case("snapshot-sequence", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.seq', 'periodic')", "42809")
+case("snapshot-odd-names", f"SELECT pgmart.create_snapshot('{ODD_SCHEMA}.\"Snap Shot\"', '{ODD}', 'periodic')", "ok",
+     check="SELECT count(*) = 1 FROM pgmart.snapshots WHERE name LIKE '%Snap Shot%'")
+case("snapshot-missing", "SELECT pgmart.run_snapshot('bi.no_such_snapshot')", "42704")
+case("snapshot-drop-missing", "SELECT pgmart.drop_snapshot('no such snapshot')", "42704")
 case("metric_values-several-empty", "SELECT * FROM pgmart.metric_values('{}'::text[], '2024-01-01', '2024-02-01')", "22023")
 case("deprecate-replaced-by-missing", "SELECT pgmart.deprecate_metric('existing_metric', 'no_such_metric')", "42704")
 
