@@ -95,6 +95,22 @@ mod tests {
     }
 
     #[pg_test]
+    fn type_2_retention_removes_versions_closed_long_ago() {
+        customers("sn_r_src");
+        run("SELECT pgmart.create_snapshot('sn_r', 'sn_r_src', 'timestamp', unique_key => '{id}', updated_at => 'updated_at', \
+                    retention => '30 days')");
+        // A change closes id 1's version at the new updated_at (2024): long ago, so it goes; a
+        // delete closes id 2's at the run's time: kept.
+        run("UPDATE sn_r_src SET status = 'gold', updated_at = '2024-02-01' WHERE id = 1");
+        run("DELETE FROM sn_r_src WHERE id = 2");
+        let out = text("SELECT pgmart.run_snapshot('sn_r')::text");
+        assert!(out.contains("\"purged\": 1"), "{out}");
+        assert_eq!(one::<i64>("SELECT count(*) FROM sn_r"), Some(3));
+        assert_eq!(one::<i64>("SELECT count(*) FROM sn_r WHERE valid_to IS NOT NULL"), Some(1));
+        assert_eq!(one::<i64>("SELECT rows FROM pgmart.snapshots WHERE name = 'public.sn_r'"), Some(3));
+    }
+
+    #[pg_test]
     fn a_check_snapshot_with_the_dbt_preset() {
         customers("sn_c_src");
         run("SELECT pgmart.create_snapshot('sn_c', 'sn_c_src', 'check', unique_key => '{id}', check_columns => '{status,region}', preset => 'dbt')");
