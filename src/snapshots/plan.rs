@@ -412,7 +412,7 @@ pub fn type2_run(s: &Shape) -> String {
     let changed = match s.strategy {
         Strategy::Timestamp => {
             cur_cols.push(format!("t.{vf} AS pgmart_vf"));
-            format!("c.pgmart_vf OPERATOR(pg_catalog.<) x.pgmart_from")
+            "c.pgmart_vf OPERATOR(pg_catalog.<) x.pgmart_from".to_string()
         }
         _ => {
             let checked: Vec<&String> = if s.check.is_empty() {
