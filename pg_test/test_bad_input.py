@@ -242,6 +242,9 @@ REQUIRED = {
     "unlabel_pii": {"table": "'bi.plain'", "columns": "ARRAY['v']"},
     "label_client_facing": {"table": "'bi.plain'"},
     "isolate_tenants": {"table": "'bi.plain'", "tenant_column": "'v'"},
+    "create_snapshot": {"name": "'bi.n_snap'", "source": "'bi.plain'", "strategy": "'periodic'"},
+    "run_snapshot": {"name": "'bi.n_snap'"},
+    "drop_snapshot": {"name": "'bi.n_snap'"},
 }
 # Overloads: the same function under another signature (by job name as well as id; pg_cron's).
 OVERLOADS = {
@@ -444,6 +447,21 @@ case("lineage-missing-oid", "SELECT * FROM pgmart.lineage(999999::oid::regclass)
 case("impact-missing-oid", "SELECT * FROM pgmart.impact(999999::oid::regclass)", "42P01")
 case("mermaid-missing-oid", "SELECT pgmart.lineage_mermaid(999999::oid::regclass)", "42P01")
 case("lineage-odd-table-ok", f"SELECT count(*) >= 0 FROM pgmart.lineage('{ODD}')", "ok", check="SELECT true")
+case("snapshot-no-key", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check')", "22023", msg="unique_key")
+case("snapshot-no-updated-at", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'timestamp', '{id}')", "22023", msg="updated_at")
+case("snapshot-bad-strategy", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'scd2')", "22023", msg="strategy")
+case("snapshot-bad-period", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'periodic', period => 'year')", "22023")
+case("snapshot-key-missing", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{nope}')", "42703")
+case("snapshot-updated-at-not-time", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'timestamp', '{id}', 'v')", "22023")
+case("snapshot-key-null-element", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', ARRAY[NULL])", "22004")
+case("snapshot-meta-not-object", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{id}', meta_columns => '[1]')", "22023")
+case("snapshot-preset", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'check', '{id}', preset => 'dbt-ish')", "22023")
+case("snapshot-retention-negative", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.plain', 'periodic', retention => '-1 day')", "22023")
+case("snapshot-sequence", "SELECT pgmart.create_snapshot('bi.n_snap', 'bi.seq', 'periodic')", "42809")
+case("snapshot-odd-names", f"SELECT pgmart.create_snapshot('{ODD_SCHEMA}.\"Snap Shot\"', '{ODD}', 'periodic')", "ok",
+     check="SELECT count(*) = 1 FROM pgmart.snapshots WHERE name LIKE '%Snap Shot%'")
+case("snapshot-missing", "SELECT pgmart.run_snapshot('bi.no_such_snapshot')", "42704")
+case("snapshot-drop-missing", "SELECT pgmart.drop_snapshot('no such snapshot')", "42704")
 case("metric_values-several-empty", "SELECT * FROM pgmart.metric_values('{}'::text[], '2024-01-01', '2024-02-01')", "22023")
 case("deprecate-replaced-by-missing", "SELECT pgmart.deprecate_metric('existing_metric', 'no_such_metric')", "42704")
 

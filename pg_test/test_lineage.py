@@ -48,6 +48,7 @@ def stack(cluster):
         "SELECT pgmart.create_rollup('mart.orders_hourly', 'raw.orders', 'at', '1 hour', '{status}', "
         "'{\"orders\": \"count(*)\"}', schedule => '1 hour')",
         "SELECT pgmart.register_metric('revenue', 'mart.daily_revenue', 'sum(revenue)', 'day', 'finance team', 'Revenue')",
+        "SELECT pgmart.create_snapshot('mart.revenue_history', 'mart.daily_revenue', 'check', '{day}', schedule => '1 hour')",
         "SELECT pgmart.register_dashboard('Sales overview', 'ana@example.com', 'Revenue and orders per day', "
         "metrics => '{revenue}', sources => '{mart.daily_revenue,mart.orders_hourly}', "
         "url => 'https://bi.example.com/d/7', caveats => 'Excludes test orders')",
@@ -63,6 +64,7 @@ def test_lineage_from_raw_to_the_dashboard(stack):
     assert ("mart.orders_hourly", "rollup", 1) in down
     assert ("mart.daily_revenue", "materialized_view", 2) in down
     assert ("revenue", "metric", 3) in down
+    assert ("mart.revenue_history", "snapshot", 3) in down
     assert ("Sales overview", "dashboard", 2) in down  # through the rollup
     # A partition is its parent in the graph.
     assert stack.sql("SELECT DISTINCT upstream FROM pgmart.lineage('raw.orders_new') WHERE direction = 'downstream' AND depth = 1") \
@@ -78,11 +80,11 @@ def test_lineage_from_raw_to_the_dashboard(stack):
     labels = sorted(v["text"] for v in parsed["vertices"])
     assert labels == sorted(["raw.orders<br>table: ok", "staging.stg_orders<br>view: ok",
                              "mart.daily_revenue<br>materialized view: ok", "revenue<br>metric: ok",
-                             "Sales overview<br>dashboard: ok"]), labels
-    assert parsed["edges"] == 5
+                             "Sales overview<br>dashboard: ok", "mart.revenue_history<br>snapshot: ok"]), labels
+    assert parsed["edges"] == 6
     # The whole graph parses too.
     [whole] = mermaid_parse(stack.one("SELECT pgmart.lineage_mermaid()"))
-    assert whole["ok"] and len(whole["vertices"]) == 7, whole  # and the rollup's real-time view
+    assert whole["ok"] and len(whole["vertices"]) == 8, whole  # and the rollup's real-time view, the snapshot
 
 
 def test_trust_fails_two_hops_upstream_and_recovers(stack):

@@ -28,6 +28,7 @@ SETUP = [
     "CREATE TABLE events (at timestamptz NOT NULL, kind text) PARTITION BY RANGE (at)",
     "SELECT pgmart.create_partition_set('events', 'at', '1 day')",
     "SELECT pgmart.register_dashboard('Sales', 'ana', 'Revenue per day', metrics => '{revenue}', sources => '{daily,orders_daily}')",
+    "SELECT pgmart.create_snapshot('orders_history', 'orders', 'check', '{id}', schedule => '1 hour')",
 ]
 
 # Each read surface, with the columns that do not depend on the moment they are read.
@@ -47,6 +48,8 @@ READS = {
     "rollups": "SELECT name, source, bucket, watermark, pending_invalidations FROM pgmart.rollups",
     "rollup _rt view": "SELECT bucket, status, n, revenue FROM orders_daily_rt ORDER BY 1, 2",
     "dashboards": "SELECT name, owner, sources FROM pgmart.dashboards",
+    "snapshots": "SELECT name, source, strategy, last_period FROM pgmart.snapshots",
+    "snapshot table": "SELECT id, status, valid_from, valid_to, is_current FROM orders_history ORDER BY id, valid_from",
     "trust": "SELECT object, kind, status, reasons FROM pgmart.trust WHERE kind <> 'materialized_view' ORDER BY 1, 2",
     "lineage": "SELECT * FROM pgmart.lineage() ORDER BY 1, 3",
     "lineage of a table": "SELECT * FROM pgmart.lineage('orders') ORDER BY 1, 3, 6",
@@ -60,9 +63,15 @@ LOCAL_READS = {
     "table_health": "SELECT relid::text, index::text, status FROM pgmart.table_health WHERE relid = 'orders'::regclass",
     "query_health": "SELECT * FROM pgmart.query_health",
     "maintained_tables": "SELECT * FROM pgmart.maintained_tables",
+    "access_report": "SELECT * FROM pgmart.access_report()",
 }
 
 WRITES = [
+    "SELECT pgmart.create_snapshot('s2', 'orders', 'periodic')", "SELECT pgmart.run_snapshot('orders_history')",
+    "SELECT pgmart.drop_snapshot('orders_history')",
+    "SELECT * FROM pgmart.create_layers()", "SELECT pgmart.label_pii('orders', '{status}')",
+    "SELECT pgmart.label_client_facing('orders')", "SELECT * FROM pgmart.isolate_tenants('orders', 'id', bi_role => 'postgres')",
+    "SELECT pgmart.drop_layers()", "SELECT pgmart.unlabel_pii('orders', '{status}')",
     "SELECT pgmart.schedule_health()", "SELECT pgmart.maintain_table('orders')", "SELECT pgmart.unmaintain_table('orders')",
     "SELECT pgmart.register_metric('m2', 'orders', 'count(*)', 'at', 'o', 'd')",
     "SELECT pgmart.deprecate_metric('revenue')", "SELECT pgmart.drop_metric('revenue')",

@@ -88,6 +88,16 @@ INSERT INTO events (at, kind) VALUES (now() - interval '10 days', 'late');
 SELECT pgmart.create_rollup('events_hourly', 'events', 'at', '1 hour', '{kind}',
                             '{"events": "count(*)", "first_id": "min(id)"}', schedule => '2 seconds') AS job_id;
 
+-- Snapshots: this month's orders frozen for invoicing (a partition per month, rows the table
+-- itself refuses to change), and a type-2 history of customer plans with dbt's column names.
+CREATE TABLE customer_plans (customer_id bigint PRIMARY KEY, plan text NOT NULL, updated_at timestamptz NOT NULL);
+INSERT INTO customer_plans SELECT id, (ARRAY['free','pro'])[1 + id % 2], now() - interval '30 days' FROM customers;
+SELECT pgmart.create_snapshot('orders_monthly', 'orders', 'periodic', period => 'month', unique_key => '{id}') AS job_id;
+SELECT pgmart.create_snapshot('customer_plans_history', 'customer_plans', 'timestamp', unique_key => '{customer_id}',
+                              updated_at => 'updated_at', preset => 'dbt', schedule => '2 seconds') AS job_id;
+UPDATE customer_plans SET plan = 'pro', updated_at = now() WHERE customer_id % 10 = 1;
+DELETE FROM customer_plans WHERE customer_id = 2000;
+
 -- Coming from pg_cron: the same call, the same argument order; scheduling a name again updates it.
 SELECT pgmart.schedule('refresh-customers-stats', '*/5 * * * *', 'ANALYZE customers') AS job_id;
 SELECT pgmart.schedule('refresh-customers-stats', '*/10 * * * *', 'ANALYZE customers') AS job_id;

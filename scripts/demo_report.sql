@@ -37,6 +37,14 @@ INSERT INTO events (at, kind) VALUES (now() - interval '30 hours', 'late-click')
 SELECT name, bucket, dimensions, measures, watermark IS NOT NULL AS filled, pending_invalidations, round(last_refresh_ms::numeric, 1) AS last_refresh_ms FROM pgmart.rollups;
 SELECT kind, sum(events) AS events_48h FROM events_hourly_rt WHERE bucket >= now() - interval '48 hours' GROUP BY kind ORDER BY kind;
 SELECT pgmart.refresh_rollup('events_hourly')->>'message' AS refresh;
+\echo '== snapshots: orders frozen for this month (a re-run changes nothing, the table refuses changes); customer plans as a type-2 history (dbt columns), kept by the worker =='
+SELECT name, strategy, last_period, rows, current_rows, last_status FROM pgmart.snapshots ORDER BY name;
+SELECT pgmart.run_snapshot('orders_monthly')->>'message' AS rerun;
+\set ON_ERROR_STOP 0
+UPDATE orders_monthly SET amount = 0 WHERE id = 1;
+\set ON_ERROR_STOP 1
+SELECT customer_id, plan, dbt_valid_from::date AS valid_from, dbt_valid_to IS NOT NULL AS closed
+  FROM customer_plans_history WHERE customer_id IN (1, 2, 2000) ORDER BY customer_id, dbt_valid_from;
 \echo '== a job by name, as pg_cron users write it: run it now, then unschedule it =='
 SELECT status, duration_ms > 0 AS ran FROM pgmart.run_job('refresh-customers-stats');
 SELECT pgmart.unschedule('refresh-customers-stats');

@@ -40,6 +40,13 @@ if [ ! -f pg_test/mermaid/node_modules/mermaid/package.json ] || [ ! -f pg_test/
     (cd pg_test/mermaid && npm ci --no-audit --no-fund --silent)
 fi
 
+# dbt, the anchor of snapshots: pg_test/test_snapshots.py and bench_snapshots.py run real `dbt snapshot`
+# beside pgmart (dbt-core 1.11 runs on the Python here; 1.12 was not tried).
+if ! .venv/bin/python -c 'import dbt.adapters.postgres' 2>/dev/null || [ ! -x .venv/bin/dbt ]; then
+    echo "setup: installing dbt-core and dbt-postgres into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check 'dbt-core==1.11.16' 'dbt-postgres==1.11.0'
+fi
+
 # PostgreSQL 16, 17 and 18 (Debian 12 has only 15), cached outside the work tree.
 bash scripts/pgversions.sh ensure
 

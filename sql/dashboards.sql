@@ -77,7 +77,9 @@ WITH own AS (
        AND d.deptype OPERATOR(pg_catalog.=) 'n'
        AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
 ), rollup_key AS (
-    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key FROM pgmart.rollup ro
+    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key, 'rollup'::pg_catalog.text AS kind FROM pgmart.rollup ro
+    UNION ALL
+    SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'snapshot' FROM pgmart.snapshot sn
 ), edge AS (
 SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key,
        pg_catalog.quote_ident(un.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.relname::pg_catalog.text) AS up_name,
@@ -145,6 +147,18 @@ SELECT 'r' OPERATOR(pg_catalog.||) ro.source::pg_catalog.oid::pg_catalog.text,
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
     OR coalesce(pg_catalog.has_table_privilege(ro.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
 UNION ALL
+-- Snapshots read their source (the ones of roles whose rights you have, or whose table you may read).
+SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(sn.source)::pg_catalog.text,
+       CASE WHEN s.oid IS NULL THEN sn.source_name ELSE pgmart._relation_name(pgmart._root(sn.source)::pg_catalog.regclass) END,
+       coalesce(pgmart._node_kind(pgmart._root(sn.source)), 'dropped'),
+       'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, pgmart._relation_name(sn.rel), 'snapshot', 'snapshot'
+  FROM pgmart.snapshot sn
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) sn.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) sn.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(sn.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
+UNION ALL
 -- Metrics read their source (the ones you may use, as in pgmart.metrics).
 SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(m.source)::pg_catalog.text,
        CASE WHEN s.oid IS NULL THEN coalesce(m.source_name, m.source::pg_catalog.oid::pg_catalog.text)
@@ -173,9 +187,9 @@ SELECT 'm:' OPERATOR(pg_catalog.||) mn.name, mn.name,
   CROSS JOIN LATERAL pg_catalog.unnest(d.metrics) mn(name)
 )
 SELECT e.up_key, e.up_name,
-       CASE WHEN ru.key IS NOT NULL THEN 'rollup' ELSE e.up_kind END AS up_kind,
+       coalesce(ru.kind, e.up_kind) AS up_kind,
        e.down_key, e.down_name,
-       CASE WHEN rd.key IS NOT NULL THEN 'rollup' ELSE e.down_kind END AS down_kind,
+       coalesce(rd.kind, e.down_kind) AS down_kind,
        e.via
   FROM edge e
   LEFT JOIN rollup_key ru ON ru.key OPERATOR(pg_catalog.=) e.up_key
@@ -232,6 +246,17 @@ SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, 'fai
   FROM pgmart.rollup ro
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ro.source)
 UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'fail',
+       'not taken for ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+           OPERATOR(pg_catalog.||) ' (due every ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.make_interval(secs => sn.period_s)) OPERATOR(pg_catalog.||) ')'
+  FROM pgmart.snapshot sn
+ WHERE (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+       OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) sn.period_s)
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'fail', 'its source ' OPERATOR(pg_catalog.||) sn.source_name OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.snapshot sn
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) sn.source)
+UNION ALL
 SELECT pgmart._node_key(c.target::pg_catalog.oid),
        CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN 'warn' ELSE 'fail' END,
        'check ' OPERATOR(pg_catalog.||) c.name OPERATOR(pg_catalog.||) CASE
@@ -253,7 +278,7 @@ SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
        x.n::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN x.n OPERATOR(pg_catalog.=) 1 THEN ' open alert ' ELSE ' open alerts ' END
            OPERATOR(pg_catalog.||) x.source_name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) x.top OPERATOR(pg_catalog.||) ')'
   FROM (SELECT coalesce(pgmart._node_key(ru.relation::pg_catalog.oid),
-                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel)::pg_catalog.oid::pg_catalog.text) AS key,
+                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel, sn.rel)::pg_catalog.oid::pg_catalog.text) AS key,
                al.source_name, pg_catalog.count(*) AS n,
                -- An alert rule reports business events (a big refund): a warning. A refresh or
                -- rollup alerting high or critical is a failure of the pipeline.
@@ -264,8 +289,9 @@ SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
           LEFT JOIN pgmart.alert_rules ru ON ru.rule_id OPERATOR(pg_catalog.=) al.rule_id
           LEFT JOIN pgmart.refresh_view rv ON rv.job_id OPERATOR(pg_catalog.=) al.job_id
           LEFT JOIN pgmart.rollup ro ON ro.job_id OPERATOR(pg_catalog.=) al.job_id
+          LEFT JOIN pgmart.snapshot sn ON sn.job_id OPERATOR(pg_catalog.=) al.job_id
          WHERE al.acked_at IS NULL AND al.resolved_at IS NULL AND al.check_id IS NULL
-           AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
+           AND coalesce(ru.relation, rv.view, ro.rel, sn.rel) IS NOT NULL
          GROUP BY 1, 2) x
 UNION ALL
 -- The health job's verdicts (pgmart.schedule_health): a table with stale statistics, never analyzed,
@@ -307,7 +333,9 @@ COMMENT ON VIEW pgmart._node_issue IS 'Internal: what is wrong with each lineage
 CREATE VIEW pgmart._node_refreshed WITH (security_barrier) AS
 SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text AS key, r.last_refreshed_at AS refreshed_at FROM pgmart.refresh_view r
 UNION ALL
-SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, ro.last_refresh_at FROM pgmart.rollup ro;
+SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, ro.last_refresh_at FROM pgmart.rollup ro
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, sn.last_run_at FROM pgmart.snapshot sn;
 COMMENT ON VIEW pgmart._node_refreshed IS 'Internal: when each lineage node was last refreshed (read it through pgmart.trust).';
 
 -- One row per dashboard, metric and object in your lineage graph (and every object pgmart keeps
@@ -321,12 +349,14 @@ WITH RECURSIVE e AS MATERIALIZED (
 ), registered AS (
     SELECT r.view::pg_catalog.oid AS rel FROM pgmart.refresh_view r
     UNION SELECT ro.rel::pg_catalog.oid FROM pgmart.rollup ro
+    UNION SELECT sn.rel::pg_catalog.oid FROM pgmart.snapshot sn
     UNION SELECT c.target::pg_catalog.oid FROM pgmart."check" c
 ), nodes AS MATERIALIZED (
     SELECT e.down_key AS key, e.down_name AS name, e.down_kind AS kind FROM e
     UNION SELECT e.up_key, e.up_name, e.up_kind FROM e
     UNION SELECT pgmart._node_key(g.rel), pgmart._relation_name(pgmart._root(g.rel)::pg_catalog.regclass),
                  CASE WHEN EXISTS (SELECT 1 FROM pgmart.rollup ro WHERE ro.rel OPERATOR(pg_catalog.=) g.rel) THEN 'rollup'
+                      WHEN EXISTS (SELECT 1 FROM pgmart.snapshot sn WHERE sn.rel OPERATOR(pg_catalog.=) g.rel) THEN 'snapshot'
                       ELSE pgmart._node_kind(pgmart._root(g.rel)) END
             FROM registered g JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.rel
            WHERE coalesce(pg_catalog.has_table_privilege(g.rel, 'SELECT'::pg_catalog.text), false)

@@ -270,6 +270,12 @@ COMMENT ON FUNCTION pgmart.create_rollup IS
 COMMENT ON FUNCTION pgmart.refresh_rollup IS
   'Refresh a rollup now (what its schedule would do), or, given from_ts and/or to_ts, recompute every bucket of that range in batches (a backfill), whatever its offsets; returns what it did.';
 COMMENT ON FUNCTION pgmart.drop_rollup IS 'Drop a rollup: its capture triggers, real-time view, job and log, and its table unless keep_data.';
+COMMENT ON FUNCTION pgmart._snapshot_guard IS 'Internal: the guard trigger of a periodic snapshot''s table and partitions: refuses every write but pgmart''s own run (src/snapshots/).';
+COMMENT ON FUNCTION pgmart.create_snapshot IS
+  'Create a snapshot of a table or view: periodic (a frozen copy once per day, week or month in the time zone, in a table partitioned by period whose rows cannot be changed) or timestamp/check (a type-2 history with valid_from/valid_to/is_current, or dbt''s dbt_scd_id/dbt_updated_at/dbt_valid_from/dbt_valid_to with preset => ''dbt''), taken now and then on schedule, one statement per run, as its owner. Returns its job id.';
+COMMENT ON FUNCTION pgmart.run_snapshot IS
+  'Take a snapshot now (a periodic one only when its current period is not frozen yet), in this transaction, as its owner; returns what it did. A unique key that is not unique in the source fails the run, naming the duplicate keys, and writes nothing.';
+COMMENT ON FUNCTION pgmart.drop_snapshot IS 'Drop a snapshot: its job, catalog and partition set, and its table unless keep_data (then a plain table, its guards removed).';
 COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
 CREATE EVENT TRIGGER pgmart_relations_changed ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE VIEW', 'CREATE MATERIALIZED VIEW',

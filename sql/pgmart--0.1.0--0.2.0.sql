@@ -415,6 +415,48 @@ ALTER TABLE pgmart."check" DROP CONSTRAINT check_kind_check,
     ADD CONSTRAINT check_kind_check
         CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
                                  'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[]));
+-- Snapshots (new in 0.2.0): their catalog and frozen periods, as sql/snapshots.sql makes them.
+CREATE TABLE pgmart.snapshot (
+    job_id                  bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
+    -- The snapshot table (owned by its registrant) and its qualified name as registered.
+    rel                     regclass NOT NULL UNIQUE,
+    name                    text NOT NULL,
+    source                  regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the snapshot back (src/follow.rs).
+    source_name             text NOT NULL,
+    strategy                text NOT NULL CHECK (strategy OPERATOR(pg_catalog.=) ANY (ARRAY['periodic', 'timestamp', 'check']::pg_catalog.text[])),
+    -- The source columns copied (those it had at creation), in order.
+    columns                 text[] NOT NULL,
+    unique_key              text[] NOT NULL DEFAULT '{}',
+    updated_at              name,
+    updated_kind            text CHECK (updated_kind OPERATOR(pg_catalog.=) ANY (ARRAY['Timestamptz', 'Timestamp', 'Date']::pg_catalog.text[])),
+    check_columns           text[] NOT NULL DEFAULT '{}',
+    preset                  text NOT NULL CHECK (preset OPERATOR(pg_catalog.=) ANY (ARRAY['pgmart', 'dbt']::pg_catalog.text[])),
+    -- The columns the snapshot adds: role -> name (valid_from, valid_to, is_current, scd_id, updated_at, snapshot_period, snapshot_at).
+    meta                    jsonb NOT NULL,
+    period                  text CHECK (period OPERATOR(pg_catalog.=) ANY (ARRAY['day', 'week', 'month']::pg_catalog.text[])),
+    timezone                text NOT NULL,
+    invalidate_hard_deletes boolean NOT NULL,
+    retention               interval,
+    period_s                float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
+    created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The last successful run (a periodic run finding its period frozen included).
+    last_run_at             timestamptz,
+    last_run_ms             float8,
+    last_period             date,
+    last_inserted           bigint,
+    last_closed             bigint,
+    last_deleted            bigint,
+    total_rows              bigint NOT NULL DEFAULT 0,
+    current_rows            bigint
+);
+CREATE TABLE pgmart.snapshot_period (
+    job_id   bigint NOT NULL REFERENCES pgmart.snapshot (job_id) ON DELETE CASCADE,
+    period   date NOT NULL,
+    rows     bigint NOT NULL,
+    taken_at timestamptz NOT NULL,
+    PRIMARY KEY (job_id, period)
+);
 
 -- Routines and views that cannot be replaced in place.
 DROP FUNCTION pgmart.metric_values(text, timestamptz, timestamptz, text, text[], text);
@@ -484,56 +526,45 @@ SELECT pg_catalog.pg_extension_config_dump('pgmart.job_job_id_seq', '');
 
 COMMENT ON TABLE pgmart.alert IS 'Every alert pgmart raised, written in the same transaction as its cause (read it through pgmart.alerts and pgmart.open_alerts; acknowledge with pgmart.ack_alert()).';
 
-COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
+COMMENT ON TABLE pgmart.snapshot IS 'pgmart snapshots (read them through pgmart.snapshots; change them through pgmart.create_snapshot/drop_snapshot).';
 
-COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.snapshot', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
+COMMENT ON TABLE pgmart.snapshot_period IS 'Periods frozen by pgmart periodic snapshots: rows and when they were taken.';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.snapshot_period', '');
 
--- The checks, and their results, of the roles whose rights you have. A result whose check is gone
--- belongs to the role that owned the check when it ran.
-CREATE VIEW pgmart.checks WITH (security_barrier) AS
-SELECT c.check_id, c.name,
-       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
-            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
-       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
-  FROM pgmart."check" c
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+-- The guard of every periodic snapshot table and partition (src/snapshots/api.rs): refuses every
+-- write but pgmart's own run; no role but the extension's owner may create a trigger calling it.
+CREATE FUNCTION pgmart._snapshot_guard() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_snapshot_guard_wrapper';
 
-COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
+-- The snapshots you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.snapshots WITH (security_barrier) AS
+SELECT s.name, s.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.source)
+            THEN pgmart._relation_name(s.source) ELSE s.source_name END AS source,
+       s.strategy, s.preset, s.unique_key, s.updated_at, s.check_columns, s.period, s.timezone,
+       s.invalidate_hard_deletes, s.retention, s.meta AS meta_columns,
+       s.last_run_at, s.last_run_ms, s.last_period,
+       (SELECT pg_catalog.count(*) FROM pgmart.snapshot_period p WHERE p.job_id OPERATOR(pg_catalog.=) s.job_id) AS frozen_periods,
+       s.total_rows AS rows, s.current_rows,
+       s.last_inserted AS last_new_versions, s.last_closed AS last_closed_versions, s.last_deleted AS last_deleted_versions,
+       coalesce(s.last_inserted, 0) OPERATOR(pg_catalog.+) coalesce(s.last_closed, 0) OPERATOR(pg_catalog.+) coalesce(s.last_deleted, 0)
+           AS versions_changed_last_run,
+       coalesce((SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) s.job_id
+                  ORDER BY jr.started_at DESC LIMIT 1),
+                CASE WHEN s.last_run_at IS NOT NULL THEN 'succeeded' END) AS last_status,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.snapshot s
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(s.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
 
-CREATE VIEW pgmart.check_results WITH (security_barrier) AS
-SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
-       r.sample, r.duration_ms, r.message, r.run_by
-  FROM pgmart.check_result r
-  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+COMMENT ON VIEW pgmart.snapshots IS 'Every snapshot you may use: source, strategy, key, columns added, last run (or frozen period), rows, versions changed by the last run (new, closed by a change, closed by a delete), last status, schedule, owner.';
 
-COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
-
-GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
-
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
+GRANT SELECT ON pgmart.snapshots TO PUBLIC;
 
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
 
@@ -581,6 +612,137 @@ COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dim
 
 GRANT SELECT ON pgmart.rollups TO PUBLIC;
 
+COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
+
+-- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
+-- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
+CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN b IS NULL THEN NULL
+            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
+            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'date'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
+            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
+                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
+            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
+$$;
+
+-- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
+CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
+RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
+               lower_key double precision, upper_key double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT c.oid,
+       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
+                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
+            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
+            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
+       m IS NULL,
+       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
+       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
+ WHERE i.inhparent OPERATOR(pg_catalog.=) parent
+$$;
+
+CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
+            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
+$$;
+
+-- The partitions of a table: for whoever has its owner's rights or may read it.
+CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
+RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
+               size_bytes bigint, rows_estimate bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coltype text;
+BEGIN
+    IF parent IS NULL THEN
+        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
+            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
+            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
+                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
+                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
+        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
+    END IF;
+    -- The type of the partition key (a set's control column is its partition key).
+    coltype := coalesce(
+         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
+            FROM pg_catalog.pg_partitioned_table p
+            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
+                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
+            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
+    RETURN QUERY
+    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
+           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
+           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
+      FROM pgmart._partition_bounds(parent, coltype) b
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
+     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
+END
+$$;
+
+CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
+SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
+       s.retention_mode, s.timezone, s.job_id,
+       st.partitions_ahead, st.oldest_bound, st.newest_bound,
+       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
+          FROM pgmart._partition_bounds(s.parent, s.column_type) d
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
+          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
+         WHERE d.is_default) AS rows_in_default,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
+            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
+            THEN j.last_status ELSE s.last_status END AS last_status,
+       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
+       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.partition_set s
+  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN LATERAL (
+        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
+               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
+               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
+          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
+
+GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
+
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
+
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
+
+GRANT SELECT ON pgmart.rules TO PUBLIC;
+
 COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
 
 COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
@@ -625,6 +787,39 @@ SELECT l.relation_name AS relation, l.label,
 COMMENT ON VIEW pgmart.access_labels IS 'Access labels (pii columns, client_facing tables, with their tenant isolation) on relations you own or may read.';
 
 GRANT SELECT ON pgmart.layers, pgmart.access_labels TO PUBLIC;
+
+COMMENT ON TABLE pgmart."check" IS 'pgmart data-quality checks (read them through pgmart.checks; change them with pgmart.add_check() and pgmart.drop_check()).';
+
+COMMENT ON TABLE pgmart.check_result IS 'Every result of every pgmart check run (read it through pgmart.check_results; pruned after pgmart.history_retention).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart."check"', '');
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.check_check_id_seq', '');
+
+-- The checks, and their results, of the roles whose rights you have. A result whose check is gone
+-- belongs to the role that owned the check when it ran.
+CREATE VIEW pgmart.checks WITH (security_barrier) AS
+SELECT c.check_id, c.name,
+       CASE WHEN c.target_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) c.target)
+            THEN pgmart._relation_name(c.target) ELSE c.target_name END AS target, c.kind, c.columns, c.params, c.severity, c.where_clause, c.schedule,
+       c.job_id, pg_catalog.pg_get_userbyid(a.relowner) AS owner, c.created_at
+  FROM pgmart."check" c
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.checks IS 'Your data-quality checks: table, kind, columns, parameters, severity, schedule, owner.';
+
+CREATE VIEW pgmart.check_results WITH (security_barrier) AS
+SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.failing_rows, r.checked_rows,
+       r.sample, r.duration_ms, r.message, r.run_by
+  FROM pgmart.check_result r
+  LEFT JOIN pgmart."check" c ON c.check_id OPERATOR(pg_catalog.=) r.check_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) c.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, r.owner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
+
+COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
+
+GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
 
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
@@ -686,6 +881,25 @@ SELECT ro.name, 'rollup'::pg_catalog.text,
   JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ro.job_id
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
 UNION ALL
+-- Snapshots: last successful run (a periodic run finding its period frozen counts), stale after two
+-- periods of their schedule.
+SELECT sn.name, 'snapshot'::pg_catalog.text,
+       sn.last_run_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) sn.last_run_at,
+       NULL::pg_catalog.interval,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+           OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) sn.period_s),
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) sn.source) THEN 'dropped'
+            ELSE coalesce((SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) sn.job_id
+                            ORDER BY jr.started_at DESC LIMIT 1),
+                          CASE WHEN sn.last_run_at IS NOT NULL THEN 'succeeded' END) END,
+       pg_catalog.pg_get_userbyid(a.relowner),
+       j.schedule,
+       j.next_run_at
+  FROM pgmart.snapshot sn
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) sn.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+UNION ALL
 -- Source freshness (dbt's `source freshness`): each freshness check's newest value as of its last
 -- run, shown to roles that may read the table or act as the check's owner (it is the table's data).
 SELECT ck.target_name, 'source'::pg_catalog.text,
@@ -723,7 +937,7 @@ SELECT 'replication lag', 'replication',
        NULL::pg_catalog.timestamptz
   FROM pgmart._replica_lag() l;
 
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups (last refresh, stale after two periods), sources with a freshness check (newest value, age, error_after, stale, last status), and on a standby its replication lag.';
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups and snapshots (last refresh or run, stale after two periods of their schedule) and sources with a freshness check (newest value, age, error_after, stale, last status), and on a standby its replication lag.';
 
 -- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
 CREATE OR REPLACE VIEW pgmart.refresh_runs WITH (security_barrier) AS
@@ -849,7 +1063,9 @@ WITH own AS (
        AND d.deptype OPERATOR(pg_catalog.=) 'n'
        AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class
 ), rollup_key AS (
-    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key FROM pgmart.rollup ro
+    SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text AS key, 'rollup'::pg_catalog.text AS kind FROM pgmart.rollup ro
+    UNION ALL
+    SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'snapshot' FROM pgmart.snapshot sn
 ), edge AS (
 SELECT 'r' OPERATOR(pg_catalog.||) e.up::pg_catalog.text AS up_key,
        pg_catalog.quote_ident(un.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(u.relname::pg_catalog.text) AS up_name,
@@ -917,6 +1133,18 @@ SELECT 'r' OPERATOR(pg_catalog.||) ro.source::pg_catalog.oid::pg_catalog.text,
  WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
     OR coalesce(pg_catalog.has_table_privilege(ro.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
 UNION ALL
+-- Snapshots read their source (the ones of roles whose rights you have, or whose table you may read).
+SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(sn.source)::pg_catalog.text,
+       CASE WHEN s.oid IS NULL THEN sn.source_name ELSE pgmart._relation_name(pgmart._root(sn.source)::pg_catalog.regclass) END,
+       coalesce(pgmart._node_kind(pgmart._root(sn.source)), 'dropped'),
+       'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, pgmart._relation_name(sn.rel), 'snapshot', 'snapshot'
+  FROM pgmart.snapshot sn
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) sn.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+  LEFT JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) sn.source
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(sn.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false)
+UNION ALL
 -- Metrics read their source (the ones you may use, as in pgmart.metrics).
 SELECT 'r' OPERATOR(pg_catalog.||) pgmart._root(m.source)::pg_catalog.text,
        CASE WHEN s.oid IS NULL THEN coalesce(m.source_name, m.source::pg_catalog.oid::pg_catalog.text)
@@ -945,9 +1173,9 @@ SELECT 'm:' OPERATOR(pg_catalog.||) mn.name, mn.name,
   CROSS JOIN LATERAL pg_catalog.unnest(d.metrics) mn(name)
 )
 SELECT e.up_key, e.up_name,
-       CASE WHEN ru.key IS NOT NULL THEN 'rollup' ELSE e.up_kind END AS up_kind,
+       coalesce(ru.kind, e.up_kind) AS up_kind,
        e.down_key, e.down_name,
-       CASE WHEN rd.key IS NOT NULL THEN 'rollup' ELSE e.down_kind END AS down_kind,
+       coalesce(rd.kind, e.down_kind) AS down_kind,
        e.via
   FROM edge e
   LEFT JOIN rollup_key ru ON ru.key OPERATOR(pg_catalog.=) e.up_key
@@ -1005,6 +1233,17 @@ SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, 'fai
   FROM pgmart.rollup ro
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ro.source)
 UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'fail',
+       'not taken for ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+           OPERATOR(pg_catalog.||) ' (due every ' OPERATOR(pg_catalog.||) pgmart._age_text(pg_catalog.make_interval(secs => sn.period_s)) OPERATOR(pg_catalog.||) ')'
+  FROM pgmart.snapshot sn
+ WHERE (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+       OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) sn.period_s)
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, 'fail', 'its source ' OPERATOR(pg_catalog.||) sn.source_name OPERATOR(pg_catalog.||) ' is gone'
+  FROM pgmart.snapshot sn
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) sn.source)
+UNION ALL
 SELECT pgmart._node_key(c.target::pg_catalog.oid),
        CASE WHEN lr.status OPERATOR(pg_catalog.=) 'warn' THEN 'warn' ELSE 'fail' END,
        'check ' OPERATOR(pg_catalog.||) c.name OPERATOR(pg_catalog.||) CASE
@@ -1026,7 +1265,7 @@ SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
        x.n::pg_catalog.text OPERATOR(pg_catalog.||) CASE WHEN x.n OPERATOR(pg_catalog.=) 1 THEN ' open alert ' ELSE ' open alerts ' END
            OPERATOR(pg_catalog.||) x.source_name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) x.top OPERATOR(pg_catalog.||) ')'
   FROM (SELECT coalesce(pgmart._node_key(ru.relation::pg_catalog.oid),
-                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel)::pg_catalog.oid::pg_catalog.text) AS key,
+                        'r' OPERATOR(pg_catalog.||) coalesce(rv.view, ro.rel, sn.rel)::pg_catalog.oid::pg_catalog.text) AS key,
                al.source_name, pg_catalog.count(*) AS n,
                -- An alert rule reports business events (a big refund): a warning. A refresh or
                -- rollup alerting high or critical is a failure of the pipeline.
@@ -1037,8 +1276,9 @@ SELECT x.key, CASE WHEN x.health_high THEN 'fail' ELSE 'warn' END,
           LEFT JOIN pgmart.alert_rules ru ON ru.rule_id OPERATOR(pg_catalog.=) al.rule_id
           LEFT JOIN pgmart.refresh_view rv ON rv.job_id OPERATOR(pg_catalog.=) al.job_id
           LEFT JOIN pgmart.rollup ro ON ro.job_id OPERATOR(pg_catalog.=) al.job_id
+          LEFT JOIN pgmart.snapshot sn ON sn.job_id OPERATOR(pg_catalog.=) al.job_id
          WHERE al.acked_at IS NULL AND al.resolved_at IS NULL AND al.check_id IS NULL
-           AND coalesce(ru.relation, rv.view, ro.rel) IS NOT NULL
+           AND coalesce(ru.relation, rv.view, ro.rel, sn.rel) IS NOT NULL
          GROUP BY 1, 2) x
 UNION ALL
 -- The health job's verdicts (pgmart.schedule_health): a table with stale statistics, never analyzed,
@@ -1081,7 +1321,9 @@ COMMENT ON VIEW pgmart._node_issue IS 'Internal: what is wrong with each lineage
 CREATE VIEW pgmart._node_refreshed WITH (security_barrier) AS
 SELECT 'r' OPERATOR(pg_catalog.||) r.view::pg_catalog.oid::pg_catalog.text AS key, r.last_refreshed_at AS refreshed_at FROM pgmart.refresh_view r
 UNION ALL
-SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, ro.last_refresh_at FROM pgmart.rollup ro;
+SELECT 'r' OPERATOR(pg_catalog.||) ro.rel::pg_catalog.oid::pg_catalog.text, ro.last_refresh_at FROM pgmart.rollup ro
+UNION ALL
+SELECT 'r' OPERATOR(pg_catalog.||) sn.rel::pg_catalog.oid::pg_catalog.text, sn.last_run_at FROM pgmart.snapshot sn;
 
 COMMENT ON VIEW pgmart._node_refreshed IS 'Internal: when each lineage node was last refreshed (read it through pgmart.trust).';
 
@@ -1096,12 +1338,14 @@ WITH RECURSIVE e AS MATERIALIZED (
 ), registered AS (
     SELECT r.view::pg_catalog.oid AS rel FROM pgmart.refresh_view r
     UNION SELECT ro.rel::pg_catalog.oid FROM pgmart.rollup ro
+    UNION SELECT sn.rel::pg_catalog.oid FROM pgmart.snapshot sn
     UNION SELECT c.target::pg_catalog.oid FROM pgmart."check" c
 ), nodes AS MATERIALIZED (
     SELECT e.down_key AS key, e.down_name AS name, e.down_kind AS kind FROM e
     UNION SELECT e.up_key, e.up_name, e.up_kind FROM e
     UNION SELECT pgmart._node_key(g.rel), pgmart._relation_name(pgmart._root(g.rel)::pg_catalog.regclass),
                  CASE WHEN EXISTS (SELECT 1 FROM pgmart.rollup ro WHERE ro.rel OPERATOR(pg_catalog.=) g.rel) THEN 'rollup'
+                      WHEN EXISTS (SELECT 1 FROM pgmart.snapshot sn WHERE sn.rel OPERATOR(pg_catalog.=) g.rel) THEN 'snapshot'
                       ELSE pgmart._node_kind(pgmart._root(g.rel)) END
             FROM registered g JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.rel
            WHERE coalesce(pg_catalog.has_table_privilege(g.rel, 'SELECT'::pg_catalog.text), false)
@@ -1181,463 +1425,7 @@ SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('name', db.name, 'owne
  WHERE ('d:' OPERATOR(pg_catalog.||) db.name) OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT d.key FROM down d))
 $$;
 
-COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.partition_set_set_id_seq', '');
-
--- A range bound as pg_get_expr prints it ('...', MINVALUE, MAXVALUE) → epoch seconds of the
--- column type (local wall time for timestamp and date), ±Infinity for MINVALUE / MAXVALUE.
-CREATE OR REPLACE FUNCTION pgmart._bound_epoch(b text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN b IS NULL THEN NULL
-            WHEN b OPERATOR(pg_catalog.=) 'MINVALUE' THEN '-Infinity'::double precision
-            WHEN b OPERATOR(pg_catalog.=) 'MAXVALUE' THEN 'Infinity'::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'date'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::pg_catalog.date)::double precision
-            WHEN coltype OPERATOR(pg_catalog.=) 'timestamp'
-                 THEN EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp without time zone)::double precision
-            ELSE EXTRACT(epoch FROM pg_catalog.btrim(b, '''')::timestamp with time zone)::double precision END
-$$;
-
--- Every partition of a table with its bounds (text as in the catalog, and as epoch keys).
-CREATE OR REPLACE FUNCTION pgmart._partition_bounds(parent regclass, coltype text DEFAULT 'timestamptz')
-RETURNS TABLE (child oid, child_name text, is_default boolean, lower_bound text, upper_bound text,
-               lower_key double precision, upper_key double precision)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT c.oid,
-       CASE WHEN c.relnamespace OPERATOR(pg_catalog.=) (SELECT p.relnamespace FROM pg_catalog.pg_class p
-                                                          WHERE p.oid OPERATOR(pg_catalog.=) parent)
-            THEN pg_catalog.quote_ident(c.relname::pg_catalog.text)
-            ELSE c.oid::pg_catalog.regclass::pg_catalog.text END,
-       m IS NULL,
-       pg_catalog.btrim(m[1], ''''), pg_catalog.btrim(m[2], ''''),
-       pgmart._bound_epoch(m[1], coltype), pgmart._bound_epoch(m[2], coltype)
-  FROM pg_catalog.pg_inherits i
-  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-  LEFT JOIN LATERAL pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') m ON true
- WHERE i.inhparent OPERATOR(pg_catalog.=) parent
-$$;
-
-CREATE OR REPLACE FUNCTION pgmart._now_epoch(tz text, coltype text) RETURNS double precision
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN coltype OPERATOR(pg_catalog.=) 'timestamptz' THEN EXTRACT(epoch FROM pg_catalog.now())::double precision
-            ELSE EXTRACT(epoch FROM (pg_catalog.timezone(tz, pg_catalog.now())))::double precision END
-$$;
-
--- The partitions of a table: for whoever has its owner's rights or may read it.
-CREATE OR REPLACE FUNCTION pgmart.partitions(parent regclass)
-RETURNS TABLE (partition_name text, lower_bound text, upper_bound text, is_default boolean,
-               size_bytes bigint, rows_estimate bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    coltype text;
-BEGIN
-    IF parent IS NULL THEN
-        RAISE EXCEPTION 'argument "parent" must not be NULL' USING ERRCODE = '22004',
-            HINT = 'Give parent a value. Only arguments that have a default may be NULL, and NULL there means the default.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent) THEN
-        RAISE EXCEPTION 'relation with OID % does not exist', parent::pg_catalog.oid USING ERRCODE = '42P01',
-            HINT = 'Argument "parent" names a table or view that was dropped, or an OID that is not a relation''s.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) parent
-                      AND (pg_catalog.pg_has_role(c.relowner, 'USAGE'::pg_catalog.text)
-                           OR pg_catalog.has_table_privilege(c.oid, 'SELECT'::pg_catalog.text))) THEN
-        RAISE EXCEPTION 'table % does not exist or you may not read it', parent USING ERRCODE = '42501';
-    END IF;
-    -- The type of the partition key (a set's control column is its partition key).
-    coltype := coalesce(
-         (SELECT CASE t.typname WHEN 'date' THEN 'date' WHEN 'timestamp' THEN 'timestamp' ELSE 'timestamptz' END
-            FROM pg_catalog.pg_partitioned_table p
-            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) p.partrelid
-                                         AND a.attnum OPERATOR(pg_catalog.=) p.partattrs[0]
-            JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-           WHERE p.partrelid OPERATOR(pg_catalog.=) partitions.parent));
-    RETURN QUERY
-    SELECT b.child_name, b.lower_bound, b.upper_bound, b.is_default,
-           pg_catalog.pg_total_relation_size(b.child::pg_catalog.regclass),
-           pg_catalog.int8(GREATEST(c.reltuples, 0::real))
-      FROM pgmart._partition_bounds(parent, coltype) b
-      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.child
-     ORDER BY b.is_default, b.lower_key NULLS LAST, b.child_name;
-END
-$$;
-
-CREATE OR REPLACE VIEW pgmart.partition_sets WITH (security_barrier) AS
-SELECT pgmart._relation_name(s.parent) AS parent, s.control_column, s.partition_interval, s.premake, s.retention,
-       s.retention_mode, s.timezone, s.job_id,
-       st.partitions_ahead, st.oldest_bound, st.newest_bound,
-       (SELECT pg_catalog.int8(GREATEST(coalesce(n.n_live_tup, 0)::real, c.reltuples, 0::real))
-          FROM pgmart._partition_bounds(s.parent, s.column_type) d
-          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.child
-          LEFT JOIN pg_catalog.pg_stat_user_tables n ON n.relid OPERATOR(pg_catalog.=) d.child
-         WHERE d.is_default) AS rows_in_default,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.parent) THEN 'dropped'
-            WHEN j.last_run_at IS NOT NULL AND (s.last_run_at IS NULL OR j.last_run_at OPERATOR(pg_catalog.>) s.last_run_at)
-            THEN j.last_status ELSE s.last_status END AS last_status,
-       GREATEST(s.last_run_at, j.last_run_at) AS last_run_at,
-       s.last_message, s.default_partition, s.start_at, pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.partition_set s
-  LEFT JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) s.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
-  LEFT JOIN LATERAL (
-        SELECT pg_catalog.count(*) FILTER (WHERE b.lower_key OPERATOR(pg_catalog.>) pgmart._now_epoch(s.timezone, s.column_type)) AS partitions_ahead,
-               (pg_catalog.array_agg(b.lower_bound ORDER BY b.lower_key) FILTER (WHERE NOT b.is_default))[1] AS oldest_bound,
-               (pg_catalog.array_agg(b.upper_bound ORDER BY b.upper_key DESC) FILTER (WHERE NOT b.is_default))[1] AS newest_bound
-          FROM pgmart._partition_bounds(s.parent, s.column_type) b) st ON true
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, premake, retention, partitions ahead, oldest and newest bound, rows in the default partition, last maintenance.';
-
-GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
-
 /* pgmart::pgmart */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:471
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:41
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:37
--- pgmart::partitions::api::create_partition_set
-CREATE  FUNCTION pgmart."create_partition_set"(
-	"parent" regclass, /* Option < RegClass > */
-	"control_column" TEXT, /* Option < & str > */
-	"partition_interval" interval, /* Option < Interval > */
-	"premake" INT DEFAULT 4, /* Option < i32 > */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"default_partition" bool DEFAULT true, /* Option < bool > */
-	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:29
--- pgmart::layers::api::drop_layers
-CREATE  FUNCTION pgmart."drop_layers"(
-	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:30
--- pgmart::health::api::maintain_table
-CREATE  FUNCTION pgmart."maintain_table"(
-	"table" regclass, /* Option < RegClass > */
-	"vacuum" bool DEFAULT true, /* Option < bool > */
-	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
-	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:456
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:178
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:34
--- pgmart::layers::api::access_report
-CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
-	"layer" TEXT,  /* Option < String > */
-	"schema" TEXT,  /* Option < String > */
-	"object_type" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"column_name" TEXT,  /* Option < String > */
-	"role" TEXT,  /* String */
-	"privilege" TEXT,  /* String */
-	"violation" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'access_report_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:716
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:507
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:165
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"metric" TEXT,  /* Option < String > */
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:42
--- pgmart::health::api::unmaintain_table
-CREATE  FUNCTION pgmart."unmaintain_table"(
-	"table" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
-	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:354
--- pgmart::jobs::api::schedule_sql
-CREATE  FUNCTION pgmart."schedule_sql"(
-	"name" TEXT, /* Option < & str > */
-	"command" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:76
--- pgmart::health::api::_query_health
-CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
-	"dashboard" TEXT,  /* Option < String > */
-	"queryid" bigint,  /* i64 */
-	"role" TEXT,  /* Option < String > */
-	"query" TEXT,  /* Option < String > */
-	"calls" bigint,  /* i64 */
-	"total_ms" double precision,  /* f64 */
-	"mean_ms" double precision,  /* f64 */
-	"rows_per_call" double precision,  /* Option < f64 > */
-	"recent_calls" bigint,  /* Option < i64 > */
-	"recent_mean_ms" double precision,  /* Option < f64 > */
-	"baseline_mean_ms" double precision,  /* Option < f64 > */
-	"regressed" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_query_health_wrapper';
-
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1666,260 +1454,57 @@ AS 'MODULE_PATHNAME', 'metric_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
+-- src/health/api.rs:76
+-- pgmart::health::api::_query_health
+CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
+	"dashboard" TEXT,  /* Option < String > */
+	"queryid" bigint,  /* i64 */
+	"role" TEXT,  /* Option < String > */
+	"query" TEXT,  /* Option < String > */
+	"calls" bigint,  /* i64 */
+	"total_ms" double precision,  /* f64 */
+	"mean_ms" double precision,  /* f64 */
+	"rows_per_call" double precision,  /* Option < f64 > */
+	"recent_calls" bigint,  /* Option < i64 > */
+	"recent_mean_ms" double precision,  /* Option < f64 > */
+	"baseline_mean_ms" double precision,  /* Option < f64 > */
+	"regressed" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_query_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
 	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:464
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:54
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:56
--- pgmart::layers::api::label_pii
-CREATE  FUNCTION pgmart."label_pii"(
+-- src/layers/api.rs:76
+-- pgmart::layers::api::isolate_tenants
+CREATE  FUNCTION pgmart."isolate_tenants"(
 	"table" regclass, /* Option < RegClass > */
-	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_pii_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:572
--- pgmart::jobs::api::resume_job
-CREATE  FUNCTION pgmart."resume_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:442
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:555
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:612
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:79
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:10
--- pgmart::health::api::schedule_health
-CREATE  FUNCTION pgmart."schedule_health"(
-	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
-	"name" TEXT DEFAULT 'table health', /* Option < & str > */
-	"max_retries" INT DEFAULT 3, /* Option < i32 > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:47
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+	"tenant_column" TEXT, /* Option < & str > */
+	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
+	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
 )
-STRICT STABLE 
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
 
 /* </end connected objects> */
 
@@ -1945,14 +1530,32 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -1972,6 +1575,237 @@ CREATE  FUNCTION pgmart."impact"(
 STABLE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:63
+-- pgmart::layers::api::unlabel_pii
+CREATE  FUNCTION pgmart."unlabel_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:56
+-- pgmart::layers::api::label_pii
+CREATE  FUNCTION pgmart."label_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:79
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/snapshots/api.rs:48
+-- pgmart::snapshots::api::run_snapshot
+CREATE  FUNCTION pgmart."run_snapshot"(
+	"name" TEXT /* Option < & str > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_snapshot_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/owners.rs:89
+-- pgmart::owners::_anchors_dropped
+CREATE  FUNCTION pgmart."_anchors_dropped"(
+	"names" TEXT[] /* Vec < String > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:456
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:116
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
+) RETURNS TABLE (
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:507
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/snapshots/api.rs:10
+-- pgmart::snapshots::api::create_snapshot
+CREATE  FUNCTION pgmart."create_snapshot"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"strategy" TEXT, /* Option < & str > */
+	"unique_key" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"updated_at" TEXT DEFAULT NULL, /* Option < & str > */
+	"check_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"schedule" TEXT DEFAULT '@daily', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"period" TEXT DEFAULT 'day', /* Option < & str > */
+	"invalidate_hard_deletes" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"preset" TEXT DEFAULT 'pgmart', /* Option < & str > */
+	"meta_columns" jsonb DEFAULT NULL /* Option < pgrx :: JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_snapshot_wrapper';
 
 /* </end connected objects> */
 
@@ -1997,15 +1831,93 @@ AS 'MODULE_PATHNAME', 'create_layers_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/layers/api.rs:70
--- pgmart::layers::api::label_client_facing
-CREATE  FUNCTION pgmart."label_client_facing"(
-	"table" regclass, /* Option < RegClass > */
-	"client_facing" bool DEFAULT true /* Option < bool > */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:178
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:107
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:37
+-- pgmart::partitions::api::create_partition_set
+CREATE  FUNCTION pgmart."create_partition_set"(
+	"parent" regclass, /* Option < RegClass > */
+	"control_column" TEXT, /* Option < & str > */
+	"partition_interval" interval, /* Option < Interval > */
+	"premake" INT DEFAULT 4, /* Option < i32 > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"default_partition" bool DEFAULT true, /* Option < bool > */
+	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
 ) RETURNS bool /* bool */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
 /* </end connected objects> */
 
@@ -2028,107 +1940,6 @@ CREATE OR REPLACE FUNCTION pgmart."run_checks"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'run_checks_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:567
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/owners.rs:89
--- pgmart::owners::_anchors_dropped
-CREATE  FUNCTION pgmart."_anchors_dropped"(
-	"names" TEXT[] /* Vec < String > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:40
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -2550,6 +2361,51 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:70
+-- pgmart::layers::api::label_client_facing
+CREATE  FUNCTION pgmart."label_client_facing"(
+	"table" regclass, /* Option < RegClass > */
+	"client_facing" bool DEFAULT true /* Option < bool > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/access.rs:45
 -- pgmart::access::grant_access
 CREATE  FUNCTION pgmart."grant_access"(
@@ -2561,26 +2417,6 @@ CREATE  FUNCTION pgmart."grant_access"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'grant_access_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:595
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
 
 /* </end connected objects> */
 
@@ -2598,67 +2434,6 @@ CREATE  FUNCTION pgmart."metric_sql"(
 STABLE PARALLEL UNSAFE  
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:76
--- pgmart::layers::api::isolate_tenants
-CREATE  FUNCTION pgmart."isolate_tenants"(
-	"table" regclass, /* Option < RegClass > */
-	"tenant_column" TEXT, /* Option < & str > */
-	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
-	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS TABLE (
-	"change" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:711
--- pgmart::jobs::api::drop_job
-CREATE OR REPLACE FUNCTION pgmart."drop_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:198
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
 
 /* </end connected objects> */
 
@@ -2683,15 +2458,350 @@ AS 'MODULE_PATHNAME', 'run_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/layers/api.rs:63
--- pgmart::layers::api::unlabel_pii
-CREATE  FUNCTION pgmart."unlabel_pii"(
-	"table" regclass, /* Option < RegClass > */
-	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:572
+-- pgmart::jobs::api::resume_job
+CREATE  FUNCTION pgmart."resume_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:711
+-- pgmart::jobs::api::drop_job
+CREATE OR REPLACE FUNCTION pgmart."drop_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/snapshots/api.rs:56
+-- pgmart::snapshots::api::drop_snapshot
+CREATE  FUNCTION pgmart."drop_snapshot"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_snapshot_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:41
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:78
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:354
+-- pgmart::jobs::api::schedule_sql
+CREATE  FUNCTION pgmart."schedule_sql"(
+	"name" TEXT, /* Option < & str > */
+	"command" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"run_as" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:10
+-- pgmart::health::api::schedule_health
+CREATE  FUNCTION pgmart."schedule_health"(
+	"schedule" TEXT DEFAULT '@hourly', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"alert_level" TEXT DEFAULT 'fail', /* Option < & str > */
+	"name" TEXT DEFAULT 'table health', /* Option < & str > */
+	"max_retries" INT DEFAULT 3, /* Option < i32 > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
 ) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:10
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
+	"name" TEXT, /* Option < & str > */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:48
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:34
+-- pgmart::layers::api::access_report
+CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
+	"layer" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"object_type" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"column_name" TEXT,  /* Option < String > */
+	"role" TEXT,  /* String */
+	"privilege" TEXT,  /* String */
+	"violation" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'access_report_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:716
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:595
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:29
+-- pgmart::layers::api::drop_layers
+CREATE  FUNCTION pgmart."drop_layers"(
+	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 
 /* </end connected objects> */
 
@@ -2716,7 +2826,77 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:61
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:567
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:165
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"metric" TEXT,  /* Option < String > */
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:63
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)
@@ -3115,6 +3295,16 @@ COMMENT ON FUNCTION pgmart.refresh_rollup IS
   'Refresh a rollup now (what its schedule would do), or, given from_ts and/or to_ts, recompute every bucket of that range in batches (a backfill), whatever its offsets; returns what it did.';
 
 COMMENT ON FUNCTION pgmart.drop_rollup IS 'Drop a rollup: its capture triggers, real-time view, job and log, and its table unless keep_data.';
+
+COMMENT ON FUNCTION pgmart._snapshot_guard IS 'Internal: the guard trigger of a periodic snapshot''s table and partitions: refuses every write but pgmart''s own run (src/snapshots/).';
+
+COMMENT ON FUNCTION pgmart.create_snapshot IS
+  'Create a snapshot of a table or view: periodic (a frozen copy once per day, week or month in the time zone, in a table partitioned by period whose rows cannot be changed) or timestamp/check (a type-2 history with valid_from/valid_to/is_current, or dbt''s dbt_scd_id/dbt_updated_at/dbt_valid_from/dbt_valid_to with preset => ''dbt''), taken now and then on schedule, one statement per run, as its owner. Returns its job id.';
+
+COMMENT ON FUNCTION pgmart.run_snapshot IS
+  'Take a snapshot now (a periodic one only when its current period is not frozen yet), in this transaction, as its owner; returns what it did. A unique key that is not unique in the source fails the run, naming the duplicate keys, and writes nothing.';
+
+COMMENT ON FUNCTION pgmart.drop_snapshot IS 'Drop a snapshot: its job, catalog and partition set, and its table unless keep_data (then a plain table, its guards removed).';
 
 COMMENT ON FUNCTION pgmart._relations_changed IS 'Internal: move registrations to the relations a DDL command created or renamed (src/follow.rs).';
 

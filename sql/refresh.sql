@@ -93,6 +93,25 @@ SELECT ro.name, 'rollup'::pg_catalog.text,
   JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) ro.job_id
   LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
 UNION ALL
+-- Snapshots: last successful run (a periodic run finding its period frozen counts), stale after two
+-- periods of their schedule.
+SELECT sn.name, 'snapshot'::pg_catalog.text,
+       sn.last_run_at,
+       pg_catalog.now() OPERATOR(pg_catalog.-) sn.last_run_at,
+       NULL::pg_catalog.interval,
+       (pg_catalog.now() OPERATOR(pg_catalog.-) coalesce(sn.last_run_at, sn.created_at))
+           OPERATOR(pg_catalog.>) pg_catalog.make_interval(secs => 2 OPERATOR(pg_catalog.*) sn.period_s),
+       CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) sn.source) THEN 'dropped'
+            ELSE coalesce((SELECT jr.status FROM pgmart.job_run jr WHERE jr.job_id OPERATOR(pg_catalog.=) sn.job_id
+                            ORDER BY jr.started_at DESC LIMIT 1),
+                          CASE WHEN sn.last_run_at IS NOT NULL THEN 'succeeded' END) END,
+       pg_catalog.pg_get_userbyid(a.relowner),
+       j.schedule,
+       j.next_run_at
+  FROM pgmart.snapshot sn
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) sn.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+UNION ALL
 -- Source freshness (dbt's `source freshness`): each freshness check's newest value as of its last
 -- run, shown to roles that may read the table or act as the check's owner (it is the table's data).
 SELECT ck.target_name, 'source'::pg_catalog.text,
@@ -129,7 +148,7 @@ SELECT 'replication lag', 'replication',
        NULL::pg_catalog.text,
        NULL::pg_catalog.timestamptz
   FROM pgmart._replica_lag() l;
-COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups (last refresh, stale after two periods), sources with a freshness check (newest value, age, error_after, stale, last status), and on a standby its replication lag.';
+COMMENT ON VIEW pgmart.freshness IS 'Every object pgmart keeps fresh: materialized views (last successful refresh, age, SLO, stale, last status, owner), rollups and snapshots (last refresh or run, stale after two periods of their schedule) and sources with a freshness check (newest value, age, error_after, stale, last status), and on a standby its replication lag.';
 
 -- Refresh history of the views of the roles whose rights you have (like pgmart.job_runs).
 CREATE VIEW pgmart.refresh_runs WITH (security_barrier) AS

@@ -137,6 +137,7 @@ fn changed(oid: pg_sys::Oid) {
         }
     }
     crate::rollups::exec::relation_changed(oid);
+    crate::snapshots::exec::relation_changed(oid);
 }
 
 fn rows(f: &Follower, condition: &str, args: &[pgrx::datum::DatumWithOid]) -> Vec<Row> {

@@ -28,6 +28,7 @@ pub mod owners;
 pub mod partitions;
 pub mod refresh;
 pub mod rollups;
+pub mod snapshots;
 pub mod sql;
 pub mod timecol;
 pub mod version;
@@ -45,8 +46,9 @@ mod pgmart {}
 pub static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 extension_sql_file!("../sql/jobs.sql", name = "jobs_catalog", bootstrap);
-extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog", "checks_catalog", "rollups_catalog"]);
+extension_sql_file!("../sql/refresh.sql", name = "refresh_catalog", requires = ["jobs_catalog", "checks_catalog", "rollups_catalog", "snapshots_catalog"]);
 extension_sql_file!("../sql/rollups.sql", name = "rollups_catalog", requires = ["jobs_catalog"]);
+extension_sql_file!("../sql/snapshots.sql", name = "snapshots_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/alerts.sql", name = "alerts_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/checks.sql", name = "checks_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/metrics.sql", name = "metrics_catalog", requires = ["jobs_catalog", "refresh_catalog"]);
@@ -56,7 +58,7 @@ extension_sql_file!(
     name = "health_catalog",
     requires = ["jobs_catalog", "alerts_catalog", health::api::_health_settings, health::api::_query_health]
 );
-extension_sql_file!("../sql/dashboards.sql", name = "dashboards_catalog", requires = ["jobs_catalog", "refresh_catalog", "rollups_catalog", "alerts_catalog", "checks_catalog", "metrics_catalog"]);
+extension_sql_file!("../sql/dashboards.sql", name = "dashboards_catalog", requires = ["jobs_catalog", "refresh_catalog", "rollups_catalog", "snapshots_catalog", "alerts_catalog", "checks_catalog", "metrics_catalog"]);
 extension_sql_file!("../sql/layers.sql", name = "layers_catalog", requires = ["jobs_catalog"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
@@ -68,6 +70,7 @@ pub static JOB_KINDS: &[&dyn jobs::kinds::JobKind] = &[
     &partitions::exec::PartitionMaintenance,
     &rollups::exec::Rollup,
     &health::exec::Health,
+    &snapshots::exec::Snapshot,
 ];
 
 /// Every registration kind with an owner anchor (see `owners`), and how each is removed when
@@ -155,6 +158,19 @@ pub static FOLLOWERS: &[follow::Follower] = &[
                 WHERE j.job_id OPERATOR(pg_catalog.=) t.job_id",
         relkinds: "rp",
         moved: rollups::exec::moved,
+        renamed: follow::nothing_renamed,
+    },
+    follow::Follower {
+        kind: "snapshot",
+        table: "pgmart.snapshot",
+        id: "job_id",
+        label: "t.name",
+        relation: "source",
+        name: "source_name",
+        owner: "SELECT a.relowner FROM pgmart.job j JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor \
+                WHERE j.job_id OPERATOR(pg_catalog.=) t.job_id",
+        relkinds: "rpvmf",
+        moved: follow::nothing_moved,
         renamed: follow::nothing_renamed,
     },
 ];

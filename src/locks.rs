@@ -20,6 +20,8 @@ pub enum Kind {
     CheckScan = 0x6d04,
     /// One refresh of a rollup at a time (key: its job id).
     RollupRefresh = 0x6d05,
+    /// One run of a snapshot at a time (key: its job id).
+    SnapshotRun = 0x6d06,
 }
 
 /// A lock key made of two oids (a table and a role, say).

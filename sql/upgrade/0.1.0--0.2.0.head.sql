@@ -410,3 +410,45 @@ ALTER TABLE pgmart."check" DROP CONSTRAINT check_kind_check,
     ADD CONSTRAINT check_kind_check
         CHECK (kind OPERATOR(pg_catalog.=) ANY (ARRAY['unique', 'not_null', 'accepted_values', 'relationships', 'expression',
                                  'range', 'row_count', 'freshness', 'schema', 'access']::pg_catalog.text[]));
+-- Snapshots (new in 0.2.0): their catalog and frozen periods, as sql/snapshots.sql makes them.
+CREATE TABLE pgmart.snapshot (
+    job_id                  bigint PRIMARY KEY REFERENCES pgmart.job (job_id) ON DELETE CASCADE,
+    -- The snapshot table (owned by its registrant) and its qualified name as registered.
+    rel                     regclass NOT NULL UNIQUE,
+    name                    text NOT NULL,
+    source                  regclass NOT NULL,
+    -- The source's qualified name: a source re-created under it takes the snapshot back (src/follow.rs).
+    source_name             text NOT NULL,
+    strategy                text NOT NULL CHECK (strategy OPERATOR(pg_catalog.=) ANY (ARRAY['periodic', 'timestamp', 'check']::pg_catalog.text[])),
+    -- The source columns copied (those it had at creation), in order.
+    columns                 text[] NOT NULL,
+    unique_key              text[] NOT NULL DEFAULT '{}',
+    updated_at              name,
+    updated_kind            text CHECK (updated_kind OPERATOR(pg_catalog.=) ANY (ARRAY['Timestamptz', 'Timestamp', 'Date']::pg_catalog.text[])),
+    check_columns           text[] NOT NULL DEFAULT '{}',
+    preset                  text NOT NULL CHECK (preset OPERATOR(pg_catalog.=) ANY (ARRAY['pgmart', 'dbt']::pg_catalog.text[])),
+    -- The columns the snapshot adds: role -> name (valid_from, valid_to, is_current, scd_id, updated_at, snapshot_period, snapshot_at).
+    meta                    jsonb NOT NULL,
+    period                  text CHECK (period OPERATOR(pg_catalog.=) ANY (ARRAY['day', 'week', 'month']::pg_catalog.text[])),
+    timezone                text NOT NULL,
+    invalidate_hard_deletes boolean NOT NULL,
+    retention               interval,
+    period_s                float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
+    created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The last successful run (a periodic run finding its period frozen included).
+    last_run_at             timestamptz,
+    last_run_ms             float8,
+    last_period             date,
+    last_inserted           bigint,
+    last_closed             bigint,
+    last_deleted            bigint,
+    total_rows              bigint NOT NULL DEFAULT 0,
+    current_rows            bigint
+);
+CREATE TABLE pgmart.snapshot_period (
+    job_id   bigint NOT NULL REFERENCES pgmart.snapshot (job_id) ON DELETE CASCADE,
+    period   date NOT NULL,
+    rows     bigint NOT NULL,
+    taken_at timestamptz NOT NULL,
+    PRIMARY KEY (job_id, period)
+);

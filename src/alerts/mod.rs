@@ -64,7 +64,8 @@ pub fn raise_health(h: Health) -> Option<i64> {
                 "SELECT pgmart._dashboards_downstream(x.rel) FROM (SELECT coalesce( \
                         (SELECT c.target::pg_catalog.oid FROM pgmart.\"check\" c WHERE c.check_id OPERATOR(pg_catalog.=) $1), \
                         (SELECT v.view::pg_catalog.oid FROM pgmart.refresh_view v WHERE v.job_id OPERATOR(pg_catalog.=) $2), \
-                        (SELECT r.rel::pg_catalog.oid FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $2)) AS rel) x \
+                        (SELECT r.rel::pg_catalog.oid FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $2), \
+                        (SELECT s.rel::pg_catalog.oid FROM pgmart.snapshot s WHERE s.job_id OPERATOR(pg_catalog.=) $2)) AS rel) x \
                   WHERE x.rel IS NOT NULL",
                 &[h.check_id.into(), h.job_id.into()],
             )
