@@ -30,6 +30,7 @@ pub mod refresh;
 pub mod rollups;
 pub mod snapshots;
 pub mod sql;
+pub mod tables;
 pub mod timecol;
 pub mod version;
 #[cfg(any(test, feature = "pg_test"))]

@@ -145,20 +145,8 @@ fn missing(name: &str) -> PgMartError {
 /// The rollup called `name` (its table's name, qualified or found on the caller's search_path)
 /// that the caller may act on.
 pub fn for_caller(name: &str) -> Stored {
-    let oid = sql::caller_path(|| {
-        sql::subtransaction(|| sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[name.into()]))
-            .ok()
-            .flatten()
-    });
-    let job_id = sql::as_catalog_owner(|| {
-        sql::one::<i64>(
-            "SELECT job_id FROM pgmart.rollup WHERE rel::pg_catalog.oid OPERATOR(pg_catalog.=) $1 OR name OPERATOR(pg_catalog.=) $2 \
-              ORDER BY (rel::pg_catalog.oid OPERATOR(pg_catalog.=) $1) DESC LIMIT 1",
-            &[oid.unwrap_or(pg_sys::InvalidOid).into(), name.into()],
-        )
-    });
     let caller = sql::caller();
-    job_id
+    crate::tables::registration_job("pgmart.rollup", name)
         .and_then(load)
         .filter(|r| (r.owner != 0 && sql::may_act_as(caller, r.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) })
         .unwrap_or_else(|| missing(name).raise())
@@ -172,25 +160,7 @@ struct Target {
 
 /// The rollup table's schema and name: `name` qualified, or in the caller's current schema.
 fn target(name: &str) -> Target {
-    let parts = sql::subtransaction(|| sql::one::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[name.into()]))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let (schema, relname) = match parts.as_slice() {
-        [rel] => {
-            let schema = sql::caller_path(|| sql::one::<String>("SELECT pg_catalog.current_schema()::pg_catalog.text", &[]))
-                .unwrap_or_else(|| {
-                    PgMartError::new(pgrx::PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, "no schema has been selected to create the rollup in")
-                        .hint("Qualify the name: mart.sales_hourly.")
-                        .raise()
-                });
-            (schema, rel.clone())
-        }
-        [schema, rel] => (schema.clone(), rel.clone()),
-        _ => PgMartError::invalid(format!("invalid rollup name \"{name}\""))
-            .hint("Name the table to create, optionally with its schema: mart.sales_hourly.")
-            .raise(),
-    };
+    let (schema, relname) = crate::tables::new_table_name(name, "rollup", "mart.sales_hourly");
     if relname.len() > 60 {
         PgMartError::invalid(format!("rollup name \"{relname}\" is too long"))
             .detail("Its real-time view is named <name>_rt and must fit in 63 bytes.")

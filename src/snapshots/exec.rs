@@ -128,20 +128,8 @@ fn missing(name: &str) -> PgMartError {
 /// The snapshot called `name` (its table's name, qualified or found on the caller's search_path)
 /// that the caller may act on.
 pub fn for_caller(name: &str) -> Stored {
-    let oid = sql::caller_path(|| {
-        sql::subtransaction(|| sql::one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid", &[name.into()]))
-            .ok()
-            .flatten()
-    });
-    let job_id = sql::as_catalog_owner(|| {
-        sql::one::<i64>(
-            "SELECT job_id FROM pgmart.snapshot WHERE rel::pg_catalog.oid OPERATOR(pg_catalog.=) $1 OR name OPERATOR(pg_catalog.=) $2 \
-              ORDER BY (rel::pg_catalog.oid OPERATOR(pg_catalog.=) $1) DESC LIMIT 1",
-            &[oid.unwrap_or(pg_sys::InvalidOid).into(), name.into()],
-        )
-    });
     let caller = sql::caller();
-    job_id
+    crate::tables::registration_job("pgmart.snapshot", name)
         .and_then(load)
         .filter(|s| (s.owner != 0 && sql::may_act_as(caller, s.owner_oid())) || unsafe { pg_sys::superuser_arg(caller) })
         .unwrap_or_else(|| missing(name).raise())
@@ -149,25 +137,7 @@ pub fn for_caller(name: &str) -> Stored {
 
 /// The snapshot table's schema and name: `name` qualified, or in the caller's current schema.
 fn target(name: &str) -> (String, String) {
-    let parts = sql::subtransaction(|| sql::one::<Vec<String>>("SELECT pg_catalog.parse_ident($1)", &[name.into()]))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let (schema, relname) = match parts.as_slice() {
-        [rel] => {
-            let schema = sql::caller_path(|| sql::one::<String>("SELECT pg_catalog.current_schema()::pg_catalog.text", &[]))
-                .unwrap_or_else(|| {
-                    PgMartError::new(PgSqlErrorCode::ERRCODE_INVALID_SCHEMA_NAME, "no schema has been selected to create the snapshot in")
-                        .hint("Qualify the name: mart.customers_history.")
-                        .raise()
-                });
-            (schema, rel.clone())
-        }
-        [schema, rel] => (schema.clone(), rel.clone()),
-        _ => PgMartError::invalid(format!("invalid snapshot name \"{name}\""))
-            .hint("Name the table to create, optionally with its schema: mart.customers_history.")
-            .raise(),
-    };
+    let (schema, relname) = crate::tables::new_table_name(name, "snapshot", "mart.customers_history");
     if relname.len() > 55 {
         PgMartError::invalid(format!("snapshot name \"{relname}\" is too long"))
             .detail("Its index and partitions are named after it and must fit in 63 bytes: use at most 55.")
