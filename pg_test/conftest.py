@@ -66,6 +66,14 @@ class Cluster:
             run_as_postgres(pg_bin("pg_basebackup"), "-h", basebackup_of.dir, "-p", str(basebackup_of.port),
                             "-U", "postgres", "-D", self.data, "-R", "-X", "stream")
             conf["primary_conninfo"] = f"'host={basebackup_of.dir} port={basebackup_of.port} user=postgres'"
+            # pg_basebackup -R writes its own primary_conninfo into postgresql.auto.conf, which
+            # wins over postgresql.conf; a newer pg_basebackup's (18: sslnegotiation=...) is not
+            # understood by the libpq the walreceiver loads here (Debian's). Keep ours only.
+            auto = os.path.join(self.data, "postgresql.auto.conf")
+            with open(auto) as f:
+                kept = [line for line in f if not line.startswith("primary_conninfo")]
+            with open(auto, "w") as f:
+                f.writelines(kept)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             for k, v in conf.items():
                 f.write(f"{k} = {v}\n")
