@@ -27,9 +27,6 @@ CREATE TABLE pgmart.rollup (
     rt_view         regclass,
     -- Buckets below it are materialized (NULL: never filled).
     watermark       timestamptz,
-    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
-    capture_new     text NOT NULL,
-    capture_old     text NOT NULL,
     period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_refresh_at timestamptz,
@@ -39,8 +36,10 @@ CREATE TABLE pgmart.rollup (
 COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
 SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
 
--- Buckets that statements changed, appended by the capture triggers in the writer's transaction
--- (no key, no upsert: writers never wait for each other), consumed by the refresh that recomputes.
+-- What statements changed, appended by the capture triggers in the writer's transaction (no key,
+-- no upsert: writers never wait for each other), consumed by the refresh that recomputes. Each row
+-- is the earliest and latest instant of one run of a statement's changed rows (both included);
+-- the refresh and the real-time views widen them to whole buckets.
 CREATE TABLE pgmart.rollup_invalidation (
     job_id    bigint NOT NULL,
     lo        timestamptz NOT NULL,
@@ -48,15 +47,15 @@ CREATE TABLE pgmart.rollup_invalidation (
     logged_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX rollup_invalidation_job_idx ON pgmart.rollup_invalidation (job_id);
-COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'What changed in the sources of pgmart rollups since their last refresh (earliest and latest instant changed, per run of nearby rows and statement).';
 SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
 
--- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
--- log is pgmart's) by statements over the transition tables that compute only bucket starts of
--- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
--- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
--- and no role may create a trigger that calls it.
+-- The capture trigger of every rollup (on its source and each partition): reads the time column
+-- of the statement's transition tables and appends one row per run of nearby instants (a bulk
+-- load over a week is one row; late rows scattered over a month about one per bucket), inserted
+-- directly as pgmart's own rows (src/rollups/capture.rs). It logs nothing from a trigger on any
+-- table but the rollup's source or one of its partitions, and no role may create a trigger that
+-- calls it.
 CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
 
 -- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time

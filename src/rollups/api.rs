@@ -1,5 +1,6 @@
 //! SQL-facing rollup functions: thin wrappers over [`super::exec`].
 
+use super::capture::{self, Captured};
 use super::exec::{self, Backfill, NewRollup};
 use crate::args::{self, RegClass};
 use crate::error::required;
@@ -91,13 +92,13 @@ fn _rollup_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
         .unwrap_or_else(|| crate::error::PgMartError::privilege("pgmart._rollup_capture needs its rollup id as its argument").raise());
     let relid = trigger.relid().unwrap_or_else(|e| crate::error::PgMartError::internal(format!("pgmart: {e}")).raise());
     let op = match trigger.op() {
-        Ok(PgTriggerOperation::Insert) => exec::Captured::New,
-        Ok(PgTriggerOperation::Delete) => exec::Captured::Old,
-        Ok(PgTriggerOperation::Update) => exec::Captured::Both,
-        _ => exec::Captured::All,
+        Ok(PgTriggerOperation::Insert) => Captured::New,
+        Ok(PgTriggerOperation::Delete) => Captured::Old,
+        Ok(PgTriggerOperation::Update) => Captured::Both,
+        _ => Captured::All,
     };
-    let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
-    exec::captured(job_id, relid, op, td);
+    // SAFETY: the TriggerData of this call.
+    unsafe { capture::captured(job_id, relid, op, trigger.trigger_data() as *const pg_sys::TriggerData) };
     Ok(None)
 }
 

@@ -324,10 +324,10 @@ pub fn create(n: NewRollup) -> i64 {
     sql::as_catalog_owner(|| {
         sql::exec(
             "INSERT INTO pgmart.rollup (job_id, rel, name, source, source_name, time_column, time_kind, bucket, timezone, dimensions, \
-                                        measure_names, measures, filter, start_offset, end_offset, realtime, rt_view, capture_new, \
-                                        capture_old, period_s, retention) \
+                                        measure_names, measures, filter, start_offset, end_offset, realtime, rt_view, \
+                                        period_s, retention) \
              VALUES ($1, $2::pg_catalog.regclass, $3, $4::pg_catalog.oid::pg_catalog.regclass, $5, $6::pg_catalog.name, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17::pg_catalog.regclass, $18, $19, $20, $21)",
+                     $11, $12, $13, $14, $15, $16, $17::pg_catalog.regclass, $18, $19)",
             &[
                 job_id.into(),
                 table.as_str().into(),
@@ -346,8 +346,6 @@ pub fn create(n: NewRollup) -> i64 {
                 n.end_offset.into(),
                 n.realtime.into(),
                 rt_view.clone().into(),
-                plan::capture(&shape, "pgmart_new").as_str().into(),
-                plan::capture(&shape, "pgmart_old").as_str().into(),
                 period.into(),
                 n.retention.into(),
             ],
@@ -426,55 +424,37 @@ pub fn ensure_capture(r: &Stored, invalidate: bool) -> usize {
     })
 }
 
-/// What a capture trigger saw: new rows (INSERT), old rows (DELETE), both (UPDATE), or a
-/// TRUNCATE (everything).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Captured {
-    New,
-    Old,
-    Both,
-    All,
-}
-
-/// A capture trigger fired: log the buckets of the statement's rows, as pgmart. Nothing is logged
-/// from a table that is not the rollup's source or one of its partitions (a table detached since),
-/// or for a rollup that is gone.
-pub fn captured(job_id: i64, relid: pg_sys::Oid, what: Captured, td: *mut pg_sys::TriggerData) {
+/// What a capture trigger needs to know of its rollup on one relation (the source or one of its
+/// partitions): where the time column is and how to group its instants. None: the relation is not
+/// (or no longer) the rollup's source or one of its partitions, or the rollup is gone.
+pub fn capture_target(job_id: i64, relid: pg_sys::Oid) -> Option<super::capture::Target> {
     #[derive(Deserialize)]
-    struct Capture {
-        capture_new: String,
-        capture_old: String,
+    struct Found {
+        origin: i64,
     }
-    sql::as_catalog_owner(|| {
-        let Some(c) = sql::rows_cached::<Capture>(
-            "SELECT r.capture_new, r.capture_old FROM pgmart.rollup r \
+    let r = load(job_id)?;
+    let found = sql::as_catalog_owner(|| {
+        sql::rows_cached::<Found>(
+            "SELECT ((EXTRACT(epoch FROM '2000-01-01 00:00:00'::pg_catalog.timestamp AT TIME ZONE r.timezone) \
+                      OPERATOR(pg_catalog.-) 946684800) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 AS origin \
+               FROM pgmart.rollup r \
               WHERE r.job_id OPERATOR(pg_catalog.=) $1 \
                 AND (r.source::pg_catalog.oid OPERATOR(pg_catalog.=) $2 \
                      OR r.source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ( \
                           SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($2::pg_catalog.regclass) a))",
             &[job_id.into(), relid.into()],
         )
-        .into_iter()
-        .next() else {
-            return;
-        };
-        let statements: Vec<&str> = match what {
-            Captured::New => vec![&c.capture_new],
-            Captured::Old => vec![&c.capture_old],
-            Captured::Both => vec![&c.capture_new, &c.capture_old],
-            Captured::All => vec![],
-        };
-        if what == Captured::All {
-            sql::exec(
-                "INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) VALUES ($1, '-infinity', 'infinity')",
-                &[job_id.into()],
-            );
-        }
-        for q in statements {
-            // SAFETY: td is the TriggerData of the trigger call in progress.
-            unsafe { sql::exec_in_trigger(td, q, &[job_id.into()]) };
-        }
     })
+    .into_iter()
+    .next()?;
+    let shape = r.shape();
+    Some(super::capture::Target::new(relid, &shape, plan::cells(shape.bucket, found.origin)))
+}
+
+/// pgmart's change log of rollups.
+pub fn log_relation() -> pg_sys::Oid {
+    sql::one::<pg_sys::Oid>("SELECT 'pgmart.rollup_invalidation'::pg_catalog.regclass::pg_catalog.oid", &[])
+        .unwrap_or_else(|| PgMartError::state("pgmart's change log of rollups is missing").hint("Run ALTER EXTENSION pgmart UPDATE.").raise())
 }
 
 /// Whether the current user (who reads a real-time view) may read rollup `job_id`: its table or
@@ -523,6 +503,9 @@ pub fn pending_for_reader(job_id: i64) -> Vec<(i64, i64)> {
     if !reader_may_read(job_id) {
         return vec![];
     }
+    let Some(shape) = load(job_id).map(|r| r.shape()) else {
+        return vec![];
+    };
     #[derive(Deserialize)]
     struct Range {
         lo: i64,
@@ -532,12 +515,14 @@ pub fn pending_for_reader(job_id: i64) -> Vec<(i64, i64)> {
         sql::rows_cached::<Range>(
             &format!(
                 "SELECT {} AS lo, {} AS hi FROM pg_catalog.unnest( \
-                   (SELECT pg_catalog.range_agg(pg_catalog.tstzrange(i.lo, i.hi)) FROM pgmart.rollup_invalidation i \
+                   (SELECT pg_catalog.range_agg(pg_catalog.tstzrange({}, {})) FROM pgmart.rollup_invalidation i \
                      WHERE i.job_id OPERATOR(pg_catalog.=) $1) \
                    OPERATOR(pg_catalog.*) pg_catalog.tstzmultirange(pg_catalog.tstzrange(NULL, \
                      (SELECT r.watermark FROM pgmart.rollup r WHERE r.job_id OPERATOR(pg_catalog.=) $1)))) AS x",
                 us("pg_catalog.lower(x)"),
-                us("pg_catalog.upper(x)")
+                us("pg_catalog.upper(x)"),
+                plan::align_lo(&shape, "i.lo"),
+                plan::align_hi(&shape, "i.hi")
             ),
             &[job_id.into()],
         )
@@ -601,8 +586,8 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
             &format!(
                 "DELETE FROM pgmart.rollup_invalidation WHERE job_id OPERATOR(pg_catalog.=) $1 \
                  RETURNING {} AS lo, {} AS hi, logged_at::pg_catalog.text AS logged",
-                us("lo"),
-                us("hi")
+                us(&plan::align_lo(&shape, "lo")),
+                us(&plan::align_hi(&shape, "hi"))
             ),
             &[r.job_id.into()],
         )
@@ -682,7 +667,8 @@ pub fn refresh(r: &Stored, backfill: Option<Backfill>) -> Value {
                         "INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi, logged_at) VALUES ($1, {}, {}, \
                          coalesce(nullif($2, '')::pg_catalog.timestamptz, pg_catalog.now()))",
                         plan::ts_literal(*lo),
-                        plan::ts_literal(*hi)
+                        // The log holds the last instant changed, inside the range's last bucket.
+                        plan::ts_literal(if *hi == plan::POS_INF { *hi } else { hi - 1 })
                     ),
                     &[r.job_id.into(), logged_first.as_str().into()],
                 );

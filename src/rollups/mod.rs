@@ -3,6 +3,7 @@
 //! tables, in the writers' transactions), with a real-time view for what is newer.
 
 pub mod api;
+mod capture;
 pub mod exec;
 pub mod plan;
 

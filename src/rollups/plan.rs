@@ -241,45 +241,97 @@ pub fn create_realtime_view(s: &Shape, view: &str, job_id: i64) -> String {
     )
 }
 
-/// The statement a capture trigger runs over its transition table (`$1` is the rollup's job id):
-/// one invalidation row per distinct bucket the statement's rows fall in.
-pub fn capture(s: &Shape, transition: &str) -> String {
-    let b = bucket_of(s, &instant(s, "t"));
-    let col = qi(&s.time_column);
-    let t = format!("t.{col}");
-    let (lo_t, hi_t) = match s.kind {
-        TimeKind::Timestamptz => (format!("pg_catalog.min({t})"), format!("pg_catalog.max({t})")),
-        TimeKind::Timestamp => (format!("(pg_catalog.min({t}) AT TIME ZONE 'UTC')"), format!("(pg_catalog.max({t}) AT TIME ZONE 'UTC')")),
-        TimeKind::Date => (
-            format!("(pg_catalog.min({t})::pg_catalog.timestamp AT TIME ZONE {})", ql(&s.timezone)),
-            format!("(pg_catalog.max({t})::pg_catalog.timestamp AT TIME ZONE {})", ql(&s.timezone)),
-        ),
-    };
-    // A dense statement (at least DENSE rows per bucket it spans: a bulk load) logs the one range
-    // it spans, from a single min/max pass; a sparse one (late rows scattered over a month) logs
-    // each distinct bucket, so that the refresh recomputes only those.
+/// The statement that logs the rows a table already has as changed (`$1` is the rollup's job id),
+/// for a partition that gets capture only now: one range from its earliest to its latest instant.
+pub fn capture(s: &Shape, rel: &str) -> String {
+    let t = instant(s, "t");
     format!(
-        "WITH pgmart_s AS (SELECT pg_catalog.count({t}) AS n, {} AS lo, {} AS hi FROM {transition} AS t), \
-              pgmart_r AS (SELECT n, lo, {} AS hi FROM pgmart_s WHERE n OPERATOR(pg_catalog.>) 0) \
-         INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) \
-         SELECT $1, r.lo, r.hi FROM pgmart_r AS r \
-          WHERE r.n OPERATOR(pg_catalog.>=) ({DENSE} OPERATOR(pg_catalog.*) (EXTRACT(epoch FROM r.hi OPERATOR(pg_catalog.-) r.lo) \
-                OPERATOR(pg_catalog./) {secs})) \
-         UNION ALL \
-         SELECT $1, d.b, {} FROM pgmart_r AS r CROSS JOIN LATERAL (SELECT DISTINCT {b} AS b FROM {transition} AS t \
-                                   WHERE {t} IS NOT NULL) AS d \
-          WHERE r.n OPERATOR(pg_catalog.<) ({DENSE} OPERATOR(pg_catalog.*) (EXTRACT(epoch FROM r.hi OPERATOR(pg_catalog.-) r.lo) \
-                OPERATOR(pg_catalog./) {secs})) AND d.b IS NOT NULL",
-        bucket_of(s, &lo_t),
-        bucket_of(s, &hi_t),
-        bucket_end(s, "hi"),
-        bucket_end(s, "d.b"),
-        secs = s.bucket.approx_seconds(),
+        "INSERT INTO pgmart.rollup_invalidation (job_id, lo, hi) \
+         SELECT $1, pg_catalog.min({t}), pg_catalog.max({t}) FROM {rel} AS t HAVING pg_catalog.max({t}) IS NOT NULL"
     )
 }
 
-/// Rows per spanned bucket from which a statement logs one range rather than each bucket.
-pub const DENSE: i64 = 4;
+/// The first bucket of a logged change: the log holds the earliest and latest instant a statement
+/// changed (see [`Changed`]), the refresh and the real-time view widen them to whole buckets.
+pub fn align_lo(s: &Shape, x: &str) -> String {
+    format!("CASE WHEN pg_catalog.isfinite({x}) THEN {} ELSE {x} END", bucket_of(s, x))
+}
+
+/// The end of the last bucket of a logged change (its latest instant is inside it).
+pub fn align_hi(s: &Shape, x: &str) -> String {
+    format!("CASE WHEN pg_catalog.isfinite({x}) THEN {} ELSE {x} END", bucket_end(s, &bucket_of(s, x)))
+}
+
+/// The cells a capture trigger sorts a statement's instants into (microseconds on the time
+/// column's own clock): a fixed-width bucket's own grid from its origin, otherwise half a day
+/// for days and two weeks for months (shorter than any such bucket, daylight saving included).
+pub fn cells(bucket: Bucket, origin: i64) -> (i64, i64) {
+    match bucket {
+        Bucket::Micros(u) => (origin, u),
+        Bucket::Days(d) => (0, i64::from(d) * DAY / 2),
+        Bucket::Month => (0, 14 * DAY),
+    }
+}
+
+/// What a statement changed, as few ranges as keep the refresh precise: its instants grouped by
+/// cell, runs of neighbouring cells merged into one range from their earliest to their latest
+/// instant. A bulk load over a week is one range; 1,000 late rows scattered over a month are
+/// about as many ranges as buckets they fall in. Every instant added is inside a range, so no
+/// change is ever missed; a range can at most cover one bucket more than it needs to (for days
+/// and months, whose cells are not the buckets).
+pub struct Changed {
+    origin: i64,
+    len: i64,
+    cells: std::collections::HashMap<i64, (i64, i64)>,
+    last: Option<(i64, (i64, i64))>,
+}
+
+impl Changed {
+    pub fn new((origin, len): (i64, i64)) -> Changed {
+        Changed { origin, len: len.max(1), cells: std::collections::HashMap::new(), last: None }
+    }
+
+    pub fn add(&mut self, v: i64) {
+        let cell = v.saturating_sub(self.origin).div_euclid(self.len);
+        match &mut self.last {
+            Some((c, (lo, hi))) if *c == cell => {
+                *lo = (*lo).min(v);
+                *hi = (*hi).max(v);
+            }
+            _ => {
+                if let Some((c, r)) = self.last.take() {
+                    self.merge(c, r);
+                }
+                self.last = Some((cell, (v, v)));
+            }
+        }
+    }
+
+    fn merge(&mut self, cell: i64, (lo, hi): (i64, i64)) {
+        let e = self.cells.entry(cell).or_insert((lo, hi));
+        e.0 = e.0.min(lo);
+        e.1 = e.1.max(hi);
+    }
+
+    /// The ranges (earliest and latest instant, both included), in order.
+    pub fn ranges(mut self) -> Vec<(i64, i64)> {
+        if let Some((c, r)) = self.last.take() {
+            self.merge(c, r);
+        }
+        let mut cells: Vec<(i64, (i64, i64))> = self.cells.into_iter().collect();
+        cells.sort_unstable_by_key(|(c, _)| *c);
+        let mut out: Vec<(i64, i64)> = vec![];
+        let mut prev: Option<i64> = None;
+        for (c, (lo, hi)) in cells {
+            match (prev, out.last_mut()) {
+                (Some(p), Some(last)) if c == p + 1 => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+            prev = Some(c);
+        }
+        out
+    }
+}
 
 /// The name of capture trigger `which` (ins, upd, del, trunc) of rollup `job_id`.
 pub fn trigger_name(job_id: i64, which: &str) -> String {
@@ -488,14 +540,54 @@ mod tests {
         let [d, i] = recompute_many(&s, &[("A".into(), "B".into()), ("C".into(), "D".into())]);
         assert!(d.contains("USING (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) WHERE d.bucket OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{d}");
         assert!(i.contains("JOIN (VALUES (A, B), (C, D)) AS p(pgmart_lo, pgmart_hi) ON s.\"created_at\" OPERATOR(pg_catalog.>=) p.pgmart_lo"), "{i}");
-        let c = capture(&s, "pgmart_new");
-        assert!(c.contains("FROM pgmart_new AS t WHERE t.\"created_at\" IS NOT NULL"), "{c}");
-        assert!(c.starts_with("WITH pgmart_s AS (SELECT pg_catalog.count(t.\"created_at\") AS n, pg_catalog.date_bin("), "{c}");
-        assert!(c.contains("SELECT $1, d.b, (d.b OPERATOR(pg_catalog.+) '3600 seconds'"), "{c}");
+        let c = capture(&s, "\"mart\".\"p1\"");
+        assert!(c.contains("SELECT $1, pg_catalog.min(t.\"created_at\"), pg_catalog.max(t.\"created_at\") FROM \"mart\".\"p1\" AS t"), "{c}");
+        assert!(align_lo(&s, "i.lo").starts_with("CASE WHEN pg_catalog.isfinite(i.lo) THEN pg_catalog.date_bin("));
+        assert!(align_hi(&s, "i.hi").contains("i.hi, '2000-01-01 00:00:00'::pg_catalog.timestamp AT TIME ZONE 'Europe/Paris') OPERATOR(pg_catalog.+) '3600 seconds'"));
         let trig = capture_triggers(7, "\"public\".\"orders\"");
         assert_eq!(trig.len(), 4);
         assert!(trig[1].contains("REFERENCING OLD TABLE AS pgmart_old NEW TABLE AS pgmart_new"));
         assert!(trig[3].contains("\"pgmart_rollup_7_trunc\" AFTER TRUNCATE"));
+    }
+
+    #[test]
+    fn changes_group_into_runs_of_cells() {
+        const H: i64 = 3_600_000_000;
+        // A bulk load over a week, in any order: one range, from its first to its last instant.
+        let mut c = Changed::new(cells(Bucket::Micros(H), 0));
+        for i in (0..7 * 24 * 60).rev() {
+            c.add(i * 60_000_000 + 5);
+        }
+        assert_eq!(c.ranges(), vec![(5, (7 * 24 * 60 - 1) * 60_000_000 + 5)]);
+        // Scattered rows: one range per bucket they fall in (neighbours merge), each exactly its
+        // rows' first and last instant; nothing in between.
+        let mut c = Changed::new(cells(Bucket::Micros(H), 0));
+        for v in [10 * H + 7, 3 * H + 1, 10 * H + 2, 4 * H + 9, 30 * H, 3 * H + 100] {
+            c.add(v);
+        }
+        assert_eq!(c.ranges(), vec![(3 * H + 1, 4 * H + 9), (10 * H + 2, 10 * H + 7), (30 * H, 30 * H)]);
+        // The grid starts at the bucket's origin (a zone's local midnight), negative instants too.
+        let mut c = Changed::new(cells(Bucket::Micros(H), -H / 2));
+        for v in [-H / 2, H / 2 - 1, H / 2] {
+            c.add(v);
+        }
+        assert_eq!(c.ranges(), vec![(-H / 2, H / 2)]);
+        let mut c = Changed::new(cells(Bucket::Micros(H), 0));
+        for v in [-H, -1, H + 1] {
+            c.add(v);
+        }
+        assert_eq!(c.ranges(), vec![(-H, -1), (H + 1, H + 1)]);
+        // The infinities stay apart and whole.
+        let mut c = Changed::new(cells(Bucket::Month, 0));
+        for v in [i64::MAX, 0, i64::MIN] {
+            c.add(v);
+        }
+        assert_eq!(c.ranges(), vec![(i64::MIN, i64::MIN), (0, 0), (i64::MAX, i64::MAX)]);
+        // Days and months: cells shorter than any such bucket (a gap between two runs always
+        // holds a whole cell, so a whole bucket is never logged between two changed ones).
+        assert_eq!(cells(Bucket::Days(1), 123), (0, 12 * H));
+        assert_eq!(cells(Bucket::Month, 0), (0, 14 * 24 * H));
+        assert!(Changed::new((0, 0)).ranges().is_empty());
     }
 
     #[test]

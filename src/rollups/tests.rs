@@ -223,6 +223,66 @@ mod tests {
         assert_eq!(text("SELECT string_agg(s::text, ',' ORDER BY bucket) FROM ro_cal_month"), "23,8");
     }
 
+    /// The rollup's (bucket, s, n) rows minus the same aggregate computed from scratch, and back.
+    fn differences(rollup: &str, bucket: &str) -> i64 {
+        let full = format!("SELECT {bucket} AS bucket, sum(v) AS s, count(*) AS n FROM ro_cap GROUP BY 1");
+        one::<i64>(&format!(
+            "SELECT (SELECT count(*) FROM (SELECT bucket, s, n FROM {rollup} EXCEPT ALL {full}) a) \
+                  + (SELECT count(*) FROM ({full} EXCEPT ALL SELECT bucket, s, n FROM {rollup}) b)"
+        ))
+        .unwrap_or(-1)
+    }
+
+    #[pg_test]
+    fn capture_logs_exactly_the_buckets_a_statement_changed_for_every_kind_of_time_column() {
+        run("SET LOCAL TimeZone = 'UTC'");
+        run("CREATE TABLE ro_cap (at timestamptz NOT NULL, lt timestamp NOT NULL, d date NOT NULL, v int)");
+        run("INSERT INTO ro_cap SELECT t, t AT TIME ZONE 'UTC', (t AT TIME ZONE 'Asia/Kolkata')::date, 1 \
+               FROM generate_series('2024-01-01'::timestamptz, '2024-02-29', '1 hour') t");
+        let m = "measures => '{\"s\": \"sum(v)\", \"n\": \"count(*)\"}', realtime => false";
+        // Hours on Kolkata's half-hour grid, hours of a timestamp column, days of a date column.
+        run(&format!("SELECT pgmart.create_rollup('ro_cap_h', 'ro_cap', 'at', '1 hour', {m}, timezone => 'Asia/Kolkata')"));
+        run(&format!("SELECT pgmart.create_rollup('ro_cap_l', 'ro_cap', 'lt', '1 hour', {m})"));
+        run(&format!("SELECT pgmart.create_rollup('ro_cap_d', 'ro_cap', 'd', '1 day', {m}, timezone => 'Asia/Kolkata')"));
+        let buckets = [
+            ("ro_cap_h", "date_bin('1 hour', at, '2000-01-01 00:00'::timestamp AT TIME ZONE 'Asia/Kolkata')"),
+            ("ro_cap_l", "date_bin('1 hour', lt AT TIME ZONE 'UTC', '2000-01-01 00:00+00')"),
+            ("ro_cap_d", "(d::timestamp AT TIME ZONE 'Asia/Kolkata')"),
+        ];
+        let refreshed = |rollup: &str, key: &str| {
+            one::<i64>(&format!("SELECT (pgmart.refresh_rollup('{rollup}') ->> '{key}')::int8")).unwrap_or(-1)
+        };
+        // Late rows scattered over two months, in one statement: each bucket they fall in is
+        // recomputed, and no other (10:29:59 and 10:30 UTC are two Kolkata hours, one UTC hour).
+        run("INSERT INTO ro_cap VALUES ('2024-01-05 10:29:59+00', '2024-01-05 10:29:59', '2024-01-05', 10), \
+                                       ('2024-01-05 10:30+00', '2024-01-05 10:30', '2024-01-05', 20), \
+                                       ('2024-01-20 00:00+00', '2024-01-20 00:00', '2024-01-20', 40), \
+                                       ('2024-02-10 23:59+00', '2024-02-10 23:59', '2024-02-10', 80)");
+        for ((rollup, bucket), recomputed) in buckets.iter().zip([4, 3, 3]) {
+            assert_eq!(refreshed(rollup, "rows"), recomputed, "{rollup}");
+            assert_eq!(differences(rollup, bucket), 0, "{rollup}");
+        }
+        // An update moves rows to another bucket: both are recomputed (the old one is now empty).
+        run("UPDATE ro_cap SET at = at + interval '3 days', d = d + 3 WHERE v = 40");
+        for (rollup, bucket) in buckets {
+            assert_eq!(refreshed(rollup, "consumed"), if rollup == "ro_cap_l" { 1 } else { 2 }, "{rollup}");
+            assert_eq!(differences(rollup, bucket), 0, "{rollup}");
+        }
+        // Deletes, and a TRUNCATE (everything).
+        run("DELETE FROM ro_cap WHERE at < '2024-01-02' OR v = 80");
+        for (rollup, bucket) in buckets {
+            refreshed(rollup, "rows");
+            assert_eq!(differences(rollup, bucket), 0, "{rollup}");
+        }
+        run("TRUNCATE ro_cap");
+        run("INSERT INTO ro_cap VALUES ('2024-01-07 00:00+00', '2024-01-07 00:00', '2024-01-07', 1)");
+        for (rollup, bucket) in buckets {
+            refreshed(rollup, "rows");
+            assert_eq!(differences(rollup, bucket), 0, "{rollup}");
+            assert_eq!(one::<i64>(&format!("SELECT count(*) FROM {rollup}")), Some(1), "{rollup}");
+        }
+    }
+
     #[pg_test]
     fn metrics_are_answered_from_a_covering_rollup_with_identical_results() {
         run("SET LOCAL TimeZone = 'UTC'");
