@@ -297,9 +297,6 @@ CREATE TABLE pgmart.rollup (
     rt_view         regclass,
     -- Buckets below it are materialized (NULL: never filled).
     watermark       timestamptz,
-    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
-    capture_new     text NOT NULL,
-    capture_old     text NOT NULL,
     period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_refresh_at timestamptz,
@@ -566,51 +563,23 @@ COMMENT ON VIEW pgmart.snapshots IS 'Every snapshot you may use: source, strateg
 
 GRANT SELECT ON pgmart.snapshots TO PUBLIC;
 
-COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
 
-COMMENT ON TABLE pgmart.rollup_invalidation IS 'Buckets of pgmart rollups that changed since their last refresh (one row per bucket and statement).';
+SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
 
-SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+-- The rules of the roles whose rights you have.
+CREATE VIEW pgmart.rules WITH (security_barrier) AS
+SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
+  FROM pgmart.alert_rules r
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
 
--- The capture trigger of every rollup (on its source and each partition): one row per distinct
--- bucket the statement touched (or one range for a dense bulk statement), written as pgmart (the
--- log is pgmart's) by statements over the transition tables that compute only bucket starts of
--- the time column with built-in functions, their plans kept per backend (src/rollups/api.rs).
--- It logs nothing from a trigger on any table but the rollup's source or one of its partitions,
--- and no role may create a trigger that calls it.
-CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
 
--- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
--- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
--- may read the rollup.
-
--- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
-CREATE VIEW pgmart.rollups WITH (security_barrier) AS
-SELECT r.name, r.job_id,
-       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
-            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
-       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
-       r.start_offset, r.end_offset, r.retention, r.realtime,
-       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
-       r.watermark,
-       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
-       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
-                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
-       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
-       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
-       j.schedule, j.next_run_at, j.enabled,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner
-  FROM pgmart.rollup r
-  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
-    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
-
-COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
-
-GRANT SELECT ON pgmart.rollups TO PUBLIC;
+GRANT SELECT ON pgmart.rules TO PUBLIC;
 
 COMMENT ON TABLE pgmart.partition_set IS 'pgmart partition sets (read them through pgmart.partition_sets; change them through pgmart functions).';
 
@@ -725,24 +694,6 @@ COMMENT ON VIEW pgmart.partition_sets IS 'pgmart partition sets: interval, prema
 
 GRANT SELECT ON pgmart.partition_sets TO PUBLIC;
 
-COMMENT ON TABLE pgmart.alert_rules IS 'pgmart alert rules (read them through pgmart.rules; change them through pgmart.add_alert_rule / pgmart.drop_alert_rule).';
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules', '');
-
-SELECT pg_catalog.pg_extension_config_dump('pgmart.alert_rules_rule_id_seq', '');
-
--- The rules of the roles whose rights you have.
-CREATE VIEW pgmart.rules WITH (security_barrier) AS
-SELECT r.rule_id, r.name, r.target, r.condition, r.severity, r.channel, r.payload_columns, r.on_update,
-       pg_catalog.pg_get_userbyid(a.relowner) AS owner, r.created_at
-  FROM pgmart.alert_rules r
-  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) r.anchor
- WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text);
-
-COMMENT ON VIEW pgmart.rules IS 'Your alert rules: table, condition, severity, channel, owner.';
-
-GRANT SELECT ON pgmart.rules TO PUBLIC;
-
 COMMENT ON TABLE pgmart.layer_set IS 'pgmart layer sets (read them through pgmart.layers; change them with pgmart.create_layers() and pgmart.drop_layers()).';
 
 COMMENT ON TABLE pgmart.access_label IS 'pgmart access labels (read them through pgmart.access_labels; change them with pgmart.label_pii() and pgmart.label_client_facing()).';
@@ -820,6 +771,52 @@ SELECT r.result_id, r.run_at, r.check_id, r.name, r.target, r.kind, r.status, r.
 COMMENT ON VIEW pgmart.check_results IS 'Every result of your checks (pruned after pgmart.history_retention).';
 
 GRANT SELECT ON pgmart.checks, pgmart.check_results TO PUBLIC;
+
+COMMENT ON TABLE pgmart.rollup IS 'pgmart rollups (read them through pgmart.rollups; change them through pgmart.create_rollup/drop_rollup).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup', '');
+
+COMMENT ON TABLE pgmart.rollup_invalidation IS 'What changed in the sources of pgmart rollups since their last refresh (earliest and latest instant changed, per run of nearby rows and statement).';
+
+SELECT pg_catalog.pg_extension_config_dump('pgmart.rollup_invalidation', '');
+
+-- The capture trigger of every rollup (on its source and each partition): reads the time column
+-- of the statement's transition tables and appends one row per run of nearby instants (a bulk
+-- load over a week is one row; late rows scattered over a month about one per bucket), inserted
+-- directly as pgmart's own rows (src/rollups/capture.rs). It logs nothing from a trigger on any
+-- table but the rollup's source or one of its partitions, and no role may create a trigger that
+-- calls it.
+CREATE FUNCTION pgmart._rollup_capture() RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', '_rollup_capture_wrapper';
+
+-- pgmart._rollup_watermark(job_id) and pgmart._rollup_pending(job_id), which a rollup's real-time
+-- view calls at each read, are Rust functions (src/rollups/api.rs): they answer only a reader who
+-- may read the rollup.
+
+-- The rollups you may use: those of roles whose rights you have, and those whose table you may read.
+CREATE VIEW pgmart.rollups WITH (security_barrier) AS
+SELECT r.name, r.job_id,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class s WHERE s.oid OPERATOR(pg_catalog.=) r.source)
+            THEN pgmart._relation_name(r.source) ELSE r.source_name END AS source,
+       r.time_column, r.bucket, r.timezone, r.dimensions, r.measure_names AS measures, r.filter,
+       r.start_offset, r.end_offset, r.retention, r.realtime,
+       CASE WHEN r.rt_view IS NULL THEN NULL ELSE pgmart._relation_name(r.rt_view) END AS realtime_view,
+       r.watermark,
+       (SELECT pg_catalog.count(*) FROM pgmart.rollup_invalidation i WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS pending_invalidations,
+       pg_catalog.now() OPERATOR(pg_catalog.-) (SELECT pg_catalog.min(i.logged_at) FROM pgmart.rollup_invalidation i
+                                                  WHERE i.job_id OPERATOR(pg_catalog.=) r.job_id) AS oldest_pending_age,
+       r.last_refresh_at, r.last_refresh_ms, r.last_buckets,
+       (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.rel) AS rows_estimate,
+       j.schedule, j.next_run_at, j.enabled,
+       pg_catalog.pg_get_userbyid(a.relowner) AS owner
+  FROM pgmart.rollup r
+  JOIN pgmart.job j ON j.job_id OPERATOR(pg_catalog.=) r.job_id
+  LEFT JOIN pg_catalog.pg_class a ON a.oid OPERATOR(pg_catalog.=) j.anchor
+ WHERE pg_catalog.pg_has_role(coalesce(a.relowner, 10::pg_catalog.oid), 'USAGE'::pg_catalog.text)
+    OR coalesce(pg_catalog.has_table_privilege(r.rel::pg_catalog.oid, 'SELECT'::pg_catalog.text), false);
+
+COMMENT ON VIEW pgmart.rollups IS 'Every rollup you may use: source, bucket, dimensions, measures, watermark, pending invalidations and their oldest age, last refresh, rows, schedule, owner.';
+
+GRANT SELECT ON pgmart.rollups TO PUBLIC;
 
 COMMENT ON TABLE pgmart.refresh_view IS 'Materialized views pgmart refreshes on a schedule (change it through pgmart.schedule_refresh/unschedule_refresh).';
 
@@ -1429,31 +1426,6 @@ $$;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:140
--- pgmart::metrics::api::metric_values
-CREATE  FUNCTION pgmart."metric_values"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TABLE (
-	"bucket_start" timestamp with time zone,  /* Instant */
-	"bucket_local" timestamp,  /* Local */
-	"is_partial" bool,  /* Option < bool > */
-	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
-	"value" NUMERIC,  /* Number */
-	"numerator" NUMERIC,  /* Number */
-	"denominator" NUMERIC  /* Number */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_values_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/health/api.rs:76
 -- pgmart::health::api::_query_health
 CREATE  FUNCTION pgmart."_query_health"() RETURNS TABLE (
@@ -1478,33 +1450,110 @@ AS 'MODULE_PATHNAME', '_query_health_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:47
--- pgmart::metrics::api::drop_metric
-CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
-	"name" TEXT /* Option < & str > */
+-- src/health/api.rs:30
+-- pgmart::health::api::maintain_table
+CREATE  FUNCTION pgmart."maintain_table"(
+	"table" regclass, /* Option < RegClass > */
+	"vacuum" bool DEFAULT true, /* Option < bool > */
+	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
+	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/layers/api.rs:76
--- pgmart::layers::api::isolate_tenants
-CREATE  FUNCTION pgmart."isolate_tenants"(
-	"table" regclass, /* Option < RegClass > */
-	"tenant_column" TEXT, /* Option < & str > */
-	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
-	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+-- src/dashboards/api.rs:33
+-- pgmart::dashboards::api::drop_dashboard
+CREATE  FUNCTION pgmart."drop_dashboard"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:93
+-- pgmart::metrics::api::metric_sql
+CREATE  FUNCTION pgmart."metric_sql"(
+	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:471
+-- pgmart::jobs::api::refresh_due
+CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:198
+-- pgmart::refresh::api::refresh_now
+CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
+	"view" regclass /* Option < RegClass > */
 ) RETURNS TABLE (
-	"change" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"statement" TEXT  /* String */
+	"view_name" TEXT,  /* String */
+	"triggered_by" TEXT,  /* String */
+	"method" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"rows_after" bigint,  /* Option < i64 > */
+	"duration_ms" double precision,  /* f64 */
+	"error" TEXT  /* Option < String > */
 )
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
+AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:555
+-- pgmart::jobs::api::pause_job
+CREATE  FUNCTION pgmart."pause_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:49
+-- pgmart::rollups::api::refresh_rollup
+CREATE  FUNCTION pgmart."refresh_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
 
 /* </end connected objects> */
 
@@ -1530,146 +1579,32 @@ AS 'MODULE_PATHNAME', 'register_metric_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/worker/wake.rs:43
--- pgmart::worker::wake::_wake_launcher
-CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:9
--- pgmart::checks::api::add_check
-CREATE  FUNCTION pgmart."add_check"(
-	"target" regclass, /* Option < RegClass > */
-	"kind" TEXT, /* Option < & str > */
-	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
-	"severity" TEXT DEFAULT 'error', /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:59
--- pgmart::dashboards::api::impact
-CREATE  FUNCTION pgmart."impact"(
-	"object" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"object" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"depth" INT,  /* i32 */
-	"owner" TEXT,  /* Option < String > */
-	"registered_by" TEXT,  /* Option < String > */
-	"url" TEXT  /* Option < String > */
-)
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'impact_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:63
--- pgmart::layers::api::unlabel_pii
-CREATE  FUNCTION pgmart."unlabel_pii"(
-	"table" regclass, /* Option < RegClass > */
-	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/follow.rs:109
--- pgmart::follow::_relations_changed
-CREATE  FUNCTION pgmart."_relations_changed"(
-	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
-) RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:56
--- pgmart::layers::api::label_pii
-CREATE  FUNCTION pgmart."label_pii"(
-	"table" regclass, /* Option < RegClass > */
-	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_pii_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:30
--- pgmart::health::api::maintain_table
-CREATE  FUNCTION pgmart."maintain_table"(
-	"table" regclass, /* Option < RegClass > */
-	"vacuum" bool DEFAULT true, /* Option < bool > */
-	"reindex_bloated" bool DEFAULT true, /* Option < bool > */
-	"autovacuum_tuning" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'maintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:79
--- pgmart::metrics::api::metric_sql
-CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+-- src/alerts/api.rs:16
+-- pgmart::alerts::api::add_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
 	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/snapshots/api.rs:48
--- pgmart::snapshots::api::run_snapshot
-CREATE  FUNCTION pgmart."run_snapshot"(
-	"name" TEXT /* Option < & str > */
-) RETURNS jsonb /* pgrx :: JsonB */
+	"target" regclass, /* Option < RegClass > */
+	"condition" TEXT, /* Option < & str > */
+	"severity" TEXT DEFAULT 'high', /* Option < & str > */
+	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
+	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"on_update" bool DEFAULT false /* Option < bool > */
+) RETURNS bigint /* i64 */
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_snapshot_wrapper';
+AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:442
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
+-- src/health/api.rs:42
+-- pgmart::health::api::unmaintain_table
+CREATE  FUNCTION pgmart."unmaintain_table"(
+	"table" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
 
 /* </end connected objects> */
 
@@ -1686,260 +1621,12 @@ AS 'MODULE_PATHNAME', '_anchors_dropped_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:41
--- pgmart::metrics::api::deprecate_metric
-CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
-	"name" TEXT, /* Option < & str > */
-	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:550
--- pgmart::jobs::api::pause_job
-CREATE OR REPLACE FUNCTION pgmart."pause_job"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/wake.rs:35
--- pgmart::worker::wake::_wake_scheduler
-CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+-- src/metrics/api.rs:54
+-- pgmart::metrics::api::_install_metric_views
+CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
 STRICT VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:456
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:471
--- pgmart::jobs::api::refresh_due
-CREATE OR REPLACE FUNCTION pgmart."refresh_due"() RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_due_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:116
--- pgmart::rollups::api::_rollup_pending
-CREATE  FUNCTION pgmart."_rollup_pending"(
-	"job_id" bigint /* i64 */
-) RETURNS TABLE (
-	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
-	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:507
--- pgmart::jobs::api::run_job
-CREATE  FUNCTION pgmart."run_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS TABLE (
-	"job_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"target" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"duration_ms" double precision,  /* f64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/snapshots/api.rs:10
--- pgmart::snapshots::api::create_snapshot
-CREATE  FUNCTION pgmart."create_snapshot"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"strategy" TEXT, /* Option < & str > */
-	"unique_key" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"updated_at" TEXT DEFAULT NULL, /* Option < & str > */
-	"check_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"schedule" TEXT DEFAULT '@daily', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"period" TEXT DEFAULT 'day', /* Option < & str > */
-	"invalidate_hard_deletes" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"preset" TEXT DEFAULT 'pgmart', /* Option < & str > */
-	"meta_columns" jsonb DEFAULT NULL /* Option < pgrx :: JsonB > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_snapshot_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:9
--- pgmart::layers::api::create_layers
-CREATE  FUNCTION pgmart."create_layers"(
-	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
-	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
-	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
-	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
-	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
-	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
-) RETURNS TABLE (
-	"change" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"statement" TEXT  /* String */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_layers_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:612
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/refresh/api.rs:178
--- pgmart::refresh::api::unschedule_refresh
-CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:40
--- pgmart::checks::api::drop_check
-CREATE OR REPLACE FUNCTION pgmart."drop_check"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_check_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:107
--- pgmart::rollups::api::_rollup_watermark
-CREATE  FUNCTION pgmart."_rollup_watermark"(
-	"job_id" bigint /* i64 */
-) RETURNS timestamp with time zone /* TimestampWithTimeZone */
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:37
--- pgmart::partitions::api::create_partition_set
-CREATE  FUNCTION pgmart."create_partition_set"(
-	"parent" regclass, /* Option < RegClass > */
-	"control_column" TEXT, /* Option < & str > */
-	"partition_interval" interval, /* Option < Interval > */
-	"premake" INT DEFAULT 4, /* Option < i32 > */
-	"retention" interval DEFAULT NULL, /* Option < Interval > */
-	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
-	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"default_partition" bool DEFAULT true, /* Option < bool > */
-	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:47
--- pgmart::alerts::api::ack_alert
-CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
-	"alert_id" bigint, /* Option < i64 > */
-	"note" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/checks/api.rs:46
--- pgmart::checks::api::run_checks
-CREATE OR REPLACE FUNCTION pgmart."run_checks"(
-	"target" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"check_id" bigint,  /* i64 */
-	"name" TEXT,  /* String */
-	"target" TEXT,  /* String */
-	"kind" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"failing_rows" bigint,  /* Option < i64 > */
-	"checked_rows" bigint,  /* Option < i64 > */
-	"sample" jsonb,  /* Option < pgrx :: JsonB > */
-	"duration_ms" double precision  /* f64 */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_checks_wrapper';
+AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
 
 /* </end connected objects> */
 
@@ -2361,47 +2048,15 @@ GRANT SELECT ON pgmart.query_health TO PUBLIC;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/refresh/api.rs:198
--- pgmart::refresh::api::refresh_now
-CREATE OR REPLACE FUNCTION pgmart."refresh_now"(
-	"view" regclass /* Option < RegClass > */
-) RETURNS TABLE (
-	"view_name" TEXT,  /* String */
-	"triggered_by" TEXT,  /* String */
-	"method" TEXT,  /* Option < String > */
-	"status" TEXT,  /* String */
-	"rows_after" bigint,  /* Option < i64 > */
-	"duration_ms" double precision,  /* f64 */
-	"error" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_now_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:70
--- pgmart::layers::api::label_client_facing
-CREATE  FUNCTION pgmart."label_client_facing"(
-	"table" regclass, /* Option < RegClass > */
-	"client_facing" bool DEFAULT true /* Option < bool > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:33
--- pgmart::dashboards::api::drop_dashboard
-CREATE  FUNCTION pgmart."drop_dashboard"(
-	"name" TEXT /* Option < & str > */
+-- src/snapshots/api.rs:56
+-- pgmart::snapshots::api::drop_snapshot
+CREATE  FUNCTION pgmart."drop_snapshot"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_dashboard_wrapper';
+AS 'MODULE_PATHNAME', 'drop_snapshot_wrapper';
 
 /* </end connected objects> */
 
@@ -2421,19 +2076,52 @@ AS 'MODULE_PATHNAME', 'grant_access_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/metrics/api.rs:93
--- pgmart::metrics::api::metric_sql
-CREATE  FUNCTION pgmart."metric_sql"(
-	"metrics" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
-	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
-	"grain" TEXT DEFAULT NULL, /* Option < & str > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE  
+-- src/layers/api.rs:70
+-- pgmart::layers::api::label_client_facing
+CREATE  FUNCTION pgmart."label_client_facing"(
+	"table" regclass, /* Option < RegClass > */
+	"client_facing" bool DEFAULT true /* Option < bool > */
+) RETURNS bool /* bool */
+VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'metric_sql_several_wrapper';
+AS 'MODULE_PATHNAME', 'label_client_facing_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:550
+-- pgmart::jobs::api::pause_job
+CREATE OR REPLACE FUNCTION pgmart."pause_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pause_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:456
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:63
+-- pgmart::layers::api::unlabel_pii
+CREATE  FUNCTION pgmart."unlabel_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unlabel_pii_wrapper';
 
 /* </end connected objects> */
 
@@ -2458,14 +2146,119 @@ AS 'MODULE_PATHNAME', 'run_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:79
--- pgmart::dashboards::api::lineage_mermaid
-CREATE  FUNCTION pgmart."lineage_mermaid"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TEXT /* String */
-STABLE PARALLEL UNSAFE 
+-- src/jobs/api.rs:400
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:11
+-- pgmart::rollups::api::create_rollup
+CREATE  FUNCTION pgmart."create_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"time_column" TEXT, /* Option < & str > */
+	"bucket" interval, /* Option < Interval > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
+	"filter" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
+	"realtime" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:612
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_name" TEXT, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:716
+-- pgmart::jobs::api::drop_job
+CREATE  FUNCTION pgmart."drop_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:140
+-- pgmart::metrics::api::metric_values
+CREATE  FUNCTION pgmart."metric_values"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TABLE (
+	"bucket_start" timestamp with time zone,  /* Instant */
+	"bucket_local" timestamp,  /* Local */
+	"is_partial" bool,  /* Option < bool > */
+	"dimension_values" jsonb,  /* Option < pgrx :: JsonB > */
+	"value" NUMERIC,  /* Number */
+	"numerator" NUMERIC,  /* Number */
+	"denominator" NUMERIC  /* Number */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_values_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:46
+-- pgmart::checks::api::run_checks
+CREATE OR REPLACE FUNCTION pgmart."run_checks"(
+	"target" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"check_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"target" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"failing_rows" bigint,  /* Option < i64 > */
+	"checked_rows" bigint,  /* Option < i64 > */
+	"sample" jsonb,  /* Option < pgrx :: JsonB > */
+	"duration_ms" double precision  /* f64 */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_checks_wrapper';
 
 /* </end connected objects> */
 
@@ -2482,36 +2275,6 @@ AS 'MODULE_PATHNAME', 'resume_job_named_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:464
--- pgmart::jobs::api::unschedule
-CREATE  FUNCTION pgmart."unschedule"(
-	"job_id" bigint /* Option < i64 > */
-) RETURNS bool /* bool */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/worker/status.rs:102
--- pgmart::worker::status::worker_status
-CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
-	"database" TEXT,  /* Option < String > */
-	"scheduler_pid" INT,  /* Option < i32 > */
-	"running_jobs" INT,  /* i32 */
-	"waiting_jobs" INT,  /* i32 */
-	"max_parallel_jobs" INT,  /* i32 */
-	"problem" TEXT,  /* Option < String > */
-	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'worker_status_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/jobs/api.rs:711
 -- pgmart::jobs::api::drop_job
 CREATE OR REPLACE FUNCTION pgmart."drop_job"(
@@ -2524,40 +2287,35 @@ AS 'MODULE_PATHNAME', 'drop_job_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/snapshots/api.rs:56
--- pgmart::snapshots::api::drop_snapshot
-CREATE  FUNCTION pgmart."drop_snapshot"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
+-- src/rollups/api.rs:108
+-- pgmart::rollups::api::_rollup_watermark
+CREATE  FUNCTION pgmart."_rollup_watermark"(
+	"job_id" bigint /* i64 */
+) RETURNS timestamp with time zone /* TimestampWithTimeZone */
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_snapshot_wrapper';
+AS 'MODULE_PATHNAME', '_rollup_watermark_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/alerts/api.rs:41
--- pgmart::alerts::api::drop_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
-	"name" TEXT /* Option < & str > */
-) RETURNS void
+-- src/layers/api.rs:9
+-- pgmart::layers::api::create_layers
+CREATE  FUNCTION pgmart."create_layers"(
+	"raw" TEXT DEFAULT 'raw', /* Option < & str > */
+	"staging" TEXT DEFAULT 'staging', /* Option < & str > */
+	"mart" TEXT DEFAULT 'mart', /* Option < & str > */
+	"ingest_role" TEXT DEFAULT 'ingest', /* Option < & str > */
+	"transform_role" TEXT DEFAULT 'transform', /* Option < & str > */
+	"bi_role" TEXT DEFAULT 'bi' /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:78
--- pgmart::rollups::api::drop_rollup
-CREATE  FUNCTION pgmart."drop_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"keep_data" bool DEFAULT false /* Option < bool > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+AS 'MODULE_PATHNAME', 'create_layers_wrapper';
 
 /* </end connected objects> */
 
@@ -2582,6 +2340,114 @@ AS 'MODULE_PATHNAME', 'schedule_sql_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/worker/status.rs:102
+-- pgmart::worker::status::worker_status
+CREATE  FUNCTION pgmart."worker_status"() RETURNS TABLE (
+	"database" TEXT,  /* Option < String > */
+	"scheduler_pid" INT,  /* Option < i32 > */
+	"running_jobs" INT,  /* i32 */
+	"waiting_jobs" INT,  /* i32 */
+	"max_parallel_jobs" INT,  /* i32 */
+	"problem" TEXT,  /* Option < String > */
+	"since" timestamp with time zone  /* Option < pgrx :: datum :: TimestampWithTimeZone > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/snapshots/api.rs:10
+-- pgmart::snapshots::api::create_snapshot
+CREATE  FUNCTION pgmart."create_snapshot"(
+	"name" TEXT, /* Option < & str > */
+	"source" regclass, /* Option < RegClass > */
+	"strategy" TEXT, /* Option < & str > */
+	"unique_key" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"updated_at" TEXT DEFAULT NULL, /* Option < & str > */
+	"check_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"schedule" TEXT DEFAULT '@daily', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"period" TEXT DEFAULT 'day', /* Option < & str > */
+	"invalidate_hard_deletes" bool DEFAULT true, /* Option < bool > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"preset" TEXT DEFAULT 'pgmart', /* Option < & str > */
+	"meta_columns" jsonb DEFAULT NULL /* Option < pgrx :: JsonB > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_snapshot_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:464
+-- pgmart::jobs::api::unschedule
+CREATE  FUNCTION pgmart."unschedule"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS bool /* bool */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_id_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:37
+-- pgmart::partitions::api::create_partition_set
+CREATE  FUNCTION pgmart."create_partition_set"(
+	"parent" regclass, /* Option < RegClass > */
+	"control_column" TEXT, /* Option < & str > */
+	"partition_interval" interval, /* Option < Interval > */
+	"premake" INT DEFAULT 4, /* Option < i32 > */
+	"retention" interval DEFAULT NULL, /* Option < Interval > */
+	"retention_mode" TEXT DEFAULT 'drop', /* Option < & str > */
+	"start_at" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"default_partition" bool DEFAULT true, /* Option < bool > */
+	"schedule" TEXT DEFAULT '1 hour', /* Option < & str > */
+	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_partition_set_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:41
+-- pgmart::metrics::api::deprecate_metric
+CREATE OR REPLACE FUNCTION pgmart."deprecate_metric"(
+	"name" TEXT, /* Option < & str > */
+	"replaced_by" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deprecate_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:59
+-- pgmart::dashboards::api::impact
+CREATE  FUNCTION pgmart."impact"(
+	"object" regclass /* Option < RegClass > */
+) RETURNS TABLE (
+	"object" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"depth" INT,  /* i32 */
+	"owner" TEXT,  /* Option < String > */
+	"registered_by" TEXT,  /* Option < String > */
+	"url" TEXT  /* Option < String > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'impact_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/health/api.rs:10
 -- pgmart::health::api::schedule_health
 CREATE  FUNCTION pgmart."schedule_health"(
@@ -2595,213 +2461,6 @@ CREATE  FUNCTION pgmart."schedule_health"(
 VOLATILE 
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'schedule_health_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:10
--- pgmart::rollups::api::create_rollup
-CREATE  FUNCTION pgmart."create_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"source" regclass, /* Option < RegClass > */
-	"time_column" TEXT, /* Option < & str > */
-	"bucket" interval, /* Option < Interval > */
-	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"measures" jsonb DEFAULT NULL, /* Option < pgrx :: JsonB > */
-	"filter" TEXT DEFAULT NULL, /* Option < & str > */
-	"schedule" TEXT DEFAULT '1 minute', /* Option < & str > */
-	"timezone" TEXT DEFAULT 'UTC', /* Option < & str > */
-	"start_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"end_offset" interval DEFAULT NULL, /* Option < Interval > */
-	"realtime" bool DEFAULT true, /* Option < bool > */
-	"retention" interval DEFAULT NULL /* Option < Interval > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'create_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/dashboards/api.rs:8
--- pgmart::dashboards::api::register_dashboard
-CREATE  FUNCTION pgmart."register_dashboard"(
-	"name" TEXT, /* Option < & str > */
-	"owner" TEXT, /* Option < & str > */
-	"description" TEXT, /* Option < & str > */
-	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
-	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
-	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
-	"url" TEXT DEFAULT NULL, /* Option < & str > */
-	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/alerts/api.rs:16
--- pgmart::alerts::api::add_alert_rule
-CREATE OR REPLACE FUNCTION pgmart."add_alert_rule"(
-	"name" TEXT, /* Option < & str > */
-	"target" regclass, /* Option < RegClass > */
-	"condition" TEXT, /* Option < & str > */
-	"severity" TEXT DEFAULT 'high', /* Option < & str > */
-	"channel" TEXT DEFAULT 'pgmart_alerts', /* Option < & str > */
-	"payload_columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
-	"on_update" bool DEFAULT false /* Option < bool > */
-) RETURNS bigint /* i64 */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'add_alert_rule_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/health/api.rs:42
--- pgmart::health::api::unmaintain_table
-CREATE  FUNCTION pgmart."unmaintain_table"(
-	"table" regclass /* Option < RegClass > */
-) RETURNS void
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'unmaintain_table_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/rollups/api.rs:48
--- pgmart::rollups::api::refresh_rollup
-CREATE  FUNCTION pgmart."refresh_rollup"(
-	"name" TEXT, /* Option < & str > */
-	"from_ts" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
-	"to_ts" timestamp with time zone DEFAULT NULL /* Option < TimestampWithTimeZone > */
-) RETURNS jsonb /* pgrx :: JsonB */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refresh_rollup_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:215
--- pgmart::partitions::api::run_partition_maintenance
-CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
-	"parent" regclass DEFAULT NULL /* Option < RegClass > */
-) RETURNS TABLE (
-	"parent" TEXT,  /* String */
-	"status" TEXT,  /* String */
-	"created" TEXT[],  /* Vec < String > */
-	"dropped" TEXT[],  /* Vec < String > */
-	"detached" TEXT[],  /* Vec < String > */
-	"rescued_rows" bigint,  /* i64 */
-	"message" TEXT  /* Option < String > */
-)
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:34
--- pgmart::layers::api::access_report
-CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
-	"layer" TEXT,  /* Option < String > */
-	"schema" TEXT,  /* Option < String > */
-	"object_type" TEXT,  /* String */
-	"object" TEXT,  /* String */
-	"column_name" TEXT,  /* Option < String > */
-	"role" TEXT,  /* String */
-	"privilege" TEXT,  /* String */
-	"violation" bool,  /* bool */
-	"reason" TEXT  /* Option < String > */
-)
-STRICT STABLE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'access_report_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:716
--- pgmart::jobs::api::drop_job
-CREATE  FUNCTION pgmart."drop_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_job_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:400
--- pgmart::jobs::api::schedule
-CREATE  FUNCTION pgmart."schedule"(
-	"job_name" TEXT, /* Option < & str > */
-	"schedule" TEXT, /* Option < & str > */
-	"command" TEXT /* Option < & str > */
-) RETURNS bigint /* i64 */
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'schedule_named_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:595
--- pgmart::jobs::api::alter_job
-CREATE  FUNCTION pgmart."alter_job"(
-	"job_id" bigint, /* Option < i64 > */
-	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
-	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
-	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
-	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
-	"enabled" bool DEFAULT NULL, /* Option < bool > */
-	"command" TEXT DEFAULT NULL, /* Option < & str > */
-	"name" TEXT DEFAULT NULL, /* Option < & str > */
-	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/layers/api.rs:29
--- pgmart::layers::api::drop_layers
-CREATE  FUNCTION pgmart."drop_layers"(
-	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/metrics/api.rs:54
--- pgmart::metrics::api::_install_metric_views
-CREATE  FUNCTION pgmart."_install_metric_views"() RETURNS void
-STRICT VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', '_install_metric_views_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/partitions/api.rs:272
--- pgmart::partitions::api::drop_partition_set
-CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
-	"parent" regclass /* Option < RegClass > */
-) RETURNS bool /* bool */
-VOLATILE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
 
 /* </end connected objects> */
 
@@ -2826,46 +2485,95 @@ AS 'MODULE_PATHNAME', 'schedule_refresh_0_2_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/dashboards/api.rs:38
--- pgmart::dashboards::api::lineage
-CREATE  FUNCTION pgmart."lineage"(
-	"object" regclass DEFAULT NULL /* Option < RegClass > */
+-- src/rollups/api.rs:117
+-- pgmart::rollups::api::_rollup_pending
+CREATE  FUNCTION pgmart."_rollup_pending"(
+	"job_id" bigint /* i64 */
 ) RETURNS TABLE (
-	"upstream" TEXT,  /* String */
-	"upstream_kind" TEXT,  /* String */
-	"downstream" TEXT,  /* String */
-	"downstream_kind" TEXT,  /* String */
-	"via" TEXT,  /* String */
-	"direction" TEXT,  /* Option < String > */
-	"depth" INT  /* Option < i32 > */
+	"pgmart_lo" timestamp with time zone,  /* TimestampWithTimeZone */
+	"pgmart_hi" timestamp with time zone  /* TimestampWithTimeZone */
 )
-STABLE PARALLEL UNSAFE 
+STRICT STABLE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lineage_wrapper';
+AS 'MODULE_PATHNAME', '_rollup_pending_wrapper';
 
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/jobs/api.rs:567
--- pgmart::jobs::api::resume_job
-CREATE OR REPLACE FUNCTION pgmart."resume_job"(
-	"job_id" bigint /* Option < i64 > */
+-- src/checks/api.rs:9
+-- pgmart::checks::api::add_check
+CREATE  FUNCTION pgmart."add_check"(
+	"target" regclass, /* Option < RegClass > */
+	"kind" TEXT, /* Option < & str > */
+	"columns" TEXT[] DEFAULT NULL, /* :: std :: option :: Option < Vec < Option < String > > > */
+	"params" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
+	"severity" TEXT DEFAULT 'error', /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"where_clause" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_check_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:56
+-- pgmart::layers::api::label_pii
+CREATE  FUNCTION pgmart."label_pii"(
+	"table" regclass, /* Option < RegClass > */
+	"columns" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'label_pii_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:47
+-- pgmart::alerts::api::ack_alert
+CREATE OR REPLACE FUNCTION pgmart."ack_alert"(
+	"alert_id" bigint, /* Option < i64 > */
+	"note" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:215
+-- pgmart::partitions::api::run_partition_maintenance
+CREATE OR REPLACE FUNCTION pgmart."run_partition_maintenance"(
+	"parent" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"parent" TEXT,  /* String */
+	"status" TEXT,  /* String */
+	"created" TEXT[],  /* Vec < String > */
+	"dropped" TEXT[],  /* Vec < String > */
+	"detached" TEXT[],  /* Vec < String > */
+	"rescued_rows" bigint,  /* i64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_partition_maintenance_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/checks/api.rs:40
+-- pgmart::checks::api::drop_check
+CREATE OR REPLACE FUNCTION pgmart."drop_check"(
+	"name" TEXT /* Option < & str > */
 ) RETURNS void
 VOLATILE 
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'resume_job_wrapper';
-
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/jobs/api.rs:555
--- pgmart::jobs::api::pause_job
-CREATE  FUNCTION pgmart."pause_job"(
-	"job_name" TEXT /* Option < & str > */
-) RETURNS void
-VOLATILE  
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'pause_job_named_wrapper';
+AS 'MODULE_PATHNAME', 'drop_check_wrapper';
 
 /* </end connected objects> */
 
@@ -2896,7 +2604,296 @@ AS 'MODULE_PATHNAME', 'metric_values_several_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:63
+-- src/jobs/api.rs:567
+-- pgmart::jobs::api::resume_job
+CREATE OR REPLACE FUNCTION pgmart."resume_job"(
+	"job_id" bigint /* Option < i64 > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'resume_job_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/refresh/api.rs:178
+-- pgmart::refresh::api::unschedule_refresh
+CREATE OR REPLACE FUNCTION pgmart."unschedule_refresh"(
+	"view" regclass /* Option < RegClass > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unschedule_refresh_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:47
+-- pgmart::metrics::api::drop_metric
+CREATE OR REPLACE FUNCTION pgmart."drop_metric"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_metric_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:507
+-- pgmart::jobs::api::run_job
+CREATE  FUNCTION pgmart."run_job"(
+	"job_name" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"job_id" bigint,  /* i64 */
+	"name" TEXT,  /* String */
+	"kind" TEXT,  /* String */
+	"target" TEXT,  /* Option < String > */
+	"status" TEXT,  /* String */
+	"duration_ms" double precision,  /* f64 */
+	"message" TEXT  /* Option < String > */
+)
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_job_named_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:442
+-- pgmart::jobs::api::schedule
+CREATE  FUNCTION pgmart."schedule"(
+	"schedule" TEXT, /* Option < & str > */
+	"command" TEXT /* Option < & str > */
+) RETURNS bigint /* i64 */
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'schedule_unnamed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:8
+-- pgmart::dashboards::api::register_dashboard
+CREATE  FUNCTION pgmart."register_dashboard"(
+	"name" TEXT, /* Option < & str > */
+	"owner" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"metrics" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"sources" regclass[] DEFAULT '{}', /* Option < args :: RegClassArray > */
+	"caveats" TEXT DEFAULT NULL, /* Option < & str > */
+	"url" TEXT DEFAULT NULL, /* Option < & str > */
+	"query_pattern" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'register_dashboard_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:38
+-- pgmart::dashboards::api::lineage
+CREATE  FUNCTION pgmart."lineage"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TABLE (
+	"upstream" TEXT,  /* String */
+	"upstream_kind" TEXT,  /* String */
+	"downstream" TEXT,  /* String */
+	"downstream_kind" TEXT,  /* String */
+	"via" TEXT,  /* String */
+	"direction" TEXT,  /* Option < String > */
+	"depth" INT  /* Option < i32 > */
+)
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/rollups/api.rs:79
+-- pgmart::rollups::api::drop_rollup
+CREATE  FUNCTION pgmart."drop_rollup"(
+	"name" TEXT, /* Option < & str > */
+	"keep_data" bool DEFAULT false /* Option < bool > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_rollup_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/dashboards/api.rs:79
+-- pgmart::dashboards::api::lineage_mermaid
+CREATE  FUNCTION pgmart."lineage_mermaid"(
+	"object" regclass DEFAULT NULL /* Option < RegClass > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lineage_mermaid_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/partitions/api.rs:272
+-- pgmart::partitions::api::drop_partition_set
+CREATE OR REPLACE FUNCTION pgmart."drop_partition_set"(
+	"parent" regclass /* Option < RegClass > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_partition_set_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/jobs/api.rs:595
+-- pgmart::jobs::api::alter_job
+CREATE  FUNCTION pgmart."alter_job"(
+	"job_id" bigint, /* Option < i64 > */
+	"schedule" TEXT DEFAULT NULL, /* Option < & str > */
+	"timezone" TEXT DEFAULT NULL, /* Option < & str > */
+	"max_retries" INT DEFAULT NULL, /* Option < i32 > */
+	"retry_backoff" TEXT DEFAULT NULL, /* Option < & str > */
+	"enabled" bool DEFAULT NULL, /* Option < bool > */
+	"command" TEXT DEFAULT NULL, /* Option < & str > */
+	"name" TEXT DEFAULT NULL, /* Option < & str > */
+	"timeout" interval DEFAULT NULL /* Option < pgrx :: datum :: Interval > */
+) RETURNS void
+VOLATILE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'alter_job_0_2_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:35
+-- pgmart::worker::wake::_wake_scheduler
+CREATE OR REPLACE FUNCTION pgmart."_wake_scheduler"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_scheduler_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/follow.rs:109
+-- pgmart::follow::_relations_changed
+CREATE  FUNCTION pgmart."_relations_changed"(
+	"relations" oid[] /* Vec < Option < pg_sys :: Oid > > */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_relations_changed_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:34
+-- pgmart::layers::api::access_report
+CREATE  FUNCTION pgmart."access_report"() RETURNS TABLE (
+	"layer" TEXT,  /* Option < String > */
+	"schema" TEXT,  /* Option < String > */
+	"object_type" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"column_name" TEXT,  /* Option < String > */
+	"role" TEXT,  /* String */
+	"privilege" TEXT,  /* String */
+	"violation" bool,  /* bool */
+	"reason" TEXT  /* Option < String > */
+)
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'access_report_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/metrics/api.rs:79
+-- pgmart::metrics::api::metric_sql
+CREATE OR REPLACE FUNCTION pgmart."metric_sql"(
+	"name" TEXT, /* Option < & str > */
+	"from_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"grain" TEXT DEFAULT NULL, /* Option < & str > */
+	"dimensions" TEXT[] DEFAULT '{}', /* :: std :: option :: Option < Vec < Option < String > > > */
+	"timezone" TEXT DEFAULT 'UTC' /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'metric_sql_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/snapshots/api.rs:48
+-- pgmart::snapshots::api::run_snapshot
+CREATE  FUNCTION pgmart."run_snapshot"(
+	"name" TEXT /* Option < & str > */
+) RETURNS jsonb /* pgrx :: JsonB */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'run_snapshot_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/alerts/api.rs:41
+-- pgmart::alerts::api::drop_alert_rule
+CREATE OR REPLACE FUNCTION pgmart."drop_alert_rule"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_alert_rule_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/worker/wake.rs:43
+-- pgmart::worker::wake::_wake_launcher
+CREATE OR REPLACE FUNCTION pgmart."_wake_launcher"() RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wake_launcher_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:76
+-- pgmart::layers::api::isolate_tenants
+CREATE  FUNCTION pgmart."isolate_tenants"(
+	"table" regclass, /* Option < RegClass > */
+	"tenant_column" TEXT, /* Option < & str > */
+	"setting" TEXT DEFAULT 'app.tenant_id', /* Option < & str > */
+	"bi_role" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"change" TEXT,  /* String */
+	"object" TEXT,  /* String */
+	"statement" TEXT  /* String */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'isolate_tenants_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/layers/api.rs:29
+-- pgmart::layers::api::drop_layers
+CREATE  FUNCTION pgmart."drop_layers"(
+	"mart" TEXT DEFAULT 'mart' /* Option < & str > */
+) RETURNS bool /* bool */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_layers_wrapper';
+
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/lib.rs:64
 -- finalize
 -- Runs last in CREATE EXTENSION: triggers and comments that need the Rust functions to exist.
 -- (Extension scripts run with client_min_messages raised to WARNING, hence a WARNING below.)

@@ -292,9 +292,6 @@ CREATE TABLE pgmart.rollup (
     rt_view         regclass,
     -- Buckets below it are materialized (NULL: never filled).
     watermark       timestamptz,
-    -- What the capture triggers run over their transition tables (made by src/rollups/plan.rs).
-    capture_new     text NOT NULL,
-    capture_old     text NOT NULL,
     period_s        float8 NOT NULL CHECK (period_s OPERATOR(pg_catalog.>) 0),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_refresh_at timestamptz,
